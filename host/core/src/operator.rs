@@ -1,0 +1,45 @@
+//! The operator contract between the executor and whatever computes (WASM plugins, built-ins).
+
+use crate::batch::Batch;
+use crate::job::{Job, Step};
+
+/// A transformation of batches; one instance per operator subtask.
+///
+/// Only `process` is required; hooks for watermarks, timers and checkpoints join it as
+/// defaulted methods, so that simple operators stay one method long.
+pub trait Operator: Send {
+    /// Transforms one input batch into the output batch.
+    fn process(&mut self, input: Batch) -> Result<Batch, OperatorError>;
+}
+
+/// Creates operator instances for plugin steps; lets the core run without knowing WASM.
+pub trait OperatorFactory {
+    /// An instance of `step` for subtask `subtask` of `parallelism`.
+    fn create(
+        &self,
+        job: &Job,
+        step: &Step,
+        subtask: u32,
+        parallelism: u32,
+    ) -> Result<Box<dyn Operator>, OperatorError>;
+}
+
+/// An operator failed; names the step and carries the operator's own error.
+#[derive(Debug, thiserror::Error)]
+#[error("step {step:?}: {source}")]
+pub struct OperatorError {
+    /// Name of the step.
+    pub step: String,
+    /// What went wrong, as the operator reports it.
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl OperatorError {
+    /// Wraps an error of step `step`.
+    pub fn new(step: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        OperatorError {
+            step: step.to_owned(),
+            source: source.into(),
+        }
+    }
+}

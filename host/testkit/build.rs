@@ -1,0 +1,70 @@
+//! Builds the example plugins into components before the tests compile, and records
+//! where they are, so no test depends on a manual build step.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Every plugin package under `plugins/` that tests and benchmarks use.
+const PLUGINS: &[&str] = &["word-split", "currency-convert", "amount-filter", "hostile"];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest.join("../..");
+    for dir in ["plugins", "sdk", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
+    // A stable directory beside the build outputs, so the plugin build is incremental.
+    let target = out
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join("wasm-plugins"))
+        .unwrap_or_else(|| out.join("wasm-plugins"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target=wasm32-wasip2")
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
+    for p in PLUGINS {
+        cmd.arg("-p").arg(p);
+    }
+    // Flags meant for the host (coverage, sanitizers, target-cpu) must not reach wasm.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .expect("cannot run cargo to build the example plugins");
+    assert!(
+        status.success(),
+        "building the example plugins for wasm32-wasip2 failed; is the target installed? (rustup target add wasm32-wasip2)"
+    );
+    let dir = target.join("wasm32-wasip2/release");
+    let mut consts = String::new();
+    consts.push_str(&format!("/// Directory holding every example plugin component.\npub const PLUGIN_DIR: &str = {:?};\n", path_str(&dir)));
+    for p in PLUGINS {
+        let file = dir.join(format!("{}.wasm", p.replace('-', "_")));
+        assert!(file.is_file(), "{} was not built", file.display());
+        consts.push_str(&format!(
+            "/// The `{p}` example plugin component.\npub const {}: &str = {:?};\n",
+            p.replace('-', "_").to_uppercase(),
+            path_str(&file)
+        ));
+    }
+    std::fs::write(out.join("plugins.rs"), consts).expect("cannot write plugins.rs");
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("build paths are UTF-8").to_owned()
+}

@@ -1,0 +1,14 @@
+//! Test support shared by the end-to-end tests and the benchmarks: the example plugins,
+//! built into components by this crate's build script, and the repository's paths.
+
+use std::path::{Path, PathBuf};
+
+/// Paths of the example plugin components.
+pub mod plugins {
+    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

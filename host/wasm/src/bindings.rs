@@ -1,0 +1,77 @@
+//! Host-side bindings of the `eddy:plugin` WIT package, one module per world.
+//!
+//! The shared interfaces (`types`, `host`, `config`) are generated once in [`base`]
+//! and reused by every world, so the host implements them once.
+
+/// The imports every plugin shares.
+#[allow(missing_docs, reason = "generated from the WIT, which documents it")]
+pub mod base {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "plugin-base",
+    });
+}
+
+macro_rules! world {
+    ($module:ident, $world:literal) => {
+        #[doc = concat!("Bindings of the `", $world, "` world.")]
+        #[allow(missing_docs, reason = "generated from the WIT, which documents it")]
+        pub mod $module {
+            wasmtime::component::bindgen!({
+                path: "../../wit",
+                world: $world,
+                with: {
+                    "eddy:plugin/types": crate::bindings::base::eddy::plugin::types,
+                    "eddy:plugin/host": crate::bindings::base::eddy::plugin::host,
+                    "eddy:plugin/config": crate::bindings::base::eddy::plugin::config,
+                },
+            });
+        }
+    };
+}
+
+world!(map, "map-plugin");
+world!(filter, "filter-plugin");
+world!(flat_map, "flat-map-plugin");
+
+pub use base::eddy::plugin::types::{Batch as WitBatch, Header as WitHeader, PluginError};
+
+/// Moves a host batch into the WIT record without copying its buffers.
+pub fn to_wit(b: eddy_core::Batch) -> WitBatch {
+    WitBatch {
+        values: b.values,
+        value_ends: b.value_ends,
+        keys: b.keys,
+        key_ends: b.key_ends,
+        timestamps: b.timestamps,
+        headers: b
+            .headers
+            .into_iter()
+            .map(|h| WitHeader {
+                event: h.event,
+                name: h.name,
+                value: h.value,
+            })
+            .collect(),
+    }
+}
+
+/// Moves a WIT batch record into a host batch without copying its buffers.
+pub fn from_wit(b: WitBatch) -> eddy_core::Batch {
+    eddy_core::Batch {
+        values: b.values,
+        value_ends: b.value_ends,
+        keys: b.keys,
+        key_ends: b.key_ends,
+        timestamps: b.timestamps,
+        headers: b
+            .headers
+            .into_iter()
+            .map(|h| eddy_core::Header {
+                event: h.event,
+                name: h.name,
+                value: h.value,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,140 @@
+//! The state behind each plugin instance and the host functions it imports.
+
+use std::collections::BTreeMap;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::base::eddy::plugin::{config, host, types};
+use crate::output::CapturedOutput;
+
+/// Where an instance runs: what the `config` interface tells the plugin.
+#[derive(Clone, Debug)]
+pub struct InstanceInfo {
+    /// Name of the job.
+    pub job: String,
+    /// Name of the step.
+    pub step: String,
+    /// Subtask index.
+    pub subtask: u32,
+    /// Subtasks of the step.
+    pub parallelism: u32,
+    /// The step's params as a JSON object.
+    pub params_json: String,
+}
+
+/// Metrics a plugin reported through the `host` interface.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PluginMetrics {
+    /// Counters by name.
+    pub counters: BTreeMap<String, u64>,
+    /// Gauges by name.
+    pub gauges: BTreeMap<String, f64>,
+}
+
+/// The store data of one plugin instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) info: InstanceInfo,
+    pub(crate) metrics: PluginMetrics,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+}
+
+impl HostState {
+    /// State for a new instance: WASI with nothing granted (no files, network,
+    /// environment or arguments), stdout and stderr captured for the host log.
+    pub fn new(info: InstanceInfo) -> Self {
+        let stdout = CapturedOutput::default();
+        let stderr = CapturedOutput::default();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            info,
+            metrics: PluginMetrics::default(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Forwards what the plugin printed since the last call to the host log.
+    pub(crate) fn forward_output(&self) {
+        for (stream, captured) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (lines, dropped) = captured.drain();
+            for line in lines {
+                tracing::info!(target: "eddy::plugin", job = %self.info.job, step = %self.info.step,
+                    subtask = self.info.subtask, stream, "{line}");
+            }
+            if dropped > 0 {
+                tracing::warn!(target: "eddy::plugin", job = %self.info.job, step = %self.info.step,
+                    subtask = self.info.subtask, stream, dropped, "plugin output over the limit was dropped");
+            }
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: types::LogLevel, message: String) {
+        let info = &self.info;
+        macro_rules! emit {
+            ($level:ident) => {
+                tracing::$level!(target: "eddy::plugin", job = %info.job, step = %info.step,
+                    subtask = info.subtask, "{message}")
+            };
+        }
+        match level {
+            types::LogLevel::Trace => emit!(trace),
+            types::LogLevel::Debug => emit!(debug),
+            types::LogLevel::Info => emit!(info),
+            types::LogLevel::Warn => emit!(warn),
+            types::LogLevel::Error => emit!(error),
+        }
+    }
+
+    fn counter_add(&mut self, name: String, delta: u64) {
+        let counter = self.metrics.counters.entry(name).or_default();
+        *counter = counter.saturating_add(delta);
+    }
+
+    fn gauge_set(&mut self, name: String, value: f64) {
+        self.metrics.gauges.insert(name, value);
+    }
+}
+
+impl config::Host for HostState {
+    fn params(&mut self) -> String {
+        self.info.params_json.clone()
+    }
+
+    fn job_name(&mut self) -> String {
+        self.info.job.clone()
+    }
+
+    fn operator_name(&mut self) -> String {
+        self.info.step.clone()
+    }
+
+    fn subtask_index(&mut self) -> u32 {
+        self.info.subtask
+    }
+
+    fn parallelism(&mut self) -> u32 {
+        self.info.parallelism
+    }
+}

@@ -1,0 +1,215 @@
+//! A plugin instance as an engine operator: packs calls, checks results, names failures.
+
+use std::path::Path;
+
+use eddy_core::{Batch, Operator, OperatorError, OperatorKind};
+use wasmtime::Store;
+
+use crate::WasmError;
+use crate::bindings::{PluginError, filter, flat_map, from_wit, map, to_wit};
+use crate::host::{HostState, PluginMetrics};
+use crate::runtime::world_of;
+
+/// An instance bound to the world of its step kind.
+pub enum Bound {
+    /// A `map-plugin` instance.
+    Map(map::MapPlugin),
+    /// A `filter-plugin` instance.
+    Filter(filter::FilterPlugin),
+    /// A `flat-map-plugin` instance.
+    FlatMap(flat_map::FlatMapPlugin),
+}
+
+impl Bound {
+    fn kind(&self) -> OperatorKind {
+        match self {
+            Bound::Map(_) => OperatorKind::Map,
+            Bound::Filter(_) => OperatorKind::Filter,
+            Bound::FlatMap(_) => OperatorKind::FlatMap,
+        }
+    }
+}
+
+/// One plugin instance running as an operator subtask.
+pub struct WasmOperator {
+    plugin: String,
+    store: Store<HostState>,
+    bound: Bound,
+    /// Set after a trap: the instance's memory may be inconsistent, so no more calls.
+    poisoned: bool,
+}
+
+impl WasmOperator {
+    pub(crate) fn new(path: &Path, store: Store<HostState>, bound: Bound) -> Self {
+        let plugin = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        WasmOperator {
+            plugin,
+            store,
+            bound,
+            poisoned: false,
+        }
+    }
+
+    /// Metrics the plugin reported so far.
+    pub fn metrics(&self) -> &PluginMetrics {
+        &self.store.data().metrics
+    }
+
+    fn export(&self, function: &str) -> String {
+        format!("{}#{function}", world_of(self.bound.kind()).1)
+    }
+
+    /// Calls the plugin's `open`.
+    pub fn open(&mut self) -> Result<(), WasmError> {
+        let result = match &self.bound {
+            Bound::Map(b) => b.eddy_plugin_map_operator().call_open(&mut self.store),
+            Bound::Filter(b) => b.eddy_plugin_filter_operator().call_open(&mut self.store),
+            Bound::FlatMap(b) => b.eddy_plugin_flat_map_operator().call_open(&mut self.store),
+        };
+        self.finish("open", result, None)
+    }
+
+    /// Runs one batch through the plugin and returns its output.
+    pub fn call(&mut self, input: Batch) -> Result<Batch, WasmError> {
+        if self.poisoned {
+            return Err(WasmError::Contract {
+                plugin: self.plugin.clone(),
+                export: self.export("*"),
+                message: "the instance trapped earlier and cannot be called again".into(),
+            });
+        }
+        let n = input.len();
+        let wit = to_wit(input);
+        match &self.bound {
+            Bound::Map(b) => {
+                let result = b
+                    .eddy_plugin_map_operator()
+                    .call_map_batch(&mut self.store, &wit);
+                let input = from_wit(wit);
+                let mut out = from_wit(self.finish("map-batch", result, Some(&input))?);
+                self.check(&out, "map-batch")?;
+                if out.len() != n {
+                    return Err(self.contract(
+                        "map-batch",
+                        format!("returned {} events for {n} inputs", out.len()),
+                    ));
+                }
+                out.inherit_aligned(input);
+                Ok(out)
+            }
+            Bound::Filter(b) => {
+                let result = b
+                    .eddy_plugin_filter_operator()
+                    .call_filter_batch(&mut self.store, &wit);
+                let input = from_wit(wit);
+                let keep = self.finish("filter-batch", result, Some(&input))?;
+                if keep.len() == n {
+                    return Ok(input);
+                }
+                input
+                    .select(&keep)
+                    .map_err(|e| self.contract("filter-batch", e.to_string()))
+            }
+            Bound::FlatMap(b) => {
+                let result = b
+                    .eddy_plugin_flat_map_operator()
+                    .call_flat_map_batch(&mut self.store, &wit);
+                let input = from_wit(wit);
+                let output = self.finish("flat-map-batch", result, Some(&input))?;
+                let mut out = from_wit(output.events);
+                self.check(&out, "flat-map-batch")?;
+                if output.origins.len() != out.len()
+                    || output.origins.iter().any(|&o| o as usize >= n)
+                {
+                    return Err(self.contract(
+                        "flat-map-batch",
+                        format!(
+                            "returned {} origins for {} events of {n} inputs, or an origin out of range",
+                            output.origins.len(),
+                            out.len()
+                        ),
+                    ));
+                }
+                out.inherit_from(&input, &output.origins);
+                Ok(out)
+            }
+        }
+    }
+
+    fn contract(&self, function: &str, message: String) -> WasmError {
+        WasmError::Contract {
+            plugin: self.plugin.clone(),
+            export: self.export(function),
+            message,
+        }
+    }
+
+    fn check(&self, out: &Batch, function: &str) -> Result<(), WasmError> {
+        out.validate()
+            .map_err(|e| self.contract(function, e.to_string()))
+    }
+
+    /// Turns a call's outcome into ours: forwards plugin output, maps traps and errors.
+    fn finish<T>(
+        &mut self,
+        function: &str,
+        result: wasmtime::Result<Result<T, PluginError>>,
+        input: Option<&Batch>,
+    ) -> Result<T, WasmError> {
+        self.store.data().forward_output();
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                let event_value = e
+                    .event
+                    .zip(input)
+                    .filter(|(i, b)| (*i as usize) < b.len())
+                    .map(|(i, b)| preview(b.value(i as usize)));
+                Err(WasmError::Plugin {
+                    plugin: self.plugin.clone(),
+                    export: self.export(function),
+                    event: e.event,
+                    event_value,
+                    message: e.message,
+                })
+            }
+            Err(trap) => {
+                self.poisoned = true;
+                let message = match trap.downcast_ref::<wasmtime::Trap>() {
+                    Some(code) => code.to_string(),
+                    None => format!("{trap:#}"),
+                };
+                Err(WasmError::Trap {
+                    plugin: self.plugin.clone(),
+                    export: self.export(function),
+                    message,
+                    output: self.store.data().stderr.tail(),
+                    backtrace: trap
+                        .downcast_ref::<wasmtime::WasmBacktrace>()
+                        .map(ToString::to_string),
+                })
+            }
+        }
+    }
+}
+
+/// The start of a value, for error messages.
+fn preview(value: &[u8]) -> String {
+    const MAX: usize = 120;
+    let text = String::from_utf8_lossy(&value[..value.len().min(MAX)]);
+    if value.len() > MAX {
+        format!("{text}…")
+    } else {
+        text.into_owned()
+    }
+}
+
+impl Operator for WasmOperator {
+    fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
+        let step = self.store.data().info.step.clone();
+        self.call(input).map_err(|e| OperatorError::new(&step, e))
+    }
+}

@@ -1,0 +1,175 @@
+//! Glue between the WIT bindings and the SDK traits, used by the export macros only.
+
+use std::any::Any;
+use std::cell::RefCell;
+
+use eddy_batch::{Batch, Header};
+
+pub use std::vec::Vec;
+
+use crate::{Context, Error};
+
+/// Bindings of the imports every plugin shares; the per-kind worlds reuse them.
+#[allow(missing_docs, reason = "generated from the WIT, which documents it")]
+pub mod base {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "plugin-base",
+        generate_unused_types: true,
+    });
+}
+
+macro_rules! world {
+    ($module:ident, $world:literal, $macro_name:literal, $bindings:literal) => {
+        #[allow(missing_docs, reason = "generated from the WIT, which documents it")]
+        pub mod $module {
+            wit_bindgen::generate!({
+                path: "../../wit",
+                world: $world,
+                with: {
+                    "eddy:plugin/types@0.1.0": crate::__private::base::eddy::plugin::types,
+                    "eddy:plugin/host@0.1.0": crate::__private::base::eddy::plugin::host,
+                    "eddy:plugin/config@0.1.0": crate::__private::base::eddy::plugin::config,
+                },
+                pub_export_macro: true,
+                export_macro_name: $macro_name,
+                default_bindings_module: $bindings,
+            });
+        }
+    };
+}
+
+world!(
+    map,
+    "map-plugin",
+    "__export_map_plugin",
+    "eddy_sdk::__private::map"
+);
+world!(
+    filter,
+    "filter-plugin",
+    "__export_filter_plugin",
+    "eddy_sdk::__private::filter"
+);
+world!(
+    flat_map,
+    "flat-map-plugin",
+    "__export_flat_map_plugin",
+    "eddy_sdk::__private::flat_map"
+);
+
+/// The WIT batch record.
+pub type WitBatch = base::eddy::plugin::types::Batch;
+/// The WIT error record.
+pub type PluginError = base::eddy::plugin::types::PluginError;
+/// The WIT flat-map result record.
+pub type FlatMapOutput = flat_map::exports::eddy::plugin::flat_map_operator::FlatMapOutput;
+
+thread_local! {
+    /// The one operator instance of this component, created by `open`.
+    static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+fn to_wit(e: Error) -> PluginError {
+    PluginError {
+        message: e.message,
+        event: e.event,
+    }
+}
+
+fn from_wit(b: WitBatch) -> Batch {
+    Batch {
+        values: b.values,
+        value_ends: b.value_ends,
+        keys: b.keys,
+        key_ends: b.key_ends,
+        timestamps: b.timestamps,
+        headers: b
+            .headers
+            .into_iter()
+            .map(|h| Header {
+                event: h.event,
+                name: h.name,
+                value: h.value,
+            })
+            .collect(),
+    }
+}
+
+fn into_wit(b: Batch) -> WitBatch {
+    WitBatch {
+        values: b.values,
+        value_ends: b.value_ends,
+        keys: b.keys,
+        key_ends: b.key_ends,
+        timestamps: b.timestamps,
+        headers: b
+            .headers
+            .into_iter()
+            .map(|h| base::eddy::plugin::types::Header {
+                event: h.event,
+                name: h.name,
+                value: h.value,
+            })
+            .collect(),
+    }
+}
+
+/// Results of the batch drivers as they cross back to the host.
+pub trait IntoWit {
+    /// The WIT-side type.
+    type Wit;
+    /// Converts without copying buffers.
+    fn into_wit(self) -> Self::Wit;
+}
+
+impl IntoWit for Batch {
+    type Wit = WitBatch;
+    fn into_wit(self) -> WitBatch {
+        into_wit(self)
+    }
+}
+
+impl IntoWit for Vec<u32> {
+    type Wit = Vec<u32>;
+    fn into_wit(self) -> Vec<u32> {
+        self
+    }
+}
+
+impl IntoWit for (Batch, Vec<u32>) {
+    type Wit = FlatMapOutput;
+    fn into_wit(self) -> FlatMapOutput {
+        FlatMapOutput {
+            events: into_wit(self.0),
+            origins: self.1,
+        }
+    }
+}
+
+/// Creates the instance's operator from the host's configuration.
+pub fn open<T: 'static>(make: fn(&Context) -> Result<T, Error>) -> Result<(), PluginError> {
+    let ctx = Context::from_host().map_err(to_wit)?;
+    let op = make(&ctx).map_err(to_wit)?;
+    INSTANCE.with(|slot| *slot.borrow_mut() = Some(Box::new(op)));
+    Ok(())
+}
+
+/// Runs a batch driver on the instance's operator.
+pub fn call<T: 'static, R: IntoWit>(
+    input: WitBatch,
+    driver: fn(&mut T, &Batch) -> Result<R, Error>,
+) -> Result<R::Wit, PluginError> {
+    let batch = from_wit(input);
+    INSTANCE.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let op = slot
+            .as_mut()
+            .and_then(|op| op.downcast_mut::<T>())
+            .ok_or_else(|| PluginError {
+                message: "the operator was called before `open`".into(),
+                event: None,
+            })?;
+        driver(op, &batch).map(IntoWit::into_wit).map_err(to_wit)
+    })
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `eddy` binary runs job files whose operators are the
+//! example plugins, built into components by `eddy-testkit`'s build script.
+
+mod cases;
+mod cli;
+mod support;

@@ -1,0 +1,77 @@
+//! Running the `eddy` binary the way a user does.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use eddy_testkit::plugins::PLUGIN_DIR;
+
+/// The `eddy` command with the example plugins and a test-local component cache.
+pub fn eddy(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(args)
+        .current_dir(cwd)
+        .env(
+            "EDDY_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("eddy-cache"),
+        )
+        .env("EDDY_LOG", "warn")
+        .env_remove("EDDY_PLUGIN_DIR")
+        .output()
+        .expect("cannot start the eddy binary")
+}
+
+/// The directory with every built example plugin.
+pub fn plugin_dir() -> &'static str {
+    PLUGIN_DIR
+}
+
+/// A fresh scratch directory for one test, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A new empty directory named after `test`.
+    pub fn new(test: &str) -> Scratch {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("scratch")
+            .join(test);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cannot create scratch dir");
+        Scratch(dir)
+    }
+
+    /// A copy of the case folder `case`, with every example plugin linked beside it.
+    pub fn with_case(test: &str, case: &Path) -> Scratch {
+        let scratch = Scratch::new(test);
+        for entry in std::fs::read_dir(case).expect("case folder") {
+            let entry = entry.expect("case entry");
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), scratch.0.join(entry.file_name()))
+                    .expect("copy case file");
+            }
+        }
+        for entry in std::fs::read_dir(PLUGIN_DIR).expect("plugin dir") {
+            let path = entry.expect("plugin entry").path();
+            if path.extension().is_some_and(|e| e == "wasm") {
+                let link = scratch.0.join(path.file_name().expect("file name"));
+                if !link.exists() {
+                    std::os::unix::fs::symlink(&path, link).expect("link plugin");
+                }
+            }
+        }
+        scratch
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Stdout and stderr as text, for assertions.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
