@@ -4,13 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Every plugin package under `plugins/` that tests and benchmarks use.
-const PLUGINS: &[&str] = &["word-split", "currency-convert", "amount-filter", "hostile"];
+/// Every component package that tests and benchmarks use: the example plugins, and
+/// the guest of the boundary benchmark.
+const PLUGINS: &[&str] = &[
+    "word-split",
+    "currency-convert",
+    "amount-filter",
+    "hostile",
+    "eddy-bench-guest",
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest.join("../..");
-    for dir in ["plugins", "sdk", "wit"] {
+    for dir in ["plugins", "sdk", "wit", "host/bench/guest", "host/bench/wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));

@@ -263,18 +263,13 @@ impl Batch {
     /// Fills missing keys and timestamps from `input`, whose event `i` this batch's
     /// event `i` replaced (a map's output), moving whole columns where it can.
     pub fn inherit_aligned(&mut self, input: Batch) {
-        if self.key_ends.is_empty() && !input.key_ends.is_empty() {
+        if self.key_ends.is_empty() && self.timestamps.is_empty() {
             self.keys = input.keys;
             self.key_ends = input.key_ends;
-        }
-        if self.timestamps.is_empty() {
             self.timestamps = input.timestamps;
-        } else if !input.timestamps.is_empty() {
-            for (t, &from) in self.timestamps.iter_mut().zip(&input.timestamps) {
-                if *t == NO_TIMESTAMP {
-                    *t = from;
-                }
-            }
+        } else {
+            let identity: Vec<u32> = (0..self.len() as u32).collect();
+            self.inherit_from(&input, &identity);
         }
     }
 
@@ -282,11 +277,11 @@ impl Batch {
     /// they came from (`origins[i]` is the input index of output `i`).
     pub fn inherit_from(&mut self, input: &Batch, origins: &[u32]) {
         let n = self.len();
-        if self.key_ends.is_empty() && !input.key_ends.is_empty() {
-            let mut keys = Vec::new();
+        if !input.key_ends.is_empty() && (0..n).any(|i| self.key(i).is_none()) {
+            let mut keys = Vec::with_capacity(self.keys.len());
             let mut ends = Vec::with_capacity(n);
-            for &o in origins {
-                if let Some(k) = input.key(o as usize) {
+            for (i, &o) in origins.iter().enumerate().take(n) {
+                if let Some(k) = self.key(i).or_else(|| input.key(o as usize)) {
                     keys.extend_from_slice(k);
                 }
                 ends.push(keys.len() as u32);
@@ -296,15 +291,11 @@ impl Batch {
         }
         if !input.timestamps.is_empty() {
             if self.timestamps.is_empty() {
-                self.timestamps = origins
-                    .iter()
-                    .map(|&o| input.timestamps[o as usize])
-                    .collect();
-            } else {
-                for (t, &o) in self.timestamps.iter_mut().zip(origins) {
-                    if *t == NO_TIMESTAMP {
-                        *t = input.timestamps[o as usize];
-                    }
+                self.timestamps = vec![NO_TIMESTAMP; n];
+            }
+            for (t, &o) in self.timestamps.iter_mut().zip(origins) {
+                if *t == NO_TIMESTAMP {
+                    *t = input.timestamps[o as usize];
                 }
             }
         }
@@ -376,8 +367,10 @@ mod tests {
         let mut out = Batch::default();
         out.push(ev(None, b"x", None)).unwrap();
         out.push(ev(None, b"y", Some(99))).unwrap();
-        out.inherit_from(&input, &[1, 1]);
+        out.push(ev(Some(b"own"), b"z", None)).unwrap();
+        out.inherit_from(&input, &[1, 1, 0]);
         assert_eq!(out.event(0), ev(Some(b"k2"), b"x", Some(20)));
         assert_eq!(out.event(1), ev(Some(b"k2"), b"y", Some(99)));
+        assert_eq!(out.event(2), ev(Some(b"own"), b"z", Some(10)));
     }
 }

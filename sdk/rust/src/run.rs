@@ -85,7 +85,7 @@ mod tests {
         }
         fn map(&mut self, e: &Event<'_>, out: &mut Emitter<'_>) -> Result<(), Error> {
             let n: u32 = e.json()?;
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 return Err("even".into());
             }
             out.bytes(b"odd")
