@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use currency_convert::CurrencyConvert;
 use eddy_core::Batch;
+use eddy_core::OperatorKind;
 use eddy_core::generator::Generator;
 use eddy_core::job::GeneratorShape;
-use eddy_core::OperatorKind;
 use eddy_sdk::{Context, Map};
 use eddy_testkit::plugins::{CURRENCY_CONVERT, EDDY_BENCH_GUEST};
 use eddy_wasm::{InstanceInfo, Runtime, RuntimeConfig};
@@ -75,11 +75,17 @@ fn measure(rounds: usize, input: &[Batch], mut f: impl FnMut(Batch) -> Batch) ->
 }
 
 fn instance_start(runtime: &Runtime, iterations: u32) -> Duration {
-    let plugin = runtime.load(CURRENCY_CONVERT.as_ref()).expect("plugin loads");
-    let prepared = runtime.prepare(&plugin, OperatorKind::Map).expect("map world");
+    let plugin = runtime
+        .load(CURRENCY_CONVERT.as_ref())
+        .expect("plugin loads");
+    let prepared = runtime
+        .prepare(&plugin, OperatorKind::Map)
+        .expect("map world");
     let start = Instant::now();
     for _ in 0..iterations {
-        let mut op = runtime.instantiate(&plugin, &prepared, info()).expect("instantiate");
+        let mut op = runtime
+            .instantiate(&plugin, &prepared, info())
+            .expect("instantiate");
         op.open().expect("open");
         black_box(op);
     }
@@ -125,7 +131,9 @@ fn shapes(engine: &wasmtime::Engine) -> (f64, f64) {
     for batch in &mut input {
         let n = batch.len();
         for i in 0..n {
-            batch.keys.extend_from_slice(format!("c-{}", i % 100).as_bytes());
+            batch
+                .keys
+                .extend_from_slice(format!("c-{}", i % 100).as_bytes());
             batch.key_ends.push(batch.keys.len() as u32);
         }
         batch.timestamps = (0..n as i64).collect();
@@ -139,7 +147,9 @@ fn shapes(engine: &wasmtime::Engine) -> (f64, f64) {
                 timestamp: e.timestamp.unwrap_or(eddy_core::NO_TIMESTAMP),
             })
             .collect();
-        let back = echo.call_echo_records(&mut store, &events).expect("records call");
+        let back = echo
+            .call_echo_records(&mut store, &events)
+            .expect("records call");
         let mut out = Batch::with_capacity(back.len(), b.values.len());
         for e in &back {
             out.push(eddy_core::EventRef {
@@ -159,7 +169,9 @@ fn shapes(engine: &wasmtime::Engine) -> (f64, f64) {
             key_ends: b.key_ends,
             timestamps: b.timestamps,
         };
-        let back = echo.call_echo_packed(&mut store, &wit).expect("packed call");
+        let back = echo
+            .call_echo_packed(&mut store, &wit)
+            .expect("packed call");
         Batch {
             values: back.values,
             value_ends: back.value_ends,
@@ -216,7 +228,10 @@ fn main() {
         return;
     }
     println!("currency-convert map, {EVENTS} events, best of 3");
-    println!("{:>6} {:>16} {:>16} {:>14}", "batch", "wasm events/s", "native events/s", "native/wasm");
+    println!(
+        "{:>6} {:>16} {:>16} {:>14}",
+        "batch", "wasm events/s", "native events/s", "native/wasm"
+    );
     for (size, w, n) in &rows {
         println!("{size:>6} {w:>16.0} {n:>16.0} {:>14.2}", n / w);
     }
