@@ -17,7 +17,13 @@ const PLUGINS: &[&str] = &[
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest.join("../..");
-    for dir in ["plugins", "sdk", "wit", "host/bench/guest", "host/bench/wit"] {
+    for dir in [
+        "plugins",
+        "sdk",
+        "wit",
+        "host/bench/guest",
+        "host/bench/wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));

@@ -37,9 +37,11 @@ impl Guest for Echo {
             timestamps: batch.timestamps.clone(),
         };
         for i in 0..n {
-            out.values.extend_from_slice(&batch.values[span(&batch.value_ends, i)]);
+            out.values
+                .extend_from_slice(&batch.values[span(&batch.value_ends, i)]);
             out.value_ends.push(out.values.len() as u32);
-            out.keys.extend_from_slice(&batch.keys[span(&batch.key_ends, i)]);
+            out.keys
+                .extend_from_slice(&batch.keys[span(&batch.key_ends, i)]);
             out.key_ends.push(out.keys.len() as u32);
         }
         out
