@@ -1,12 +1,21 @@
-//! The `eddy` command: validate and run stream processing jobs.
+//! The `eddy` command: validate, plan and run stream processing jobs.
+#![allow(
+    clippy::print_stdout,
+    reason = "a command prints its results on stdout"
+)]
 
-use std::path::{Path, PathBuf};
+mod status;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use eddy_core::{Job, Pipeline, RunSummary};
+use eddy_core::memory::{ByteSize, Pools};
+use eddy_core::plan::{Plan, PlanView};
+use eddy_core::{Dataflow, Job, StepOp};
 use eddy_wasm::{Runtime, RuntimeConfig};
 
 /// Eddy runs stream processing jobs whose operators are sandboxed WebAssembly components.
@@ -17,28 +26,45 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct JobArgs {
+    /// The job file (YAML).
+    job: PathBuf,
+    /// Directory that plugin paths are resolved against (overrides the job's `plugin-dir`).
+    #[arg(long, env = "EDDY_PLUGIN_DIR")]
+    plugin_dir: Option<PathBuf>,
+}
+
+impl JobArgs {
+    fn load(&self) -> Result<Job> {
+        Ok(Job::load(&self.job, self.plugin_dir.as_deref())?)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check a job file and its plugins without running anything.
-    Validate {
-        /// The job file (YAML).
-        job: PathBuf,
-        /// Directory that plugin paths are resolved against (overrides the job's `plugin-dir`).
-        #[arg(long, env = "EDDY_PLUGIN_DIR")]
-        plugin_dir: Option<PathBuf>,
-    },
-    /// Run a job until its input ends.
+    Validate(JobArgs),
+    /// Print how a job runs: stages, chained operators, exchanges, parallelism, memory.
+    Plan(JobArgs),
+    /// Run a job until its input ends (Ctrl-C ends the input early and drains).
     Run {
-        /// The job file (YAML).
-        job: PathBuf,
-        /// Directory that plugin paths are resolved against (overrides the job's `plugin-dir`).
-        #[arg(long, env = "EDDY_PLUGIN_DIR")]
-        plugin_dir: Option<PathBuf>,
+        #[command(flatten)]
+        job: JobArgs,
         /// Do not print the summary at the end.
         #[arg(long, short)]
         quiet: bool,
+        /// Print a live status line every second (default: when stderr is a terminal).
+        #[arg(long)]
+        status: bool,
     },
 }
+
+/// Set by Ctrl-C: sources stop, what is in flight drains, sinks finish.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Smallest linear memory share a plugin instance can work with.
+const MIN_INSTANCE_MEMORY: usize = 4 << 20;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -60,16 +86,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Validate { job, plugin_dir } => {
-            let job = Job::load(&job, plugin_dir.as_deref())?;
-            let runtime = Runtime::new(&RuntimeConfig::default())?;
+        Command::Validate(args) => {
+            let job = args.load()?;
+            Plan::new(&job)?;
+            let runtime = runtime(&job, None)?;
             for step in &job.steps {
-                let plugin = runtime
-                    .load(&step.plugin)
-                    .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
-                runtime
-                    .prepare(&plugin, step.kind)
-                    .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
+                if let StepOp::Plugin { kind, plugin, .. } = &step.op {
+                    let err = |e| eddy_core::OperatorError::new(&step.name, e);
+                    let loaded = runtime.load(plugin).map_err(err)?;
+                    runtime.prepare(&loaded, *kind).map_err(err)?;
+                }
             }
             eprintln!(
                 "{}: job {:?} is valid: {} source(s), {} step(s), {} sink(s)",
@@ -81,46 +107,74 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Run {
-            job,
-            plugin_dir,
-            quiet,
-        } => {
-            let job = Job::load(&job, plugin_dir.as_deref())?;
-            let runtime = Runtime::new(&RuntimeConfig::default())?;
-            let pipeline = Pipeline::build(&job, &runtime)?;
-            let stop = AtomicBool::new(false);
-            let summary = pipeline.run(&stop)?;
+        Command::Plan(args) => {
+            let job = args.load()?;
+            let plan = Plan::new(&job)?;
+            print!(
+                "{}",
+                PlanView {
+                    job: &job,
+                    plan: &plan
+                }
+            );
+            Ok(())
+        }
+        Command::Run { job, quiet, status } => {
+            let job = job.load()?;
+            let pools = Arc::new(Pools::new(&job.memory));
+            let runtime = runtime(&job, Some(pools.clone()))?;
+            let dataflow = Dataflow::build(&job, &runtime, pools)?;
+            let metrics = dataflow.metrics();
+            if let Some(addr) = job.prometheus {
+                let bound = eddy_core::metrics::serve_prometheus(addr, metrics.clone())
+                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+                tracing::info!("Prometheus metrics on http://{bound}/metrics");
+            }
+            ctrlc::set_handler(|| {
+                if STOP.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("\nstopping: draining in-flight events (Ctrl-C again to quit at once)");
+            })?;
+            let live = (status || std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .then(|| status::spawn(metrics.clone()));
+            let result = dataflow.run(&STOP);
+            if let Some(live) = live {
+                live.stop();
+            }
+            let summary = result?;
             if !quiet {
-                print_summary(&job.file, &summary);
+                status::print_summary(&job.file, &summary, job.memory.process);
             }
             Ok(())
         }
     }
 }
 
-fn print_summary(file: &Path, summary: &RunSummary) {
-    let secs = summary.elapsed.as_secs_f64().max(1e-9);
-    eprintln!("{}: finished in {:.3} s", file.display(), secs);
-    let rows = summary
-        .sources
+/// The WASM runtime sized for `job`: every plugin subtask gets an equal share of the
+/// job's WASM memory, charged to `pools` when running.
+fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
+    let instances: u32 = job
+        .steps
         .iter()
-        .map(|m| ("source", m))
-        .chain(summary.steps.iter().map(|m| ("step", m)))
-        .chain(summary.sinks.iter().map(|m| ("sink", m)));
-    for (role, m) in rows {
-        let count = if role == "sink" {
-            m.records_in
-        } else {
-            m.records_out
-        };
-        eprintln!(
-            "  {role:<6} {:<20} in {:>10}  out {:>10}  busy {:>8.3} s  {:>12.0} events/s",
-            m.name,
-            m.records_in,
-            m.records_out,
-            m.busy.as_secs_f64(),
-            count as f64 / secs
+        .filter(|s| matches!(s.op, StepOp::Plugin { .. }))
+        .map(|s| s.parallelism)
+        .sum();
+    let share = job.memory.wasm.0 / instances.max(1) as usize;
+    if instances > 0 && share < MIN_INSTANCE_MEMORY {
+        bail!(
+            "{}: memory.wasm ({}) gives each of the {instances} plugin instances {}, below the \
+             minimum of {}; raise memory.wasm or lower the plugin steps' parallelism",
+            job.file.display(),
+            job.memory.wasm,
+            ByteSize(share),
+            ByteSize(MIN_INSTANCE_MEMORY)
         );
     }
+    Ok(Runtime::new(&RuntimeConfig {
+        max_instances: instances.max(1),
+        max_memory_bytes: share.min(4 << 30),
+        pools,
+        ..RuntimeConfig::default()
+    })?)
 }

@@ -1,17 +1,28 @@
-//! Runs a job: sources, then each step in order, then every sink.
+//! Runs a job as a dataflow: one thread per task (a subtask of a stage), stages joined
+//! by byte-bounded channels, so a slow stage slows its producers instead of piling up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
+use crate::builtin::builtin_operator;
+use crate::channel::{Channel, Closed, Message};
+use crate::exchange::{Exchange, SendError};
 use crate::job::Job;
+use crate::memory::Pools;
+use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, Role};
 use crate::operator::{Operator, OperatorError, OperatorFactory};
+use crate::plan::{Plan, PlanError};
 use crate::sink::{Sink, SinkError, open_sink};
-use crate::source::{Source, SourceError, open_source};
+use crate::source::{Source, SourceError, open_source, source_parallelism};
 
 /// Why a run stopped before its input ended.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The job's topology cannot run.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     /// A source failed.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -21,151 +32,373 @@ pub enum RunError {
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// An exchange could not carry a batch.
+    #[error(transparent)]
+    Exchange(SendError),
+    /// A task thread could not be started.
+    #[error("cannot start a task thread: {0}")]
+    Thread(std::io::Error),
 }
 
-/// Counts of one stage of the pipeline.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StageMetrics {
-    /// Name of the source, step or sink.
-    pub name: String,
-    /// Events received.
-    pub records_in: u64,
-    /// Events emitted.
-    pub records_out: u64,
-    /// Bytes emitted.
-    pub bytes_out: u64,
-    /// Time spent inside the stage.
-    pub busy: Duration,
-}
-
-/// What a finished run did, stage by stage.
+/// What a finished run did, node by node.
 #[derive(Clone, Debug, Default)]
 pub struct RunSummary {
     /// Per source.
-    pub sources: Vec<StageMetrics>,
+    pub sources: Vec<NodeTotals>,
     /// Per step.
-    pub steps: Vec<StageMetrics>,
+    pub steps: Vec<NodeTotals>,
     /// Per sink.
-    pub sinks: Vec<StageMetrics>,
+    pub sinks: Vec<NodeTotals>,
+    /// Per memory pool: name, peak bytes, capacity.
+    pub pools: Vec<(&'static str, usize, usize)>,
     /// Wall-clock time of the run.
     pub elapsed: Duration,
 }
 
-struct Stage<T: ?Sized> {
-    metrics: StageMetrics,
-    inner: Box<T>,
+/// A task failed, or stopped because another one did.
+enum TaskError {
+    Failed(RunError),
+    Aborted,
 }
 
-impl<T: ?Sized> Stage<T> {
-    fn new(name: &str, inner: Box<T>) -> Self {
-        Stage {
-            metrics: StageMetrics {
-                name: name.to_owned(),
-                ..StageMetrics::default()
-            },
-            inner,
-        }
-    }
-
-    fn record(&mut self, started: Instant, records_in: usize, out: Option<&Batch>) {
-        self.metrics.busy += started.elapsed();
-        self.metrics.records_in += records_in as u64;
-        if let Some(out) = out {
-            self.metrics.records_out += out.len() as u64;
-            self.metrics.bytes_out += out.byte_size() as u64;
-        }
+impl<E: Into<RunError>> From<E> for TaskError {
+    fn from(e: E) -> Self {
+        TaskError::Failed(e.into())
     }
 }
 
-/// A job with every source, operator instance and sink open, ready to run.
-pub struct Pipeline {
+impl From<Closed> for RunError {
+    fn from(_: Closed) -> Self {
+        RunError::Exchange(SendError::Closed(Closed))
+    }
+}
+
+enum Input {
+    Sources(Vec<(usize, Box<dyn Source>)>),
+    Channel { channel: Arc<Channel>, senders: u32 },
+}
+
+enum Output {
+    Exchange(Exchange),
+    Sinks(Vec<(usize, Box<dyn Sink>)>),
+}
+
+/// One subtask of one stage.
+struct Task {
+    name: String,
+    subtask: usize,
+    input: Input,
+    chain: Vec<(usize, Box<dyn Operator>)>,
+    output: Output,
     batch_size: usize,
-    sources: Vec<Stage<dyn Source>>,
-    steps: Vec<Stage<dyn Operator>>,
-    sinks: Vec<Stage<dyn Sink>>,
+    metrics: Arc<JobMetrics>,
 }
 
-impl Pipeline {
-    /// Opens everything `job` needs, creating plugin operators through `factory`.
-    pub fn build(job: &Job, factory: &dyn OperatorFactory) -> Result<Pipeline, RunError> {
-        let sources = job
-            .sources
-            .iter()
-            .map(|(name, spec)| Ok(Stage::new(name, open_source(name, spec)?)))
-            .collect::<Result<_, SourceError>>()?;
-        let steps = job
-            .steps
-            .iter()
-            .map(|step| Ok(Stage::new(&step.name, factory.create(job, step, 0, 1)?)))
-            .collect::<Result<_, OperatorError>>()?;
-        let sinks = job
-            .sinks
-            .iter()
-            .map(|(name, spec)| Ok(Stage::new(name, open_sink(name, spec)?)))
-            .collect::<Result<_, SinkError>>()?;
-        Ok(Pipeline {
-            batch_size: job.batch_size,
-            sources,
-            steps,
-            sinks,
-        })
+impl Task {
+    fn counters(&self, node: usize) -> &Counters {
+        let subtasks = &self.metrics.nodes[node].subtasks;
+        &subtasks[self.subtask.min(subtasks.len() - 1)]
     }
 
-    /// Runs until every source has ended or `stop` is set; sinks finish only when the
-    /// input ended, so a stopped or failed run publishes no partial file.
-    pub fn run(mut self, stop: &AtomicBool) -> Result<RunSummary, RunError> {
-        let started = Instant::now();
-        let mut live: Vec<usize> = (0..self.sources.len()).collect();
-        while !live.is_empty() && !stop.load(Ordering::Relaxed) {
-            let mut i = 0;
-            while i < live.len() {
-                let source = &mut self.sources[live[i]];
-                let t = Instant::now();
-                let polled = source.inner.poll(self.batch_size)?;
-                source.record(t, 0, polled.as_ref());
-                match polled {
-                    None => {
-                        live.remove(i);
-                        continue;
+    fn run(mut self, stop: &AtomicBool, abort: &AtomicBool) -> Result<(), TaskError> {
+        match std::mem::replace(&mut self.input, Input::Sources(Vec::new())) {
+            Input::Sources(mut sources) => {
+                while !sources.is_empty() && !stop.load(Ordering::Relaxed) {
+                    if abort.load(Ordering::Relaxed) {
+                        return Err(TaskError::Aborted);
                     }
-                    Some(batch) => self.push(batch)?,
+                    let mut i = 0;
+                    while i < sources.len() {
+                        let (node, source) = &mut sources[i];
+                        let node = *node;
+                        let t = Instant::now();
+                        match source.poll(self.batch_size)? {
+                            None => {
+                                sources.remove(i);
+                                continue;
+                            }
+                            Some(batch) => {
+                                self.counters(node).record(
+                                    0,
+                                    batch.len(),
+                                    batch.byte_size(),
+                                    t.elapsed(),
+                                );
+                                self.push(batch, node)?;
+                            }
+                        }
+                        i += 1;
+                    }
                 }
-                i += 1;
+            }
+            Input::Channel { channel, senders } => {
+                let mut ended = 0;
+                while ended < senders {
+                    match channel.recv() {
+                        Ok((_, Message::Data(batch))) => {
+                            let first = self.chain.first().map_or(usize::MAX, |c| c.0);
+                            self.push(batch, first)?;
+                        }
+                        Ok((_, Message::EndOfInput)) => ended += 1,
+                        Err(Closed) => return Err(TaskError::Aborted),
+                    }
+                }
             }
         }
-        if !stop.load(Ordering::Relaxed) {
-            for sink in &mut self.sinks {
-                let t = Instant::now();
-                sink.inner.finish()?;
-                sink.record(t, 0, None);
+        if abort.load(Ordering::Relaxed) {
+            return Err(TaskError::Aborted);
+        }
+        match &mut self.output {
+            Output::Exchange(exchange) => exchange.end().map_err(|_| TaskError::Aborted),
+            Output::Sinks(sinks) => {
+                for (_, sink) in sinks {
+                    sink.finish()?;
+                }
+                Ok(())
             }
         }
-        Ok(RunSummary {
-            sources: self.sources.into_iter().map(|s| s.metrics).collect(),
-            steps: self.steps.into_iter().map(|s| s.metrics).collect(),
-            sinks: self.sinks.into_iter().map(|s| s.metrics).collect(),
-            elapsed: started.elapsed(),
-        })
     }
 
-    fn push(&mut self, mut batch: Batch) -> Result<(), RunError> {
-        for step in &mut self.steps {
+    /// Runs `batch` through the chain and hands it to the output; `producer` is the
+    /// node that made it (charged with backpressure when the chain is empty).
+    fn push(&mut self, mut batch: Batch, mut producer: usize) -> Result<(), TaskError> {
+        for i in 0..self.chain.len() {
             if batch.is_empty() {
                 return Ok(());
             }
+            let (node, op) = &mut self.chain[i];
+            let node = *node;
             let t = Instant::now();
             let n = batch.len();
-            batch = step.inner.process(batch)?;
-            step.record(t, n, Some(&batch));
+            batch = op.process(batch)?;
+            self.counters(node)
+                .record(n, batch.len(), batch.byte_size(), t.elapsed());
+            producer = node;
         }
         if batch.is_empty() {
             return Ok(());
         }
-        for sink in &mut self.sinks {
-            let t = Instant::now();
-            sink.inner.write(&batch)?;
-            sink.record(t, batch.len(), None);
+        match &mut self.output {
+            Output::Exchange(exchange) => {
+                let waited = match exchange.send(batch) {
+                    Ok(waited) => waited,
+                    Err(SendError::Closed(_)) => return Err(TaskError::Aborted),
+                    Err(e) => return Err(RunError::Exchange(e).into()),
+                };
+                if producer != usize::MAX {
+                    self.counters(producer).blocked(waited);
+                }
+            }
+            Output::Sinks(sinks) => {
+                for (node, sink) in sinks.iter_mut() {
+                    let t = Instant::now();
+                    sink.write(&batch)?;
+                    let subtasks = &self.metrics.nodes[*node].subtasks;
+                    subtasks[0].record(batch.len(), 0, 0, t.elapsed());
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// A job with every task built, ready to run.
+pub struct Dataflow {
+    plan: Plan,
+    tasks: Vec<Task>,
+    channels: Vec<Arc<Channel>>,
+    metrics: Arc<JobMetrics>,
+}
+
+impl Dataflow {
+    /// Plans `job` and opens every source, operator instance and sink, charging memory
+    /// to `pools` and creating plugin operators through `factory`.
+    pub fn build(
+        job: &Job,
+        factory: &dyn OperatorFactory,
+        pools: Arc<Pools>,
+    ) -> Result<Dataflow, RunError> {
+        let plan = Plan::new(job)?;
+        let source_stage_p = plan.stages[0].parallelism as usize;
+        let counters = |n: usize| (0..n).map(|_| Counters::default()).collect::<Vec<_>>();
+        let mut nodes: Vec<NodeMetrics> = Vec::new();
+        for (name, _) in &job.sources {
+            nodes.push(NodeMetrics {
+                name: name.clone(),
+                role: Role::Source,
+                subtasks: counters(source_stage_p),
+            });
+        }
+        let step_base = nodes.len();
+        for step in &job.steps {
+            nodes.push(NodeMetrics {
+                name: step.name.clone(),
+                role: Role::Step,
+                subtasks: counters(step.parallelism as usize),
+            });
+        }
+        let sink_base = nodes.len();
+        for (name, _) in &job.sinks {
+            nodes.push(NodeMetrics {
+                name: name.clone(),
+                role: Role::Sink,
+                subtasks: counters(1),
+            });
+        }
+        let metrics = Arc::new(JobMetrics {
+            job: job.name.clone(),
+            nodes,
+            pools: pools.clone(),
+            started: Instant::now(),
+        });
+
+        // One inbound channel per subtask of every stage but the first, sharing the
+        // network pool equally so that their sum never exceeds it.
+        let inbound: u32 = plan.stages.iter().skip(1).map(|s| s.parallelism).sum();
+        let capacity = pools.network.capacity() / inbound.max(1) as usize;
+        let channels: Vec<Vec<Arc<Channel>>> = plan
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(s, stage)| {
+                let n = if s == 0 { 0 } else { stage.parallelism };
+                (0..n)
+                    .map(|_| Arc::new(Channel::new(capacity, pools.clone())))
+                    .collect()
+            })
+            .collect();
+
+        let mut tasks = Vec::new();
+        for (s, stage) in plan.stages.iter().enumerate() {
+            for i in 0..stage.parallelism {
+                let input = if stage.sources {
+                    let mut sources = Vec::new();
+                    for (j, (name, spec)) in job.sources.iter().enumerate() {
+                        if i < source_parallelism(spec) {
+                            sources.push((j, open_source(name, spec, i)?));
+                        }
+                    }
+                    Input::Sources(sources)
+                } else {
+                    Input::Channel {
+                        channel: channels[s][i as usize].clone(),
+                        senders: plan.stages[s - 1].parallelism,
+                    }
+                };
+                let chain = stage
+                    .steps
+                    .iter()
+                    .map(|&k| {
+                        let step = &job.steps[k];
+                        let op = match builtin_operator(step, &pools) {
+                            Some(op) => op,
+                            None => factory.create(job, step, i, step.parallelism)?,
+                        };
+                        Ok((step_base + k, op))
+                    })
+                    .collect::<Result<Vec<_>, OperatorError>>()?;
+                let output = if stage.sinks {
+                    let sinks = job
+                        .sinks
+                        .iter()
+                        .enumerate()
+                        .map(|(k, (name, spec))| Ok((sink_base + k, open_sink(name, spec)?)))
+                        .collect::<Result<Vec<_>, SinkError>>()?;
+                    Output::Sinks(sinks)
+                } else {
+                    let next = &plan.stages[s + 1];
+                    let partition = next.input.unwrap_or(crate::job::Partition::Forward);
+                    Output::Exchange(Exchange::new(
+                        partition,
+                        channels[s + 1].clone(),
+                        i,
+                        plan.max_parallelism,
+                    ))
+                };
+                tasks.push(Task {
+                    name: format!("stage{}-{i}", s + 1),
+                    subtask: i as usize,
+                    input,
+                    chain,
+                    output,
+                    batch_size: job.batch_size,
+                    metrics: metrics.clone(),
+                });
+            }
+        }
+        Ok(Dataflow {
+            plan,
+            tasks,
+            channels: channels.into_iter().flatten().collect(),
+            metrics,
+        })
+    }
+
+    /// The plan being run.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Live metrics, readable while the job runs.
+    pub fn metrics(&self) -> Arc<JobMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs every task until the input ends (or `stop` is set, which ends the input
+    /// early and drains what is in flight); sinks finish only when every task
+    /// finished cleanly, so a failed run publishes nothing.
+    pub fn run(self, stop: &AtomicBool) -> Result<RunSummary, RunError> {
+        let started = Instant::now();
+        let abort = AtomicBool::new(false);
+        let first_error: Mutex<Option<RunError>> = Mutex::new(None);
+        let channels = &self.channels;
+        let fail = |e: RunError| {
+            let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(e);
+            abort.store(true, Ordering::SeqCst);
+            for c in channels {
+                c.close();
+            }
+        };
+        std::thread::scope(|scope| {
+            for task in self.tasks {
+                let name = task.name.clone();
+                let (abort, fail) = (&abort, &fail);
+                let spawned =
+                    std::thread::Builder::new()
+                        .name(name)
+                        .spawn_scoped(scope, move || match task.run(stop, abort) {
+                            Ok(()) => {}
+                            Err(TaskError::Failed(e)) => fail(e),
+                            Err(TaskError::Aborted) => {}
+                        });
+                if let Err(e) = spawned {
+                    fail(RunError::Thread(e));
+                }
+            }
+        });
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        Ok(RunSummary {
+            elapsed: started.elapsed(),
+            ..summary(&self.metrics)
+        })
+    }
+}
+
+/// The totals of a job's metrics, for the end-of-run summary.
+pub fn summary(metrics: &JobMetrics) -> RunSummary {
+    RunSummary {
+        sources: metrics.totals(Role::Source),
+        steps: metrics.totals(Role::Step),
+        sinks: metrics.totals(Role::Sink),
+        pools: metrics
+            .pools
+            .all()
+            .iter()
+            .map(|p| (p.name(), p.peak(), p.capacity()))
+            .collect(),
+        elapsed: metrics.started.elapsed(),
     }
 }

@@ -5,8 +5,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::expr::Expr;
+use crate::memory::{MemoryBudget, MemorySpec};
+
 /// Events per batch when the job does not say.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
+/// Key groups when the job does not say: the most subtasks a keyed step can ever have.
+pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
 
 /// A job file, as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -20,6 +25,18 @@ pub struct JobSpec {
     /// Events per batch handed to operators.
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Subtasks per step unless a step says otherwise (default 1).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// Number of key groups, the upper bound of any keyed step's parallelism (default 128).
+    #[serde(default)]
+    pub max_parallelism: Option<u32>,
+    /// The process memory budget and its pools.
+    #[serde(default)]
+    pub memory: MemorySpec,
+    /// Metrics exposition.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
     /// Where events come from; several sources are read as a union.
     pub sources: Vec<SourceSpec>,
     /// Operators applied in order.
@@ -27,6 +44,14 @@ pub struct JobSpec {
     pub steps: Vec<StepSpec>,
     /// Where results go; every sink receives every result.
     pub sinks: Vec<SinkSpec>,
+}
+
+/// The `metrics` section of a job file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// Address to serve Prometheus text metrics on, e.g. `127.0.0.1:9249`.
+    pub prometheus: Option<String>,
 }
 
 /// Encoding of events read from or written to text streams.
@@ -87,6 +112,8 @@ pub enum SourceSpec {
         shape: GeneratorShape,
         /// Events per second of wall-clock time; as fast as possible when absent.
         rate: Option<f64>,
+        /// Subtasks; subtask `i` of `p` produces events `i, i+p, i+2p, …`.
+        parallelism: Option<u32>,
     },
 }
 
@@ -120,9 +147,68 @@ pub struct StepSpec {
     pub filter: Option<PathBuf>,
     /// A WASM component implementing the `flat-map-plugin` world.
     pub flat_map: Option<PathBuf>,
+    /// Built-in: keys each event by a JSON field (dotted path); the next exchange hashes.
+    pub key_by: Option<String>,
+    /// Built-in: keeps events for which the expression holds.
+    #[serde(rename = "where")]
+    pub where_: Option<String>,
+    /// Built-in: replaces each event by an object of named expressions.
+    pub select: Option<BTreeMap<String, String>>,
+    /// Built-in: a running aggregate per key, emitted on every event.
+    pub rolling: Option<RollingSpec>,
     /// Parameters handed to the plugin as a JSON object.
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// Subtasks of this step (default: the job's parallelism).
+    pub parallelism: Option<u32>,
+    /// How events reach this step from the previous one (default: forward, or hash
+    /// after a `key-by`).
+    pub partition: Option<Partition>,
+}
+
+/// A running aggregate per key: `rolling: count` or `rolling: { sum: FIELD }`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "RawRolling")]
+pub enum RollingSpec {
+    /// The number of events of the key so far.
+    Count,
+    /// The sum of a numeric field over the key's events so far.
+    Sum(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRolling {
+    Name(String),
+    Sum { sum: String },
+}
+
+impl TryFrom<RawRolling> for RollingSpec {
+    type Error = String;
+
+    fn try_from(raw: RawRolling) -> Result<Self, String> {
+        match raw {
+            RawRolling::Name(n) if n == "count" => Ok(RollingSpec::Count),
+            RawRolling::Name(n) => Err(format!(
+                "unknown rolling aggregate {n:?}: use `count` or `{{ sum: FIELD }}`"
+            )),
+            RawRolling::Sum { sum } => Ok(RollingSpec::Sum(sum)),
+        }
+    }
+}
+
+/// How events travel to a step's subtasks when they change hands.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Partition {
+    /// Subtask `i` to subtask `i` (only between equal parallelism; such steps chain).
+    Forward,
+    /// Batches round-robin over the next subtasks.
+    Rebalance,
+    /// Every batch to every next subtask.
+    Broadcast,
+    /// Each event to the subtask owning its key's key group.
+    Hash,
 }
 
 /// The kinds of operator a plugin step can be; each is one WIT world.
@@ -147,17 +233,57 @@ impl OperatorKind {
     }
 }
 
-/// A step resolved and checked: the plugin file exists and its kind is known.
+/// What a checked step does.
+#[derive(Clone, Debug)]
+pub enum StepOp {
+    /// A WASM plugin operator.
+    Plugin {
+        /// Which operator world the plugin must implement.
+        kind: OperatorKind,
+        /// Path to the component.
+        plugin: PathBuf,
+        /// The step's params as a JSON object text.
+        params_json: String,
+    },
+    /// Sets each event's key from a JSON field.
+    KeyBy(Vec<String>),
+    /// Keeps events for which the expression holds.
+    Where(Expr),
+    /// Replaces each event by an object of named expressions.
+    Select(Vec<(String, Expr)>),
+    /// A running aggregate per key.
+    Rolling(RollingSpec),
+}
+
+impl StepOp {
+    /// A short label for plans and metrics.
+    pub fn label(&self) -> String {
+        match self {
+            StepOp::Plugin { kind, plugin, .. } => format!(
+                "{} {}",
+                kind.key(),
+                plugin.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            StepOp::KeyBy(path) => format!("key-by {}", path.join(".")),
+            StepOp::Where(_) => "where".into(),
+            StepOp::Select(fields) => format!("select {} field(s)", fields.len()),
+            StepOp::Rolling(RollingSpec::Count) => "rolling count".into(),
+            StepOp::Rolling(RollingSpec::Sum(f)) => format!("rolling sum {f}"),
+        }
+    }
+}
+
+/// A step resolved and checked.
 #[derive(Clone, Debug)]
 pub struct Step {
     /// Unique name of the step in its job.
     pub name: String,
-    /// Which operator world the plugin must implement.
-    pub kind: OperatorKind,
-    /// Absolute or job-relative path to the component.
-    pub plugin: PathBuf,
-    /// The step's params as a JSON object text.
-    pub params_json: String,
+    /// What it does.
+    pub op: StepOp,
+    /// Subtasks.
+    pub parallelism: u32,
+    /// Explicit partitioning of the edge into this step, if the job set one.
+    pub partition: Option<Partition>,
 }
 
 /// A job ready to run: names assigned, paths resolved, everything checked.
@@ -169,6 +295,14 @@ pub struct Job {
     pub file: PathBuf,
     /// Events per batch.
     pub batch_size: usize,
+    /// Default subtasks per step.
+    pub parallelism: u32,
+    /// Number of key groups.
+    pub max_parallelism: u32,
+    /// The memory budget split into pools.
+    pub memory: MemoryBudget,
+    /// Address for Prometheus metrics, if enabled.
+    pub prometheus: Option<std::net::SocketAddr>,
     /// Sources with their resolved names and paths.
     pub sources: Vec<(String, SourceSpec)>,
     /// Steps in order.
@@ -283,6 +417,34 @@ impl Resolver<'_> {
                 "must be at least 1".into(),
             ));
         }
+        let parallelism = spec.parallelism.unwrap_or(1);
+        let max_parallelism = spec.max_parallelism.unwrap_or(DEFAULT_MAX_PARALLELISM);
+        if max_parallelism == 0 || max_parallelism > 32_768 {
+            return Err(self.invalid(
+                "max-parallelism".into(),
+                "max-parallelism:",
+                "must be between 1 and 32768".into(),
+            ));
+        }
+        self.check_parallelism("parallelism", "parallelism:", parallelism, max_parallelism)?;
+        let memory = spec
+            .memory
+            .budget()
+            .map_err(|m| self.invalid("memory".into(), "memory:", m))?;
+        let prometheus = spec
+            .metrics
+            .prometheus
+            .as_deref()
+            .map(|addr| {
+                addr.parse().map_err(|e| {
+                    self.invalid(
+                        "metrics.prometheus".into(),
+                        "prometheus:",
+                        format!("{addr:?} is not a socket address like 127.0.0.1:9249: {e}"),
+                    )
+                })
+            })
+            .transpose()?;
         let plugin_base = match (plugin_dir, &spec.plugin_dir) {
             (Some(dir), _) => dir.to_owned(),
             (None, Some(dir)) => base.join(dir),
@@ -302,7 +464,12 @@ impl Resolver<'_> {
                     SourceSpec::Stdin { name, .. } => {
                         name.clone().unwrap_or_else(|| "stdin".into())
                     }
-                    SourceSpec::Generator { name, rate, .. } => {
+                    SourceSpec::Generator {
+                        name,
+                        rate,
+                        parallelism: p,
+                        ..
+                    } => {
                         if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
                             return Err(self.invalid(
                                 format!("sources[{i}]"),
@@ -310,6 +477,14 @@ impl Resolver<'_> {
                                 "rate must be a positive number of events per second".into(),
                             ));
                         }
+                        let chosen = p.unwrap_or(parallelism);
+                        self.check_parallelism(
+                            &format!("sources[{i}].parallelism"),
+                            "parallelism:",
+                            chosen,
+                            max_parallelism,
+                        )?;
+                        *p = Some(chosen);
                         name.clone().unwrap_or_else(|| format!("source-{i}"))
                     }
                 };
@@ -321,7 +496,7 @@ impl Resolver<'_> {
             .steps
             .into_iter()
             .enumerate()
-            .map(|(i, s)| self.step(i, s, &plugin_base, &mut names))
+            .map(|(i, s)| self.step(i, s, &plugin_base, &mut names, parallelism, max_parallelism))
             .collect::<Result<Vec<_>, _>>()?;
         let sinks = spec
             .sinks
@@ -343,6 +518,10 @@ impl Resolver<'_> {
             name: spec.name,
             file: self.file.to_owned(),
             batch_size,
+            parallelism,
+            max_parallelism,
+            memory,
+            prometheus,
             sources,
             steps,
             sinks,
@@ -366,12 +545,25 @@ impl Resolver<'_> {
         }
     }
 
+    fn check_parallelism(&self, what: &str, hint: &str, p: u32, max: u32) -> Result<(), JobError> {
+        if p == 0 || p > max {
+            return Err(self.invalid(
+                what.into(),
+                hint,
+                format!("parallelism {p} must be between 1 and max-parallelism ({max})"),
+            ));
+        }
+        Ok(())
+    }
+
     fn step(
         &self,
         i: usize,
         spec: StepSpec,
         plugin_base: &Path,
         names: &mut std::collections::HashSet<String>,
+        default_parallelism: u32,
+        max_parallelism: u32,
     ) -> Result<Step, JobError> {
         let label = match &spec.name {
             Some(n) => format!("steps[{i}] ({n})"),
@@ -382,26 +574,40 @@ impl Resolver<'_> {
             .as_ref()
             .map(|n| format!("name: {n}"))
             .unwrap_or_else(|| "steps:".into());
-        let chosen: Vec<(OperatorKind, PathBuf)> = [
-            (OperatorKind::Map, spec.map),
-            (OperatorKind::Filter, spec.filter),
-            (OperatorKind::FlatMap, spec.flat_map),
-        ]
-        .into_iter()
-        .filter_map(|(k, p)| p.map(|p| (k, p)))
-        .collect();
-        let (kind, path) = match chosen.as_slice() {
-            [one] => one.clone(),
+        let plugin = |kind: OperatorKind, path: &PathBuf| (kind.key(), Some((kind, path.clone())));
+        let mut chosen: Vec<(&str, Option<(OperatorKind, PathBuf)>)> = Vec::new();
+        if let Some(p) = &spec.map {
+            chosen.push(plugin(OperatorKind::Map, p));
+        }
+        if let Some(p) = &spec.filter {
+            chosen.push(plugin(OperatorKind::Filter, p));
+        }
+        if let Some(p) = &spec.flat_map {
+            chosen.push(plugin(OperatorKind::FlatMap, p));
+        }
+        for (key, set) in [
+            ("key-by", spec.key_by.is_some()),
+            ("where", spec.where_.is_some()),
+            ("select", spec.select.is_some()),
+            ("rolling", spec.rolling.is_some()),
+        ] {
+            if set {
+                chosen.push((key, None));
+            }
+        }
+        let key = match chosen.as_slice() {
+            [(key, _)] => *key,
             [] => {
                 return Err(self.invalid(
                     label,
                     &hint,
-                    "a step needs one of `map`, `filter` or `flat-map` with a component path"
+                    "a step needs one of `map`, `filter`, `flat-map` (a component path), \
+                     `key-by`, `where`, `select` or `rolling`"
                         .into(),
                 ));
             }
             many => {
-                let keys: Vec<_> = many.iter().map(|(k, _)| k.key()).collect();
+                let keys: Vec<_> = many.iter().map(|(k, _)| *k).collect();
                 return Err(self.invalid(
                     label,
                     &hint,
@@ -409,23 +615,68 @@ impl Resolver<'_> {
                 ));
             }
         };
-        let plugin = plugin_base.join(&path);
-        if !plugin.is_file() {
-            return Err(self.invalid(
-                label,
-                &path.display().to_string(),
-                format!("plugin component {} not found", plugin.display()),
-            ));
+        let expr = |text: &str, what: &str| {
+            Expr::parse(text)
+                .map_err(|e| self.invalid(format!("{label}.{what}"), text, e.to_string()))
+        };
+        let op = match (key, chosen.pop().and_then(|c| c.1)) {
+            (_, Some((kind, path))) => {
+                let plugin = plugin_base.join(&path);
+                if !plugin.is_file() {
+                    return Err(self.invalid(
+                        label,
+                        &path.display().to_string(),
+                        format!("plugin component {} not found", plugin.display()),
+                    ));
+                }
+                let params_json = serde_json::to_string(&spec.params).map_err(|e| {
+                    self.invalid(format!("steps[{i}].params"), "params:", e.to_string())
+                })?;
+                StepOp::Plugin {
+                    kind,
+                    plugin,
+                    params_json,
+                }
+            }
+            ("key-by", None) => {
+                let field = spec.key_by.unwrap_or_default();
+                let path: Vec<String> = field.split('.').map(str::to_owned).collect();
+                if path.iter().any(String::is_empty) {
+                    return Err(self.invalid(
+                        format!("{label}.key-by"),
+                        "key-by:",
+                        format!("{field:?} is not a field path like `customer` or `user.id`"),
+                    ));
+                }
+                StepOp::KeyBy(path)
+            }
+            ("where", None) => StepOp::Where(expr(&spec.where_.unwrap_or_default(), "where")?),
+            ("select", None) => StepOp::Select(
+                spec.select
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, text)| Ok((name.clone(), expr(&text, &format!("select.{name}"))?)))
+                    .collect::<Result<_, JobError>>()?,
+            ),
+            (_, None) => StepOp::Rolling(spec.rolling.unwrap_or(RollingSpec::Count)),
+        };
+        if !matches!(op, StepOp::Plugin { .. }) && !spec.params.is_empty() {
+            return Err(self.invalid(label, "params:", "only plugin steps take `params`".into()));
         }
-        let name = spec.name.unwrap_or_else(|| format!("{}-{i}", kind.key()));
+        let parallelism = spec.parallelism.unwrap_or(default_parallelism);
+        self.check_parallelism(
+            &format!("{label}.parallelism"),
+            &hint,
+            parallelism,
+            max_parallelism,
+        )?;
+        let name = spec.name.unwrap_or_else(|| format!("{}-{i}", key));
         self.unique(names, &name, format!("steps[{i}]"))?;
-        let params_json = serde_json::to_string(&spec.params)
-            .map_err(|e| self.invalid(format!("steps[{i}].params"), "params:", e.to_string()))?;
         Ok(Step {
             name,
-            kind,
-            plugin,
-            params_json,
+            op,
+            parallelism,
+            partition: spec.partition,
         })
     }
 }
@@ -467,6 +718,28 @@ mod tests {
             msg,
             "/jobs/test.yaml:6: steps[0] (conv): plugin component /jobs/nope.wasm not found"
         );
+    }
+
+    #[test]
+    fn built_in_steps_parse_and_check_expressions() {
+        let text = "name: x\nparallelism: 2\nsources:\n  - type: generator\nsteps:\n  - key-by: customer\n  - where: amount > 10\n  - select: { c: customer, twice: amount * 2 }\n  - rolling: count\n    parallelism: 4\n  - rolling: { sum: amount }\nsinks:\n  - type: stdout\n";
+        let job = parse(text).unwrap();
+        assert_eq!(job.steps.len(), 5);
+        assert!(matches!(job.steps[0].op, StepOp::KeyBy(ref p) if p == &["customer"]));
+        assert_eq!(job.steps[3].parallelism, 4);
+        assert_eq!(job.steps[1].parallelism, 2);
+        assert!(matches!(&job.steps[4].op, StepOp::Rolling(RollingSpec::Sum(f)) if f == "amount"));
+        assert!(matches!(
+            &job.sources[0].1,
+            SourceSpec::Generator {
+                parallelism: Some(2),
+                ..
+            }
+        ));
+        let bad = "name: x\nsources:\n  - type: stdin\nsteps:\n  - name: w\n    where: amount = 1\nsinks:\n  - type: stdout\n";
+        let msg = parse(bad).unwrap_err().to_string();
+        assert!(msg.contains("test.yaml:6: steps[0] (w).where"), "{msg}");
+        assert!(msg.contains("compare with `==`"), "{msg}");
     }
 
     #[test]

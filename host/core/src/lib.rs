@@ -2,14 +2,21 @@
 //! built-in sources and sinks. It knows nothing of WebAssembly: plugin operators come
 //! in through [`operator::OperatorFactory`], so the core builds and tests in seconds.
 
+pub mod builtin;
+pub mod channel;
+pub mod exchange;
 pub mod executor;
+pub mod expr;
 pub mod generator;
 pub mod job;
+pub mod memory;
+pub mod metrics;
 pub mod operator;
+pub mod plan;
 pub mod sink;
 pub mod source;
 
 pub use eddy_batch::{self as batch, Batch, EventRef, Header, NO_TIMESTAMP};
-pub use executor::{Pipeline, RunError, RunSummary, StageMetrics};
-pub use job::{Job, JobError, OperatorKind, Step};
+pub use executor::{Dataflow, RunError, RunSummary};
+pub use job::{Job, JobError, OperatorKind, Partition, Step, StepOp};
 pub use operator::{Operator, OperatorError, OperatorFactory};

@@ -48,8 +48,21 @@ pub enum SourceError {
     },
 }
 
-/// Creates the built-in source a job file describes.
-pub fn open_source(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, SourceError> {
+/// The subtasks a source runs as: files and stdin are read by one subtask, the
+/// generator by as many as its `parallelism`.
+pub fn source_parallelism(spec: &SourceSpec) -> u32 {
+    match spec {
+        SourceSpec::Generator { parallelism, .. } => parallelism.unwrap_or(1),
+        SourceSpec::File { .. } | SourceSpec::Stdin { .. } => 1,
+    }
+}
+
+/// Creates subtask `subtask` of the built-in source a job file describes.
+pub fn open_source(
+    name: &str,
+    spec: &SourceSpec,
+    subtask: u32,
+) -> Result<Box<dyn Source>, SourceError> {
     Ok(match spec {
         SourceSpec::File { path, format, .. } => {
             let file = std::fs::File::open(path).map_err(|error| SourceError::Io {
@@ -75,14 +88,19 @@ pub fn open_source(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, Sou
             seed,
             shape,
             rate,
+            parallelism,
             ..
-        } => Box::new(GeneratorSource {
-            generator: Generator::new(*shape, *seed),
-            next: 0,
-            count: *count,
-            pacing: rate.map(|r| (Instant::now(), r)),
-            name: name.to_owned(),
-        }),
+        } => {
+            let stride = u64::from(parallelism.unwrap_or(1));
+            Box::new(GeneratorSource {
+                generator: Generator::new(*shape, *seed),
+                next: u64::from(subtask),
+                stride,
+                count: *count,
+                pacing: rate.map(|r| (Instant::now(), r / stride as f64, u64::from(subtask))),
+                name: name.to_owned(),
+            })
+        }
     })
 }
 
@@ -162,43 +180,47 @@ impl<R: Read + Send> Source for LineSource<R> {
     }
 }
 
-/// The built-in generator as a source, optionally paced to a rate.
+/// One subtask of the built-in generator: event ids `next, next+stride, …` below
+/// `count`, optionally paced to a rate.
 struct GeneratorSource {
     name: String,
     generator: Generator,
     next: u64,
+    stride: u64,
     count: Option<u64>,
-    pacing: Option<(Instant, f64)>,
+    /// Start, events per second of this subtask, first id.
+    pacing: Option<(Instant, f64, u64)>,
 }
 
 impl Source for GeneratorSource {
     fn poll(&mut self, max: usize) -> Result<Option<Batch>, SourceError> {
-        let remaining = self.count.map_or(u64::MAX, |c| c.saturating_sub(self.next));
-        if remaining == 0 {
+        let end = self.count.unwrap_or(u64::MAX);
+        if self.next >= end {
             return Ok(None);
         }
-        let mut n = remaining.min(max as u64);
-        if let Some((start, rate)) = self.pacing {
+        let mut n = ((end - self.next).div_ceil(self.stride)).min(max as u64);
+        if let Some((start, rate, first)) = self.pacing {
+            let produced = (self.next - first) / self.stride;
             let due = (start.elapsed().as_secs_f64() * rate) as u64;
-            if due <= self.next {
+            if due <= produced {
                 std::thread::sleep(
                     Duration::from_secs_f64(1.0 / rate).min(Duration::from_millis(50)),
                 );
                 return Ok(Some(Batch::default()));
             }
-            n = n.min(due - self.next);
+            n = n.min(due - produced);
         }
         let mut batch = Batch::with_capacity(n as usize, n as usize * 96);
         let mut line = Vec::with_capacity(128);
-        for id in self.next..self.next + n {
+        for _ in 0..n {
             line.clear();
-            self.generator.write_event(id, &mut line);
+            self.generator.write_event(self.next, &mut line);
             batch.push_value(&line).map_err(|e| SourceError::Other {
                 source_name: self.name.clone(),
                 message: e.to_string(),
             })?;
+            self.next += self.stride;
         }
-        self.next += n;
         Ok(Some(batch))
     }
 }
@@ -244,10 +266,31 @@ mod tests {
             seed: 3,
             shape: Default::default(),
             rate: None,
+            parallelism: None,
         };
-        let a = drain(open_source("g", &spec).unwrap().as_mut(), 4).unwrap();
-        let b = drain(open_source("g", &spec).unwrap().as_mut(), 7).unwrap();
+        let a = drain(open_source("g", &spec, 0).unwrap().as_mut(), 4).unwrap();
+        let b = drain(open_source("g", &spec, 0).unwrap().as_mut(), 7).unwrap();
         assert_eq!(a.len(), 10);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn parallel_generator_subtasks_partition_the_ids() {
+        let spec = |p| SourceSpec::Generator {
+            name: None,
+            count: Some(11),
+            seed: 3,
+            shape: Default::default(),
+            rate: None,
+            parallelism: Some(p),
+        };
+        let single = drain(open_source("g", &spec(1), 0).unwrap().as_mut(), 4).unwrap();
+        let mut split: Vec<String> = (0..3)
+            .flat_map(|i| drain(open_source("g", &spec(3), i).unwrap().as_mut(), 2).unwrap())
+            .collect();
+        let mut sorted = single.clone();
+        split.sort();
+        sorted.sort();
+        assert_eq!(split, sorted);
     }
 }

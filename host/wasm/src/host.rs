@@ -1,6 +1,9 @@
 //! The state behind each plugin instance and the host functions it imports.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use eddy_core::memory::{ByteSize, Pools};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -32,6 +35,77 @@ pub struct PluginMetrics {
     pub gauges: BTreeMap<String, f64>,
 }
 
+/// Bounds and meters an instance's linear memory: its own cap, and the process's WASM
+/// pool, so that many instances cannot together exceed the budget.
+pub struct MemoryMeter {
+    instance_max: usize,
+    pools: Option<Arc<Pools>>,
+    reserved: usize,
+    /// Why the last refused growth was refused, for the error that follows it.
+    pub(crate) refused: Option<String>,
+}
+
+impl MemoryMeter {
+    /// A meter capping one instance at `instance_max` bytes, charging `pools.wasm`.
+    pub fn new(instance_max: usize, pools: Option<Arc<Pools>>) -> Self {
+        MemoryMeter {
+            instance_max,
+            pools,
+            reserved: 0,
+            refused: None,
+        }
+    }
+
+    /// Bytes of linear memory the instance holds.
+    pub fn reserved(&self) -> usize {
+        self.reserved
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryMeter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.instance_max {
+            self.refused = Some(format!(
+                "linear memory of {} would exceed the instance limit of {}",
+                ByteSize(desired),
+                ByteSize(self.instance_max)
+            ));
+            return Ok(false);
+        }
+        let more = desired.saturating_sub(current);
+        if let Some(pools) = &self.pools
+            && let Err(e) = pools.wasm.try_reserve(more)
+        {
+            self.refused = Some(format!("{e}; raise memory.wasm in the job file"));
+            return Ok(false);
+        }
+        self.reserved += more;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl Drop for MemoryMeter {
+    fn drop(&mut self) {
+        if let Some(pools) = &self.pools {
+            pools.wasm.release(self.reserved);
+        }
+    }
+}
+
 /// The store data of one plugin instance.
 pub struct HostState {
     wasi: WasiCtx,
@@ -40,12 +114,13 @@ pub struct HostState {
     pub(crate) metrics: PluginMetrics,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
+    pub(crate) meter: MemoryMeter,
 }
 
 impl HostState {
     /// State for a new instance: WASI with nothing granted (no files, network,
     /// environment or arguments), stdout and stderr captured for the host log.
-    pub fn new(info: InstanceInfo) -> Self {
+    pub fn new(info: InstanceInfo, meter: MemoryMeter) -> Self {
         let stdout = CapturedOutput::default();
         let stderr = CapturedOutput::default();
         let wasi = WasiCtxBuilder::new()
@@ -59,6 +134,7 @@ impl HostState {
             metrics: PluginMetrics::default(),
             stdout,
             stderr,
+            meter,
         }
     }
 

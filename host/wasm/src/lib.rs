@@ -15,6 +15,6 @@ mod runtime;
 
 pub use cache::ComponentCache;
 pub use error::WasmError;
-pub use host::{HostState, InstanceInfo, PluginMetrics};
+pub use host::{HostState, InstanceInfo, MemoryMeter, PluginMetrics};
 pub use operator::WasmOperator;
 pub use runtime::{Plugin, Prepared, Runtime, RuntimeConfig, WIT_VERSION, world_of};

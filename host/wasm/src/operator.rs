@@ -178,10 +178,13 @@ impl WasmOperator {
             }
             Err(trap) => {
                 self.poisoned = true;
-                let message = match trap.downcast_ref::<wasmtime::Trap>() {
+                let mut message = match trap.downcast_ref::<wasmtime::Trap>() {
                     Some(code) => code.to_string(),
                     None => format!("{trap:#}"),
                 };
+                if let Some(refused) = self.store.data_mut().meter.refused.take() {
+                    message.push_str(&format!(" (after a refused memory growth: {refused})"));
+                }
                 Err(WasmError::Trap {
                     plugin: self.plugin.clone(),
                     export: self.export(function),

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use eddy_core::OperatorKind;
+use eddy_core::memory::Pools;
+use eddy_core::{OperatorKind, StepOp};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::WasmError;
 use crate::bindings::{base, filter, flat_map, map};
 use crate::cache::ComponentCache;
-use crate::host::{HostState, InstanceInfo};
+use crate::host::{HostState, InstanceInfo, MemoryMeter};
 use crate::operator::{Bound, WasmOperator};
 
 /// The package version every export and import name carries.
@@ -29,6 +30,8 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Most linear memory one instance may grow to.
     pub max_memory_bytes: usize,
+    /// The process pools; instance memory is charged to `wasm`.
+    pub pools: Option<Arc<Pools>>,
 }
 
 impl Default for RuntimeConfig {
@@ -38,6 +41,7 @@ impl Default for RuntimeConfig {
             pooling: true,
             max_instances: 256,
             max_memory_bytes: 256 << 20,
+            pools: None,
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<ComponentCache>,
+    max_memory_bytes: usize,
+    pools: Option<Arc<Pools>>,
     plugins: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
     prepared: Mutex<HashMap<(PathBuf, OperatorKind), Prepared>>,
 }
@@ -119,6 +125,8 @@ impl Runtime {
             engine,
             linker,
             cache: config.cache_dir.clone().map(ComponentCache::new),
+            max_memory_bytes: config.max_memory_bytes,
+            pools: config.pools.clone(),
             plugins: Mutex::default(),
             prepared: Mutex::default(),
         })
@@ -214,7 +222,9 @@ impl Runtime {
         prepared: &Prepared,
         info: InstanceInfo,
     ) -> Result<WasmOperator, WasmError> {
-        let mut store = Store::new(&self.engine, HostState::new(info));
+        let meter = MemoryMeter::new(self.max_memory_bytes, self.pools.clone());
+        let mut store = Store::new(&self.engine, HostState::new(info, meter));
+        store.limiter(|state| &mut state.meter);
         let link_err = |e: wasmtime::Error| WasmError::Link {
             path: plugin.path.clone(),
             message: format!("{e:#}"),
@@ -262,15 +272,26 @@ impl eddy_core::OperatorFactory for Runtime {
         subtask: u32,
         parallelism: u32,
     ) -> Result<Box<dyn eddy_core::Operator>, eddy_core::OperatorError> {
+        let StepOp::Plugin {
+            kind,
+            plugin,
+            params_json,
+        } = &step.op
+        else {
+            return Err(eddy_core::OperatorError::new(
+                &step.name,
+                "a built-in step reached the plugin runtime",
+            ));
+        };
         let info = InstanceInfo {
             job: job.name.clone(),
             step: step.name.clone(),
             subtask,
             parallelism,
-            params_json: step.params_json.clone(),
+            params_json: params_json.clone(),
         };
         let op = self
-            .operator(&step.plugin, step.kind, info)
+            .operator(plugin, *kind, info)
             .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
         Ok(Box::new(op))
     }

@@ -201,6 +201,48 @@ impl Batch {
         })
     }
 
+    /// Appends event `i` of `src` with its headers.
+    pub fn push_from(&mut self, src: &Batch, i: usize) -> Result<(), BatchOverflow> {
+        let index = self.len() as u32;
+        self.push(src.event(i))?;
+        self.headers.extend(
+            src.headers
+                .iter()
+                .filter(|h| h.event as usize == i)
+                .map(|h| Header {
+                    event: index,
+                    ..h.clone()
+                }),
+        );
+        Ok(())
+    }
+
+    /// Splits into batches of at most `max_bytes` each (by [`Batch::byte_size`]); fails
+    /// with the size of the first event that alone exceeds the limit.
+    pub fn split_by_bytes(self, max_bytes: usize) -> Result<Vec<Batch>, usize> {
+        if self.byte_size() <= max_bytes {
+            return Ok(vec![self]);
+        }
+        let mut parts = Vec::new();
+        let mut part = Batch::default();
+        for i in 0..self.len() {
+            let mut single = Batch::default();
+            single.push_from(&self, i).map_err(|_| usize::MAX)?;
+            let size = single.byte_size();
+            if size > max_bytes {
+                return Err(size);
+            }
+            if part.byte_size() + size > max_bytes {
+                parts.push(std::mem::take(&mut part));
+            }
+            part.push_from(&self, i).map_err(|_| usize::MAX)?;
+        }
+        if !part.is_empty() {
+            parts.push(part);
+        }
+        Ok(parts)
+    }
+
     /// The events at `indices` (ascending), with their headers.
     pub fn select(&self, indices: &[u32]) -> Result<Batch, MalformedBatch> {
         let mut out = Batch::with_capacity(indices.len(), self.values.len());
@@ -347,6 +389,23 @@ mod tests {
         assert_eq!(s.headers[0].event, 1);
         assert!(b.select(&[2, 1]).is_err());
         assert!(b.select(&[3]).is_err());
+    }
+
+    #[test]
+    fn split_by_bytes_keeps_every_event_within_the_limit() {
+        let mut b = Batch::default();
+        for v in [&b"aaaa"[..], b"bb", b"cccccc", b"d"] {
+            b.push_value(v).unwrap();
+        }
+        let parts = b.clone().split_by_bytes(14).unwrap();
+        assert!(parts.iter().all(|p| p.byte_size() <= 14));
+        let joined: Vec<_> = parts
+            .iter()
+            .flat_map(|p| p.iter().map(|e| e.value.to_vec()))
+            .collect();
+        let original: Vec<_> = b.iter().map(|e| e.value.to_vec()).collect();
+        assert_eq!(joined, original);
+        assert_eq!(b.split_by_bytes(9), Err(10));
     }
 
     #[test]

@@ -1,0 +1,269 @@
+//! Built-in declarative operators: key-by, where, select and rolling aggregates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::batch::{Batch, EventRef};
+use crate::expr::Expr;
+use crate::job::{RollingSpec, Step, StepOp};
+use crate::memory::Pools;
+use crate::operator::{Operator, OperatorError};
+
+/// A built-in step failed on an event.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} (event: {event})")]
+pub struct BuiltinError {
+    /// What went wrong.
+    pub message: String,
+    /// A preview of the event.
+    pub event: String,
+}
+
+fn fail(step: &str, message: impl Into<String>, value: &[u8]) -> OperatorError {
+    const MAX: usize = 120;
+    let text = String::from_utf8_lossy(&value[..value.len().min(MAX)]);
+    OperatorError::new(
+        step,
+        BuiltinError {
+            message: message.into(),
+            event: if value.len() > MAX {
+                format!("{text}…")
+            } else {
+                text.into_owned()
+            },
+        },
+    )
+}
+
+fn parse(step: &str, value: &[u8]) -> Result<Value, OperatorError> {
+    serde_json::from_slice(value).map_err(|e| fail(step, format!("not JSON: {e}"), value))
+}
+
+fn push(step: &str, out: &mut Batch, event: EventRef<'_>) -> Result<(), OperatorError> {
+    out.push(event).map_err(|e| OperatorError::new(step, e))
+}
+
+/// The operator of a built-in step, or `None` for plugin steps.
+pub fn builtin_operator(step: &Step, pools: &Arc<Pools>) -> Option<Box<dyn Operator>> {
+    let name = step.name.clone();
+    Some(match &step.op {
+        StepOp::Plugin { .. } => return None,
+        StepOp::KeyBy(path) => Box::new(KeyBy {
+            step: name,
+            path: path.clone(),
+        }),
+        StepOp::Where(expr) => Box::new(Where {
+            step: name,
+            expr: expr.clone(),
+        }),
+        StepOp::Select(fields) => Box::new(Select {
+            step: name,
+            fields: fields.clone(),
+        }),
+        StepOp::Rolling(spec) => Box::new(Rolling {
+            step: name,
+            spec: spec.clone(),
+            state: HashMap::new(),
+            reserved: 0,
+            pools: pools.clone(),
+        }),
+    })
+}
+
+/// The bytes a JSON value keys by: strings as their text, anything else as JSON.
+pub fn key_bytes(value: &Value) -> Vec<u8> {
+    match value {
+        Value::String(s) => s.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+struct KeyBy {
+    step: String,
+    path: Vec<String>,
+}
+
+impl Operator for KeyBy {
+    fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
+        let mut out = Batch::with_capacity(input.len(), input.values.len());
+        for event in input.iter() {
+            let json = parse(&self.step, event.value)?;
+            let key = self
+                .path
+                .iter()
+                .try_fold(&json, |v, name| v.get(name))
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| {
+                    fail(
+                        &self.step,
+                        format!("no key field `{}`", self.path.join(".")),
+                        event.value,
+                    )
+                })?;
+            let key = key_bytes(key);
+            push(
+                &self.step,
+                &mut out,
+                EventRef {
+                    key: Some(&key),
+                    ..event
+                },
+            )?;
+        }
+        Ok(out)
+    }
+}
+
+struct Where {
+    step: String,
+    expr: Expr,
+}
+
+impl Operator for Where {
+    fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
+        let mut keep = Vec::with_capacity(input.len());
+        for (i, event) in input.iter().enumerate() {
+            if self.expr.test(&parse(&self.step, event.value)?) {
+                keep.push(i as u32);
+            }
+        }
+        if keep.len() == input.len() {
+            return Ok(input);
+        }
+        input
+            .select(&keep)
+            .map_err(|e| OperatorError::new(&self.step, e))
+    }
+}
+
+struct Select {
+    step: String,
+    fields: Vec<(String, Expr)>,
+}
+
+impl Operator for Select {
+    fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
+        let mut out = Batch::with_capacity(input.len(), input.values.len());
+        for event in input.iter() {
+            let json = parse(&self.step, event.value)?;
+            let object: Map<String, Value> = self
+                .fields
+                .iter()
+                .map(|(name, expr)| (name.clone(), expr.eval(&json)))
+                .collect();
+            let value =
+                serde_json::to_vec(&object).map_err(|e| OperatorError::new(&self.step, e))?;
+            push(
+                &self.step,
+                &mut out,
+                EventRef {
+                    value: &value,
+                    ..event
+                },
+            )?;
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Default)]
+struct Aggregate {
+    count: u64,
+    int_sum: Option<i64>,
+    float_sum: f64,
+}
+
+/// Bytes of managed memory one key's state is charged, beyond the key itself.
+const STATE_OVERHEAD: usize = 64;
+
+struct Rolling {
+    step: String,
+    spec: RollingSpec,
+    state: HashMap<Vec<u8>, Aggregate>,
+    reserved: usize,
+    pools: Arc<Pools>,
+}
+
+impl Operator for Rolling {
+    fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
+        let mut out = Batch::with_capacity(input.len(), input.len() * 32);
+        for event in input.iter() {
+            let Some(key) = event.key else {
+                return Err(fail(
+                    &self.step,
+                    "event has no key; put a `key-by` step before `rolling`",
+                    event.value,
+                ));
+            };
+            if !self.state.contains_key(key) {
+                let cost = key.len() + STATE_OVERHEAD;
+                self.pools.managed.try_reserve(cost).map_err(|e| {
+                    OperatorError::new(
+                        &self.step,
+                        format!("{e}; raise memory.managed in the job file"),
+                    )
+                })?;
+                self.reserved += cost;
+            }
+            let agg = self.state.entry(key.to_vec()).or_insert_with(|| Aggregate {
+                int_sum: Some(0),
+                ..Aggregate::default()
+            });
+            agg.count += 1;
+            let key_value = match std::str::from_utf8(key) {
+                Ok(s) => Value::String(s.to_owned()),
+                Err(_) => Value::from(key.to_vec()),
+            };
+            let result = match &self.spec {
+                RollingSpec::Count => ("count", Value::from(agg.count)),
+                RollingSpec::Sum(field) => {
+                    let json = parse(&self.step, event.value)?;
+                    match json.get(field) {
+                        Some(Value::Number(n)) => {
+                            agg.int_sum = agg
+                                .int_sum
+                                .zip(n.as_i64())
+                                .and_then(|(a, b)| a.checked_add(b));
+                            agg.float_sum += n.as_f64().unwrap_or(0.0);
+                        }
+                        Some(Value::Null) | None => {}
+                        Some(_) => {
+                            return Err(fail(
+                                &self.step,
+                                format!("field `{field}` is not a number"),
+                                event.value,
+                            ));
+                        }
+                    }
+                    let sum = match agg.int_sum {
+                        Some(i) => Value::from(i),
+                        None => Value::from(agg.float_sum),
+                    };
+                    ("sum", sum)
+                }
+            };
+            let mut object = Map::new();
+            object.insert("key".into(), key_value);
+            object.insert(result.0.into(), result.1);
+            let value =
+                serde_json::to_vec(&object).map_err(|e| OperatorError::new(&self.step, e))?;
+            push(
+                &self.step,
+                &mut out,
+                EventRef {
+                    value: &value,
+                    ..event
+                },
+            )?;
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Rolling {
+    fn drop(&mut self) {
+        self.pools.managed.release(self.reserved);
+    }
+}

@@ -1,0 +1,182 @@
+//! Channels between tasks, bounded in bytes and charged to the network pool: a full
+//! channel blocks its senders, which is how a slow sink slows the sources down.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::batch::Batch;
+use crate::memory::Pools;
+
+/// What travels between tasks: data and in-band control messages.
+#[derive(Debug)]
+pub enum Message {
+    /// A batch of events.
+    Data(Batch),
+    /// The sender has no more input: after one from every sender, the input ended.
+    EndOfInput,
+}
+
+impl Message {
+    /// Bytes the message holds in the network pool.
+    pub fn byte_size(&self) -> usize {
+        match self {
+            Message::Data(b) => b.byte_size(),
+            Message::EndOfInput => 0,
+        }
+    }
+}
+
+/// The channel was closed because the job is being torn down.
+#[derive(Debug, thiserror::Error)]
+#[error("channel closed")]
+pub struct Closed;
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<(u32, Message, usize)>,
+    bytes: usize,
+    closed: bool,
+}
+
+/// The inbound channel of one subtask, fed by every subtask of the stage before.
+#[derive(Debug)]
+pub struct Channel {
+    state: Mutex<State>,
+    readable: Condvar,
+    writable: Condvar,
+    capacity: usize,
+    pools: Arc<Pools>,
+}
+
+impl Channel {
+    /// A channel holding at most `capacity` bytes, charged to `pools.network`.
+    pub fn new(capacity: usize, pools: Arc<Pools>) -> Self {
+        Channel {
+            state: Mutex::default(),
+            readable: Condvar::new(),
+            writable: Condvar::new(),
+            capacity,
+            pools,
+        }
+    }
+
+    /// Most bytes one message may hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Only this module touches the state, and never panics while holding it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `message` from sender `from`, waiting while the channel is full; returns
+    /// how long it waited (backpressure). Messages larger than the capacity must be
+    /// split by the caller.
+    pub fn send(&self, from: u32, message: Message) -> Result<Duration, Closed> {
+        let bytes = message.byte_size();
+        debug_assert!(bytes <= self.capacity, "oversized message");
+        let mut state = self.lock();
+        let mut waited = Duration::ZERO;
+        while !state.closed && state.bytes + bytes > self.capacity {
+            let start = Instant::now();
+            state = self.writable.wait(state).unwrap_or_else(|p| p.into_inner());
+            waited += start.elapsed();
+        }
+        if state.closed {
+            return Err(Closed);
+        }
+        // Channel capacities add up to at most the pool, so this cannot fail.
+        if self.pools.network.try_reserve(bytes).is_err() {
+            return Err(Closed);
+        }
+        state.bytes += bytes;
+        state.queue.push_back((from, message, bytes));
+        self.readable.notify_one();
+        Ok(waited)
+    }
+
+    /// The next message and its sender, waiting while the channel is empty.
+    pub fn recv(&self) -> Result<(u32, Message), Closed> {
+        let mut state = self.lock();
+        loop {
+            if let Some((from, message, bytes)) = state.queue.pop_front() {
+                state.bytes -= bytes;
+                self.pools.network.release(bytes);
+                self.writable.notify_all();
+                return Ok((from, message));
+            }
+            if state.closed {
+                return Err(Closed);
+            }
+            state = self.readable.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Wakes every waiter with [`Closed`] and drops what is queued.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        self.pools.network.release(state.bytes);
+        state.bytes = 0;
+        state.queue.clear();
+        self.readable.notify_all();
+        self.writable.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{ByteSize, MemoryBudget};
+
+    fn pools(network: usize) -> Arc<Pools> {
+        Arc::new(Pools::new(&MemoryBudget {
+            process: ByteSize(1 << 30),
+            network: ByteSize(network),
+            managed: ByteSize(1 << 20),
+            wasm: ByteSize(1 << 20),
+        }))
+    }
+
+    fn batch(bytes: usize) -> Batch {
+        let mut b = Batch::default();
+        b.push_value(&vec![b'x'; bytes - 4]).unwrap();
+        b
+    }
+
+    #[test]
+    fn a_full_channel_blocks_until_drained() {
+        let pools = pools(1 << 20);
+        let ch = Arc::new(Channel::new(100, pools.clone()));
+        ch.send(0, Message::Data(batch(60))).unwrap();
+        let sender = {
+            let ch = ch.clone();
+            std::thread::spawn(move || ch.send(1, Message::Data(batch(60))).unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(pools.network.used(), 60, "the second send must wait");
+        let (from, _) = ch.recv().unwrap();
+        assert_eq!(from, 0);
+        let waited = sender.join().unwrap();
+        assert!(waited > Duration::ZERO);
+        let (from, _) = ch.recv().unwrap();
+        assert_eq!(from, 1);
+        assert_eq!(pools.network.used(), 0);
+        assert!(pools.network.peak() <= 100);
+    }
+
+    #[test]
+    fn close_wakes_everyone() {
+        let ch = Arc::new(Channel::new(100, pools(1 << 20)));
+        let receiver = {
+            let ch = ch.clone();
+            std::thread::spawn(move || ch.recv().is_err())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        ch.close();
+        assert!(receiver.join().unwrap());
+        assert!(ch.send(0, Message::EndOfInput).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! Metrics of a running job: counters per node and subtask, updated by the tasks
+//! without locks, read by the live status line, the summary and Prometheus.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::memory::{MemoryPool, Pools};
+
+/// The counters of one node subtask.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Events received.
+    pub records_in: AtomicU64,
+    /// Events emitted.
+    pub records_out: AtomicU64,
+    /// Bytes emitted.
+    pub bytes_out: AtomicU64,
+    /// Nanoseconds spent working.
+    pub busy_ns: AtomicU64,
+    /// Nanoseconds spent blocked on a full channel downstream.
+    pub backpressure_ns: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one call's worth of counts.
+    pub fn record(&self, records_in: usize, records_out: usize, bytes_out: usize, busy: Duration) {
+        self.records_in
+            .fetch_add(records_in as u64, Ordering::Relaxed);
+        self.records_out
+            .fetch_add(records_out as u64, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(bytes_out as u64, Ordering::Relaxed);
+        self.busy_ns
+            .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Adds time blocked by backpressure.
+    pub fn blocked(&self, waited: Duration) {
+        self.backpressure_ns
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// What a node is in the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A source.
+    Source,
+    /// A step.
+    Step,
+    /// A sink.
+    Sink,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Step => "step",
+            Role::Sink => "sink",
+        }
+    }
+}
+
+/// One node (source, step or sink) with its subtasks' counters.
+#[derive(Debug)]
+pub struct NodeMetrics {
+    /// Name in the job.
+    pub name: String,
+    /// What it is.
+    pub role: Role,
+    /// Per subtask.
+    pub subtasks: Vec<Counters>,
+}
+
+/// Totals of one node over its subtasks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeTotals {
+    /// Name in the job.
+    pub name: String,
+    /// Events received.
+    pub records_in: u64,
+    /// Events emitted.
+    pub records_out: u64,
+    /// Bytes emitted.
+    pub bytes_out: u64,
+    /// Time spent working, over all subtasks.
+    pub busy: Duration,
+    /// Time blocked by backpressure, over all subtasks.
+    pub backpressure: Duration,
+}
+
+/// All metrics of a job.
+#[derive(Debug)]
+pub struct JobMetrics {
+    /// Name of the job.
+    pub job: String,
+    /// Every node.
+    pub nodes: Vec<NodeMetrics>,
+    /// The memory pools.
+    pub pools: Arc<Pools>,
+    /// When the job started.
+    pub started: Instant,
+}
+
+impl JobMetrics {
+    /// Totals of every node of `role`.
+    pub fn totals(&self, role: Role) -> Vec<NodeTotals> {
+        let sum = |c: &Vec<Counters>, f: fn(&Counters) -> &AtomicU64| {
+            c.iter().map(|c| f(c).load(Ordering::Relaxed)).sum::<u64>()
+        };
+        self.nodes
+            .iter()
+            .filter(|n| n.role == role)
+            .map(|n| NodeTotals {
+                name: n.name.clone(),
+                records_in: sum(&n.subtasks, |c| &c.records_in),
+                records_out: sum(&n.subtasks, |c| &c.records_out),
+                bytes_out: sum(&n.subtasks, |c| &c.bytes_out),
+                busy: Duration::from_nanos(sum(&n.subtasks, |c| &c.busy_ns)),
+                backpressure: Duration::from_nanos(sum(&n.subtasks, |c| &c.backpressure_ns)),
+            })
+            .collect()
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        type Read = fn(&Counters) -> u64;
+        let counters: [(&str, Read); 5] = [
+            ("eddy_records_in_total", |c| {
+                c.records_in.load(Ordering::Relaxed)
+            }),
+            ("eddy_records_out_total", |c| {
+                c.records_out.load(Ordering::Relaxed)
+            }),
+            ("eddy_bytes_out_total", |c| {
+                c.bytes_out.load(Ordering::Relaxed)
+            }),
+            ("eddy_busy_seconds_total", |c| {
+                c.busy_ns.load(Ordering::Relaxed)
+            }),
+            ("eddy_backpressure_seconds_total", |c| {
+                c.backpressure_ns.load(Ordering::Relaxed)
+            }),
+        ];
+        for (metric, read) in counters {
+            let _ = writeln!(out, "# TYPE {metric} counter");
+            for node in &self.nodes {
+                for (i, c) in node.subtasks.iter().enumerate() {
+                    let value = read(c);
+                    let value = if metric.ends_with("seconds_total") {
+                        format!("{:.6}", value as f64 / 1e9)
+                    } else {
+                        value.to_string()
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{metric}{{job=\"{}\",{}=\"{}\",subtask=\"{i}\"}} {value}",
+                        escape(&self.job),
+                        node.role.as_str(),
+                        escape(&node.name)
+                    );
+                }
+            }
+        }
+        for (metric, read) in [
+            (
+                "eddy_pool_used_bytes",
+                MemoryPool::used as fn(&MemoryPool) -> usize,
+            ),
+            ("eddy_pool_peak_bytes", MemoryPool::peak),
+            ("eddy_pool_capacity_bytes", MemoryPool::capacity),
+        ] {
+            let _ = writeln!(out, "# TYPE {metric} gauge");
+            for pool in self.pools.all() {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{job=\"{}\",pool=\"{}\"}} {}",
+                    escape(&self.job),
+                    pool.name(),
+                    read(pool)
+                );
+            }
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `metrics` as Prometheus text on `addr` from a background thread, for as long
+/// as the process lives.
+pub fn serve_prometheus(
+    addr: std::net::SocketAddr,
+    metrics: Arc<JobMetrics>,
+) -> std::io::Result<std::net::SocketAddr> {
+    use std::io::{Read, Write as _};
+    let listener = std::net::TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("eddy-metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request);
+                let body = metrics.prometheus();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        })?;
+    Ok(bound)
+}

@@ -1,0 +1,272 @@
+//! From a checked job to its execution plan: nodes grouped into stages (chains of
+//! forward-connected operators of equal parallelism, run as one task per subtask) and
+//! the exchanges between stages.
+
+use std::fmt;
+
+use crate::job::{Job, Partition, StepOp};
+use crate::source::source_parallelism;
+
+/// A stage: one task per subtask runs its sources or input, its steps and its output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stage {
+    /// Subtasks.
+    pub parallelism: u32,
+    /// Whether the job's sources run in this stage (the first one).
+    pub sources: bool,
+    /// Indices of the job's steps chained in this stage, in order.
+    pub steps: Vec<usize>,
+    /// Whether the job's sinks run in this stage (the last one).
+    pub sinks: bool,
+    /// How events arrive from the stage before; `None` for the source stage.
+    pub input: Option<Partition>,
+}
+
+/// The execution plan of a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Stages in pipeline order.
+    pub stages: Vec<Stage>,
+    /// Key groups of hash exchanges.
+    pub max_parallelism: u32,
+}
+
+/// A job whose topology cannot run as written.
+#[derive(Debug, thiserror::Error)]
+#[error("step {step:?}: {message}")]
+pub struct PlanError {
+    /// The step at fault.
+    pub step: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Sinks run as one subtask (stdout and a file are single streams).
+const SINK_PARALLELISM: u32 = 1;
+
+impl Plan {
+    /// Plans `job`.
+    pub fn new(job: &Job) -> Result<Plan, PlanError> {
+        let source_p = job
+            .sources
+            .iter()
+            .map(|(_, s)| source_parallelism(s))
+            .max()
+            .unwrap_or(1);
+        let mut stages = vec![Stage {
+            parallelism: source_p,
+            sources: true,
+            steps: Vec::new(),
+            sinks: false,
+            input: None,
+        }];
+        // Whether the stream is partitioned by key, and whether the last node set keys.
+        let mut keyed = false;
+        let mut after_key_by = false;
+        for (i, step) in job.steps.iter().enumerate() {
+            let prev_p = stages.last().map_or(1, |s| s.parallelism);
+            let edge = edge(step.partition, after_key_by, prev_p, step.parallelism).map_err(
+                |message| PlanError {
+                    step: step.name.clone(),
+                    message,
+                },
+            )?;
+            keyed = match edge {
+                Partition::Hash => true,
+                Partition::Forward => keyed,
+                Partition::Rebalance | Partition::Broadcast => false,
+            };
+            if matches!(step.op, StepOp::Rolling(_)) && !keyed {
+                return Err(PlanError {
+                    step: step.name.clone(),
+                    message: format!(
+                        "`rolling` needs a stream partitioned by key: put a `key-by` step before \
+                         it, with no other partitioning in between (this step receives by {})",
+                        partition_name(edge)
+                    ),
+                });
+            }
+            after_key_by = matches!(step.op, StepOp::KeyBy(_));
+            push(&mut stages, edge, step.parallelism, Some(i), false);
+        }
+        let prev_p = stages.last().map_or(1, |s| s.parallelism);
+        let edge =
+            edge(None, after_key_by, prev_p, SINK_PARALLELISM).map_err(|message| PlanError {
+                step: "sinks".into(),
+                message,
+            })?;
+        push(&mut stages, edge, SINK_PARALLELISM, None, true);
+        Ok(Plan {
+            stages,
+            max_parallelism: job.max_parallelism,
+        })
+    }
+
+    /// Subtasks over all stages: the number of tasks that run.
+    pub fn tasks(&self) -> u32 {
+        self.stages.iter().map(|s| s.parallelism).sum()
+    }
+}
+
+fn edge(
+    explicit: Option<Partition>,
+    after_key_by: bool,
+    from: u32,
+    to: u32,
+) -> Result<Partition, String> {
+    match explicit {
+        Some(Partition::Forward) if from != to => Err(format!(
+            "`partition: forward` needs equal parallelism, but {from} subtasks feed {to}"
+        )),
+        Some(p) => Ok(p),
+        None if after_key_by => Ok(Partition::Hash),
+        None if from == to => Ok(Partition::Forward),
+        None => Ok(Partition::Rebalance),
+    }
+}
+
+fn push(
+    stages: &mut Vec<Stage>,
+    edge: Partition,
+    parallelism: u32,
+    step: Option<usize>,
+    sinks: bool,
+) {
+    if edge != Partition::Forward {
+        stages.push(Stage {
+            parallelism,
+            sources: false,
+            steps: Vec::new(),
+            sinks: false,
+            input: Some(edge),
+        });
+    }
+    if let Some(last) = stages.last_mut() {
+        last.steps.extend(step);
+        last.sinks |= sinks;
+    }
+}
+
+fn partition_name(p: Partition) -> &'static str {
+    match p {
+        Partition::Forward => "forward",
+        Partition::Rebalance => "rebalance",
+        Partition::Broadcast => "broadcast",
+        Partition::Hash => "hash",
+    }
+}
+
+/// The plan of a job, printable for `eddy plan`.
+pub struct PlanView<'a> {
+    /// The job.
+    pub job: &'a Job,
+    /// Its plan.
+    pub plan: &'a Plan,
+}
+
+impl fmt::Display for PlanView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (job, plan) = (self.job, self.plan);
+        writeln!(
+            f,
+            "job {:?}: {} stage(s), {} task(s), max-parallelism {}, batch-size {}",
+            job.name,
+            plan.stages.len(),
+            plan.tasks(),
+            plan.max_parallelism,
+            job.batch_size
+        )?;
+        let m = &job.memory;
+        writeln!(
+            f,
+            "memory: process {} = network {} + managed {} + wasm {} + host",
+            m.process, m.network, m.managed, m.wasm
+        )?;
+        for (i, stage) in plan.stages.iter().enumerate() {
+            if let Some(input) = stage.input {
+                let detail = match input {
+                    Partition::Hash => format!(" by key into {} key groups", plan.max_parallelism),
+                    _ => String::new(),
+                };
+                writeln!(f, "  ⇓ {}{detail}", partition_name(input))?;
+            }
+            let mut chain: Vec<String> = Vec::new();
+            if stage.sources {
+                chain.extend(
+                    job.sources.iter().map(|(name, spec)| {
+                        format!("source {name} (×{})", source_parallelism(spec))
+                    }),
+                );
+            }
+            chain.extend(stage.steps.iter().map(|&s| {
+                let step = &job.steps[s];
+                format!("{} [{}]", step.name, step.op.label())
+            }));
+            if stage.sinks {
+                chain.extend(job.sinks.iter().map(|(name, _)| format!("sink {name}")));
+            }
+            writeln!(
+                f,
+                "stage {} ×{}: {}",
+                i + 1,
+                stage.parallelism,
+                chain.join(" → ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn plan(text: &str) -> Result<Plan, PlanError> {
+        let job = Job::parse(text, Path::new("/j/job.yaml"), None).unwrap();
+        Plan::new(&job)
+    }
+
+    #[test]
+    fn chains_forward_steps_and_splits_at_exchanges() {
+        let p = plan(
+            "name: x\nparallelism: 2\nsources:\n  - type: generator\nsteps:\n  - where: a > 1\n  - key-by: k\n  - rolling: count\n  - select: { k: key }\n    parallelism: 1\nsinks:\n  - type: stdout\n",
+        )
+        .unwrap();
+        let shape: Vec<_> = p
+            .stages
+            .iter()
+            .map(|s| (s.parallelism, s.sources, s.steps.clone(), s.sinks, s.input))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (2, true, vec![0, 1], false, None),
+                (2, false, vec![2], false, Some(Partition::Hash)),
+                (1, false, vec![3], true, Some(Partition::Rebalance)),
+            ]
+        );
+        assert_eq!(p.tasks(), 5);
+    }
+
+    #[test]
+    fn rolling_needs_a_keyed_stream() {
+        let err = plan("name: x\nsources:\n  - type: generator\nsteps:\n  - name: r\n    rolling: count\nsinks:\n  - type: stdout\n")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("needs a stream partitioned by key"),
+            "{err}"
+        );
+        let err = plan("name: x\nsources:\n  - type: generator\nsteps:\n  - key-by: k\n  - name: r\n    rolling: count\n    partition: rebalance\nsinks:\n  - type: stdout\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("receives by rebalance"), "{err}");
+    }
+
+    #[test]
+    fn forward_between_unequal_parallelism_is_an_error() {
+        let err = plan("name: x\nsources:\n  - type: generator\nsteps:\n  - name: s\n    where: 'true'\n    parallelism: 2\n    partition: forward\nsinks:\n  - type: stdout\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("needs equal parallelism"), "{err}");
+    }
+}
