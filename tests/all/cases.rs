@@ -149,6 +149,7 @@ cases! {
     broken_contract => "tests/cases/broken-contract/job.yaml",
     bad_offsets => "tests/cases/bad-offsets/job.yaml",
     file_sink => "tests/cases/file-sink/job.yaml",
+    memory_bomb => "tests/cases/memory-bomb/job.yaml",
     managed_exhausted => "tests/cases/managed-exhausted/job.yaml",
     wasm_memory_too_small => "tests/cases/wasm-memory-too-small/job.yaml",
 }

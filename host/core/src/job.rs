@@ -126,6 +126,11 @@ pub enum SinkSpec {
         /// Name used in errors and metrics.
         name: Option<String>,
     },
+    /// Counts events and drops them (benchmarks, dry runs).
+    Discard {
+        /// Name used in errors and metrics.
+        name: Option<String>,
+    },
     /// A file, one event value per line (JSON lines for JSON values).
     File {
         /// Name used in errors and metrics.
@@ -505,6 +510,7 @@ impl Resolver<'_> {
             .map(|(i, mut s)| {
                 let name = match &mut s {
                     SinkSpec::Stdout { name } => name.clone().unwrap_or_else(|| "stdout".into()),
+                    SinkSpec::Discard { name } => name.clone().unwrap_or_else(|| "discard".into()),
                     SinkSpec::File { name, path } => {
                         *path = base.join(&*path);
                         name.clone().unwrap_or_else(|| format!("sink-{i}"))

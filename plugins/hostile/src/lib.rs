@@ -4,6 +4,7 @@
 //! `"trigger": true` (other events pass through unchanged):
 //! - `panic`: panics (a trap in the host's eyes).
 //! - `error`: returns a plugin error.
+//! - `memory-bomb`: allocates memory until the host refuses to grow it.
 //! - `wrong-count` and `bad-offsets`: bypass the SDK's checks and return a batch with
 //!   an extra event, or with offsets past its buffer, as a non-SDK plugin could.
 
@@ -15,6 +16,7 @@ use eddy_sdk::{Batch, Context, Emitter, Error, Event, Map, Value};
 enum Mode {
     Panic,
     Error,
+    MemoryBomb,
     WrongCount,
     BadOffsets,
 }
@@ -37,6 +39,13 @@ impl Map for Hostile {
             match self.mode {
                 Mode::Panic => panic!("hostile plugin panicked on purpose"),
                 Mode::Error => return Err(Error::msg("hostile plugin refused the event")),
+                Mode::MemoryBomb => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; 16 << 20]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
                 Mode::WrongCount | Mode::BadOffsets => {}
             }
         }
@@ -57,7 +66,7 @@ impl Hostile {
                     *last += 1_000_000;
                 }
             }
-            Mode::Panic | Mode::Error => {}
+            Mode::Panic | Mode::Error | Mode::MemoryBomb => {}
         }
         Ok(out)
     }
