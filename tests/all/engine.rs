@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use eddy_testkit::plugins::PLUGIN_DIR;
 
-use crate::support::{ChildGuard, Scratch, eddy, text};
+use crate::support::{ChildGuard, Scratch, command, eddy, text};
 
 fn keyed_job(parallelism: u32) -> String {
     format!(
@@ -105,13 +105,7 @@ sinks:
 "
     );
     std::fs::write(scratch.0.join("job.yaml"), job).expect("write job");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["run", "--plugin-dir", PLUGIN_DIR, "job.yaml"])
-        .current_dir(&scratch.0)
-        .env(
-            "EDDY_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("eddy-cache"),
-        )
+    let mut child = command(&["run", "--plugin-dir", PLUGIN_DIR, "job.yaml"], &scratch.0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -200,13 +194,7 @@ sinks:
     path: out.jsonl
 ";
     std::fs::write(scratch.0.join("job.yaml"), job).expect("write job");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["run", "--plugin-dir", PLUGIN_DIR, "job.yaml"])
-        .current_dir(&scratch.0)
-        .env(
-            "EDDY_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("eddy-cache"),
-        )
+    let mut child = command(&["run", "--plugin-dir", PLUGIN_DIR, "job.yaml"], &scratch.0)
         .env("EDDY_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()

@@ -5,17 +5,24 @@ use std::process::{Command, Output};
 
 use eddy_testkit::plugins::PLUGIN_DIR;
 
-/// The `eddy` command with the example plugins and a test-local component cache.
-pub fn eddy(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(args)
+/// The `eddy` command in `cwd` with a test-local component cache, quiet logs and no
+/// plugin directory from the environment.
+pub fn command(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    cmd.args(args)
         .current_dir(cwd)
         .env(
             "EDDY_CACHE_DIR",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("eddy-cache"),
         )
         .env("EDDY_LOG", "warn")
-        .env_remove("EDDY_PLUGIN_DIR")
+        .env_remove("EDDY_PLUGIN_DIR");
+    cmd
+}
+
+/// Runs `eddy` to completion.
+pub fn eddy(args: &[&str], cwd: &Path) -> Output {
+    command(args, cwd)
         .output()
         .expect("cannot start the eddy binary")
 }

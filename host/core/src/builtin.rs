@@ -45,6 +45,24 @@ fn push(step: &str, out: &mut Batch, event: EventRef<'_>) -> Result<(), Operator
     out.push(event).map_err(|e| OperatorError::new(step, e))
 }
 
+/// Appends `object` as the value of an event keeping `event`'s key and timestamp.
+fn push_object(
+    step: &str,
+    out: &mut Batch,
+    event: EventRef<'_>,
+    object: &Map<String, Value>,
+) -> Result<(), OperatorError> {
+    let value = serde_json::to_vec(object).map_err(|e| OperatorError::new(step, e))?;
+    push(
+        step,
+        out,
+        EventRef {
+            value: &value,
+            ..event
+        },
+    )
+}
+
 /// The operator of a built-in step, or `None` for plugin steps.
 pub fn builtin_operator(step: &Step, pools: &Arc<Pools>) -> Option<Box<dyn Operator>> {
     let name = step.name.clone();
@@ -153,16 +171,7 @@ impl Operator for Select {
                 .iter()
                 .map(|(name, expr)| (name.clone(), expr.eval(&json)))
                 .collect();
-            let value =
-                serde_json::to_vec(&object).map_err(|e| OperatorError::new(&self.step, e))?;
-            push(
-                &self.step,
-                &mut out,
-                EventRef {
-                    value: &value,
-                    ..event
-                },
-            )?;
+            push_object(&self.step, &mut out, event, &object)?;
         }
         Ok(out)
     }
@@ -247,16 +256,7 @@ impl Operator for Rolling {
             let mut object = Map::new();
             object.insert("key".into(), key_value);
             object.insert(result.0.into(), result.1);
-            let value =
-                serde_json::to_vec(&object).map_err(|e| OperatorError::new(&self.step, e))?;
-            push(
-                &self.step,
-                &mut out,
-                EventRef {
-                    value: &value,
-                    ..event
-                },
-            )?;
+            push_object(&self.step, &mut out, event, &object)?;
         }
         Ok(out)
     }

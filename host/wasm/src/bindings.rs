@@ -36,42 +36,4 @@ world!(flat_map, "flat-map-plugin");
 
 pub use base::eddy::plugin::types::{Batch as WitBatch, Header as WitHeader, PluginError};
 
-/// Moves a host batch into the WIT record without copying its buffers.
-pub fn to_wit(b: eddy_core::Batch) -> WitBatch {
-    WitBatch {
-        values: b.values,
-        value_ends: b.value_ends,
-        keys: b.keys,
-        key_ends: b.key_ends,
-        timestamps: b.timestamps,
-        headers: b
-            .headers
-            .into_iter()
-            .map(|h| WitHeader {
-                event: h.event,
-                name: h.name,
-                value: h.value,
-            })
-            .collect(),
-    }
-}
-
-/// Moves a WIT batch record into a host batch without copying its buffers.
-pub fn from_wit(b: WitBatch) -> eddy_core::Batch {
-    eddy_core::Batch {
-        values: b.values,
-        value_ends: b.value_ends,
-        keys: b.keys,
-        key_ends: b.key_ends,
-        timestamps: b.timestamps,
-        headers: b
-            .headers
-            .into_iter()
-            .map(|h| eddy_core::Header {
-                event: h.event,
-                name: h.name,
-                value: h.value,
-            })
-            .collect(),
-    }
-}
+eddy_core::batch::wit_batch_conversions!(WitBatch, WitHeader);

@@ -6,7 +6,7 @@ use eddy_core::{Batch, Operator, OperatorError, OperatorKind};
 use wasmtime::Store;
 
 use crate::WasmError;
-use crate::bindings::{PluginError, filter, flat_map, from_wit, map, to_wit};
+use crate::bindings::{PluginError, WitBatch, filter, flat_map, map};
 use crate::host::{HostState, PluginMetrics};
 use crate::runtime::world_of;
 
@@ -82,14 +82,14 @@ impl WasmOperator {
             });
         }
         let n = input.len();
-        let wit = to_wit(input);
+        let wit = WitBatch::from(input);
         match &self.bound {
             Bound::Map(b) => {
                 let result = b
                     .eddy_plugin_map_operator()
                     .call_map_batch(&mut self.store, &wit);
-                let input = from_wit(wit);
-                let mut out = from_wit(self.finish("map-batch", result, Some(&input))?);
+                let input = Batch::from(wit);
+                let mut out = Batch::from(self.finish("map-batch", result, Some(&input))?);
                 self.check(&out, "map-batch")?;
                 if out.len() != n {
                     return Err(self.contract(
@@ -104,7 +104,7 @@ impl WasmOperator {
                 let result = b
                     .eddy_plugin_filter_operator()
                     .call_filter_batch(&mut self.store, &wit);
-                let input = from_wit(wit);
+                let input = Batch::from(wit);
                 let keep = self.finish("filter-batch", result, Some(&input))?;
                 if keep.len() == n {
                     return Ok(input);
@@ -117,9 +117,9 @@ impl WasmOperator {
                 let result = b
                     .eddy_plugin_flat_map_operator()
                     .call_flat_map_batch(&mut self.store, &wit);
-                let input = from_wit(wit);
+                let input = Batch::from(wit);
                 let output = self.finish("flat-map-batch", result, Some(&input))?;
-                let mut out = from_wit(output.events);
+                let mut out = Batch::from(output.events);
                 self.check(&out, "flat-map-batch")?;
                 if output.origins.len() != out.len()
                     || output.origins.iter().any(|&o| o as usize >= n)

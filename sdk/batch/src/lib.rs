@@ -60,6 +60,55 @@ pub struct BatchOverflow;
 #[error("malformed batch: {0}")]
 pub struct MalformedBatch(pub String);
 
+/// Implements moves (no copies) between [`Batch`] and a WIT-generated `batch` record
+/// and its `header` record, for whichever bindings generator (host or guest) made them.
+#[macro_export]
+macro_rules! wit_batch_conversions {
+    ($wit_batch:ty, $wit_header:ident) => {
+        impl From<$wit_batch> for $crate::Batch {
+            fn from(b: $wit_batch) -> Self {
+                $crate::Batch {
+                    values: b.values,
+                    value_ends: b.value_ends,
+                    keys: b.keys,
+                    key_ends: b.key_ends,
+                    timestamps: b.timestamps,
+                    headers: b
+                        .headers
+                        .into_iter()
+                        .map(|h| $crate::Header {
+                            event: h.event,
+                            name: h.name,
+                            value: h.value,
+                        })
+                        .collect(),
+                }
+            }
+        }
+
+        impl From<$crate::Batch> for $wit_batch {
+            fn from(b: $crate::Batch) -> Self {
+                Self {
+                    values: b.values,
+                    value_ends: b.value_ends,
+                    keys: b.keys,
+                    key_ends: b.key_ends,
+                    timestamps: b.timestamps,
+                    headers: b
+                        .headers
+                        .into_iter()
+                        .map(|h| $wit_header {
+                            event: h.event,
+                            name: h.name,
+                            value: h.value,
+                        })
+                        .collect(),
+                }
+            }
+        }
+    };
+}
+
 fn span(ends: &[u32], i: usize) -> (usize, usize) {
     let start = if i == 0 { 0 } else { ends[i - 1] as usize };
     (start, ends[i] as usize)

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use eddy_batch::{Batch, Header};
+use eddy_batch::Batch;
 
 pub use std::vec::Vec;
 
@@ -77,43 +77,8 @@ fn to_wit(e: Error) -> PluginError {
     }
 }
 
-fn from_wit(b: WitBatch) -> Batch {
-    Batch {
-        values: b.values,
-        value_ends: b.value_ends,
-        keys: b.keys,
-        key_ends: b.key_ends,
-        timestamps: b.timestamps,
-        headers: b
-            .headers
-            .into_iter()
-            .map(|h| Header {
-                event: h.event,
-                name: h.name,
-                value: h.value,
-            })
-            .collect(),
-    }
-}
-
-fn into_wit(b: Batch) -> WitBatch {
-    WitBatch {
-        values: b.values,
-        value_ends: b.value_ends,
-        keys: b.keys,
-        key_ends: b.key_ends,
-        timestamps: b.timestamps,
-        headers: b
-            .headers
-            .into_iter()
-            .map(|h| base::eddy::plugin::types::Header {
-                event: h.event,
-                name: h.name,
-                value: h.value,
-            })
-            .collect(),
-    }
-}
+use base::eddy::plugin::types::Header as WitHeader;
+eddy_batch::wit_batch_conversions!(WitBatch, WitHeader);
 
 /// Results of the batch drivers as they cross back to the host.
 pub trait IntoWit {
@@ -126,7 +91,7 @@ pub trait IntoWit {
 impl IntoWit for Batch {
     type Wit = WitBatch;
     fn into_wit(self) -> WitBatch {
-        into_wit(self)
+        self.into()
     }
 }
 
@@ -141,7 +106,7 @@ impl IntoWit for (Batch, Vec<u32>) {
     type Wit = FlatMapOutput;
     fn into_wit(self) -> FlatMapOutput {
         FlatMapOutput {
-            events: into_wit(self.0),
+            events: self.0.into(),
             origins: self.1,
         }
     }
@@ -160,7 +125,7 @@ pub fn call<T: 'static, R: IntoWit>(
     input: WitBatch,
     driver: fn(&mut T, &Batch) -> Result<R, Error>,
 ) -> Result<R::Wit, PluginError> {
-    let batch = from_wit(input);
+    let batch = Batch::from(input);
     INSTANCE.with(|slot| {
         let mut slot = slot.borrow_mut();
         let op = slot
