@@ -150,6 +150,12 @@ cases! {
     bad_offsets => "tests/cases/bad-offsets/job.yaml",
     file_sink => "tests/cases/file-sink/job.yaml",
     memory_bomb => "tests/cases/memory-bomb/job.yaml",
+    hostile_loop => "tests/cases/hostile-loop/job.yaml",
+    hostile_fuel => "tests/cases/hostile-fuel/job.yaml",
+    hostile_recursion => "tests/cases/hostile-recursion/job.yaml",
+    hostile_huge_output => "tests/cases/hostile-huge-output/job.yaml",
+    hostile_open_file => "tests/cases/hostile-open-file/job.yaml",
+    hostile_connect => "tests/cases/hostile-connect/job.yaml",
     managed_exhausted => "tests/cases/managed-exhausted/job.yaml",
     wasm_memory_too_small => "tests/cases/wasm-memory-too-small/job.yaml",
 }

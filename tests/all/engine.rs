@@ -209,7 +209,7 @@ sinks:
             "eddy exited before serving metrics"
         );
         if let Some(rest) = line.split("http://").nth(1) {
-            break rest.trim().trim_end_matches("/metrics").to_owned();
+            break rest.split("/metrics").next().unwrap_or_default().to_owned();
         }
     };
     std::thread::sleep(Duration::from_millis(500));
@@ -219,11 +219,17 @@ sinks:
     let mut body = String::new();
     conn.read_to_string(&mut body).expect("response");
     assert!(
-        body.contains("eddy_records_out_total{job=\"forever\",step=\"to-eur\",subtask=\"0\"}"),
+        body.contains("eddy_records_out_total{tenant=\"default\",job=\"forever\",step=\"to-eur\",subtask=\"0\"}"),
         "{body}"
     );
     assert!(
-        body.contains("eddy_pool_capacity_bytes{job=\"forever\",pool=\"network\"}"),
+        body.contains("eddy_plugin_calls_total{tenant=\"default\",job=\"forever\",step=\"to-eur\",plugin=\"currency_convert.wasm\",subtask=\"0\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "eddy_pool_capacity_bytes{tenant=\"default\",job=\"forever\",pool=\"network\"}"
+        ),
         "{body}"
     );
 

@@ -4,4 +4,5 @@
 mod cases;
 mod cli;
 mod engine;
+mod sandbox;
 mod support;

@@ -17,6 +17,7 @@ use eddy_core::Batch;
 use eddy_core::OperatorKind;
 use eddy_core::generator::Generator;
 use eddy_core::job::GeneratorShape;
+use eddy_core::sandbox::Sandbox;
 use eddy_sdk::{Context, Map};
 use eddy_testkit::plugins::{CURRENCY_CONVERT, EDDY_BENCH_GUEST};
 use eddy_wasm::{InstanceInfo, Runtime, RuntimeConfig};
@@ -38,6 +39,7 @@ fn info() -> InstanceInfo {
         subtask: 0,
         parallelism: 1,
         params_json: params().to_string(),
+        sandbox: Sandbox::default(),
     }
 }
 
@@ -90,6 +92,29 @@ fn instance_start(runtime: &Runtime, iterations: u32) -> Duration {
         black_box(op);
     }
     start.elapsed() / iterations
+}
+
+/// Events/s of the map at batches of 256 with no interruption, with epoch deadlines,
+/// and with fuel metering: what each sandbox limit costs.
+fn limits() -> [(&'static str, f64); 3] {
+    let input = batches(256);
+    let run = |epoch: bool, fuel: bool| {
+        let runtime = Runtime::new(&RuntimeConfig {
+            epoch,
+            fuel,
+            ..RuntimeConfig::default()
+        })
+        .expect("engine");
+        let mut op = runtime
+            .operator(CURRENCY_CONVERT.as_ref(), OperatorKind::Map, info())
+            .expect("wasm operator");
+        measure(5, &input, |b| op.call(b).expect("wasm map"))
+    };
+    [
+        ("none", run(false, false)),
+        ("epoch", run(true, false)),
+        ("fuel", run(false, true)),
+    ]
 }
 
 /// Host bindings of the shape benchmark's guest.
@@ -210,7 +235,10 @@ fn main() {
     })
     .expect("engine");
     let on_demand = instance_start(&on_demand_runtime, 2000);
-    let (records, packed) = shapes(runtime.engine());
+    // The shapes are compared on a plain engine: no deadlines, no fuel.
+    let plain = wasmtime::Engine::default();
+    let (records, packed) = shapes(&plain);
+    let limits = limits();
 
     if json {
         let rows: Vec<_> = rows
@@ -223,6 +251,7 @@ fn main() {
             "rows": rows,
             "instance_start_us": { "pooling": pooled.as_secs_f64() * 1e6, "on_demand": on_demand.as_secs_f64() * 1e6 },
             "echo_batch_256_events_per_s": { "records": records, "packed": packed, "packed_over_records": packed / records },
+            "limits_batch_256_events_per_s": limits.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         });
         println!("{doc}");
         return;
@@ -244,4 +273,11 @@ fn main() {
         "echo of 256-event batches: list<record> {records:.0} events/s, packed {packed:.0} events/s ({:.2}x)",
         packed / records
     );
+    let base = limits[0].1;
+    for (name, eps) in &limits {
+        println!(
+            "sandbox limit {name:<6} {eps:>12.0} events/s  ({:.2}x of none)",
+            eps / base
+        );
+    }
 }

@@ -6,7 +6,7 @@
 
 mod status;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +15,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use eddy_core::memory::{ByteSize, Pools};
 use eddy_core::plan::{Plan, PlanView};
+use eddy_core::tenant::Tenants;
 use eddy_core::{Dataflow, Job, StepOp};
 use eddy_wasm::{Runtime, RuntimeConfig};
 
@@ -30,14 +31,37 @@ struct Cli {
 struct JobArgs {
     /// The job file (YAML).
     job: PathBuf,
+    #[command(flatten)]
+    env: Env,
+}
+
+/// Where jobs find their plugins and their tenants' quotas.
+#[derive(clap::Args)]
+struct Env {
     /// Directory that plugin paths are resolved against (overrides the job's `plugin-dir`).
     #[arg(long, env = "EDDY_PLUGIN_DIR")]
     plugin_dir: Option<PathBuf>,
+    /// Tenants and their quotas (YAML); without it every tenant runs unrestricted.
+    #[arg(long, env = "EDDY_TENANTS")]
+    tenants: Option<PathBuf>,
+}
+
+impl Env {
+    /// Loads `file` and admits it under its tenant's quotas.
+    fn load(&self, file: &Path) -> Result<Job> {
+        let job = Job::load(file, self.plugin_dir.as_deref())?;
+        let tenants = match &self.tenants {
+            Some(path) => Tenants::load(path)?,
+            None => Tenants::local(),
+        };
+        tenants.admit(&job)?;
+        Ok(job)
+    }
 }
 
 impl JobArgs {
     fn load(&self) -> Result<Job> {
-        Ok(Job::load(&self.job, self.plugin_dir.as_deref())?)
+        self.env.load(&self.job)
     }
 }
 
@@ -47,10 +71,14 @@ enum Command {
     Validate(JobArgs),
     /// Print how a job runs: stages, chained operators, exchanges, parallelism, memory.
     Plan(JobArgs),
-    /// Run a job until its input ends (Ctrl-C ends the input early and drains).
+    /// Run jobs until their input ends (Ctrl-C ends the input early and drains); several
+    /// jobs run side by side in one process, each in its own sandboxes and pools.
     Run {
+        /// The job files (YAML).
+        #[arg(required = true)]
+        jobs: Vec<PathBuf>,
         #[command(flatten)]
-        job: JobArgs,
+        env: Env,
         /// Do not print the summary at the end.
         #[arg(long, short)]
         quiet: bool,
@@ -119,36 +147,77 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Run { job, quiet, status } => {
-            let job = job.load()?;
-            let pools = Arc::new(Pools::new(&job.memory));
-            let runtime = runtime(&job, Some(pools.clone()))?;
-            let dataflow = Dataflow::build(&job, &runtime, pools)?;
-            let metrics = dataflow.metrics();
-            if let Some(addr) = job.prometheus {
-                let bound = eddy_core::metrics::serve_prometheus(addr, metrics.clone())
-                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-                tracing::info!("Prometheus metrics on http://{bound}/metrics");
-            }
+        Command::Run {
+            jobs,
+            env,
+            quiet,
+            status,
+        } => {
+            let jobs = jobs
+                .iter()
+                .map(|file| env.load(file))
+                .collect::<Result<Vec<_>>>()?;
             ctrlc::set_handler(|| {
                 if STOP.swap(true, Ordering::SeqCst) {
                     std::process::exit(130);
                 }
                 eprintln!("\nstopping: draining in-flight events (Ctrl-C again to quit at once)");
             })?;
-            let live = (status || std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .then(|| status::spawn(metrics.clone()));
-            let result = dataflow.run(&STOP);
-            if let Some(live) = live {
-                live.stop();
+            let live =
+                (status || std::io::IsTerminal::is_terminal(&std::io::stderr())) && jobs.len() == 1;
+            let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = jobs
+                    .iter()
+                    .map(|job| scope.spawn(move || run_job(job, quiet, live)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("the job thread panicked")))
+                    })
+                    .collect()
+            });
+            let mut failed = 0;
+            for (job, outcome) in jobs.iter().zip(outcomes) {
+                if let Err(e) = outcome {
+                    failed += 1;
+                    if jobs.len() == 1 {
+                        return Err(e);
+                    }
+                    eprintln!("error: job {:?} (tenant {}): {e}", job.name, job.tenant);
+                }
             }
-            let summary = result?;
-            if !quiet {
-                status::print_summary(&job.file, &summary, job.memory.process);
+            if failed > 0 {
+                bail!("{failed} of {} jobs failed", jobs.len());
             }
             Ok(())
         }
     }
+}
+
+/// Builds and runs one job to its end.
+fn run_job(job: &Job, quiet: bool, live: bool) -> Result<()> {
+    let pools = Arc::new(Pools::new(&job.memory));
+    let runtime = runtime(job, Some(pools.clone()))?;
+    let dataflow = Dataflow::build(job, &runtime, pools)?;
+    let metrics = dataflow.metrics();
+    if let Some(addr) = job.prometheus {
+        let bound = eddy_core::metrics::serve_prometheus(addr, metrics.clone())
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        tracing::info!(job = %job.name, "Prometheus metrics on http://{bound}/metrics");
+    }
+    let live = live.then(|| status::spawn(metrics.clone()));
+    let result = dataflow.run(&STOP);
+    if let Some(live) = live {
+        live.stop();
+    }
+    let summary = result?;
+    if !quiet {
+        status::print_summary(&job.file, &summary, job.memory.process);
+        status::print_plugins(&metrics);
+    }
+    Ok(())
 }
 
 /// The WASM runtime sized for `job`: every plugin subtask gets an equal share of the
@@ -175,6 +244,8 @@ fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
         max_instances: instances.max(1),
         max_memory_bytes: share.min(4 << 30),
         pools,
+        fuel: job.steps.iter().any(|s| s.sandbox.fuel.is_some()),
+        max_stack: job.max_stack.0,
         ..RuntimeConfig::default()
     })?)
 }

@@ -113,3 +113,28 @@ pub fn peak_rss() -> Option<usize> {
     let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Prints what each plugin instance cost: calls, CPU, fuel, memory high-water mark, traps.
+pub fn print_plugins(metrics: &JobMetrics) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for p in &metrics.plugins {
+        let c = &p.counters;
+        let fuel = c.fuel.load(Relaxed);
+        eprintln!(
+            "  plugin {} [{}#{}] tenant {}: {} calls, {:.3} s CPU{}, memory peak {}, {} traps",
+            p.plugin,
+            p.step,
+            p.subtask,
+            metrics.tenant,
+            c.calls.load(Relaxed),
+            c.cpu_ns.load(Relaxed) as f64 / 1e9,
+            if fuel > 0 {
+                format!(", {fuel} fuel")
+            } else {
+                String::new()
+            },
+            ByteSize(c.memory_peak.load(Relaxed) as usize),
+            c.traps.load(Relaxed)
+        );
+    }
+}

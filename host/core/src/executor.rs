@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use crate::batch::Batch;
 use crate::builtin::builtin_operator;
 use crate::channel::{Channel, Closed, Message};
+use crate::deadletter::DeadLetters;
 use crate::exchange::{Exchange, SendError};
-use crate::job::Job;
+use crate::job::{Job, StepOp};
 use crate::memory::Pools;
-use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, Role};
+use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, PluginEntry, Role};
 use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::plan::{Plan, PlanError};
+use crate::sandbox::OnError;
 use crate::sink::{Sink, SinkError, open_sink};
 use crate::source::{Source, SourceError, open_source, source_parallelism};
 
@@ -83,15 +85,24 @@ enum Output {
     Sinks(Vec<(usize, Box<dyn Sink>)>),
 }
 
+/// One operator of a task's chain.
+struct Link {
+    node: usize,
+    step: String,
+    op: Box<dyn Operator>,
+    on_error: OnError,
+}
+
 /// One subtask of one stage.
 struct Task {
     name: String,
     subtask: usize,
     input: Input,
-    chain: Vec<(usize, Box<dyn Operator>)>,
+    chain: Vec<Link>,
     output: Output,
     batch_size: usize,
     metrics: Arc<JobMetrics>,
+    dead_letters: Option<Arc<DeadLetters>>,
 }
 
 impl Task {
@@ -136,7 +147,7 @@ impl Task {
                 while ended < senders {
                     match channel.recv() {
                         Ok((_, Message::Data(batch))) => {
-                            let first = self.chain.first().map_or(usize::MAX, |c| c.0);
+                            let first = self.chain.first().map_or(usize::MAX, |c| c.node);
                             self.push(batch, first)?;
                         }
                         Ok((_, Message::EndOfInput)) => ended += 1,
@@ -166,11 +177,10 @@ impl Task {
             if batch.is_empty() {
                 return Ok(());
             }
-            let (node, op) = &mut self.chain[i];
-            let node = *node;
+            let node = self.chain[i].node;
             let t = Instant::now();
             let n = batch.len();
-            batch = op.process(batch)?;
+            batch = self.apply(i, batch)?;
             self.counters(node)
                 .record(n, batch.len(), batch.byte_size(), t.elapsed());
             producer = node;
@@ -202,10 +212,59 @@ impl Task {
     }
 }
 
+impl Task {
+    /// Runs chain link `i` on `batch`, sending the events it fails on to the dead
+    /// letters when its policy says so.
+    fn apply(&mut self, i: usize, batch: Batch) -> Result<Batch, TaskError> {
+        let dead_letters = match (&self.dead_letters, self.chain[i].on_error) {
+            (Some(d), OnError::DeadLetter) => d.clone(),
+            _ => return Ok(self.chain[i].op.process(batch)?),
+        };
+        let input = batch.clone();
+        let first_error = match self.chain[i].op.process(batch) {
+            Ok(out) => return Ok(out),
+            Err(e) => e,
+        };
+        tracing::debug!(step = %self.chain[i].step, "isolating failing events: {first_error}");
+        // Find the offending events one by one on a fresh instance; keep the rest.
+        let link = &mut self.chain[i];
+        link.op.reset()?;
+        let mut out = Batch::default();
+        let mut rejected = 0u64;
+        for j in 0..input.len() {
+            let mut single = Batch::default();
+            single
+                .push_from(&input, j)
+                .map_err(|e| OperatorError::new(&link.step, e))?;
+            match link.op.process(single) {
+                Ok(produced) => {
+                    for k in 0..produced.len() {
+                        out.push_from(&produced, k)
+                            .map_err(|e| OperatorError::new(&link.step, e))?;
+                    }
+                }
+                Err(e) => {
+                    dead_letters.send(&link.step, input.event(j), &e)?;
+                    rejected += 1;
+                    link.op.reset()?;
+                }
+            }
+        }
+        let node = link.node;
+        self.counters(node)
+            .dead_letters
+            .fetch_add(rejected, Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
 /// A job with every task built, ready to run.
 pub struct Dataflow {
     plan: Plan,
+    /// Native stack of task threads: WASM runs on it, so it must hold the WASM stack.
+    thread_stack: usize,
     tasks: Vec<Task>,
+    dead_letters: Option<Arc<DeadLetters>>,
     channels: Vec<Arc<Channel>>,
     metrics: Arc<JobMetrics>,
 }
@@ -245,12 +304,14 @@ impl Dataflow {
                 subtasks: counters(1),
             });
         }
-        let metrics = Arc::new(JobMetrics {
-            job: job.name.clone(),
-            nodes,
-            pools: pools.clone(),
-            started: Instant::now(),
-        });
+        let dead_letters = match &job.dead_letter {
+            Some((name, spec)) => Some(Arc::new(DeadLetters::new(
+                &job.name,
+                &job.tenant,
+                open_sink(name, spec)?,
+            ))),
+            None => None,
+        };
 
         // One inbound channel per subtask of every stage but the first, sharing the
         // network pool equally so that their sum never exceeds it.
@@ -268,7 +329,9 @@ impl Dataflow {
             })
             .collect();
 
-        let mut tasks = Vec::new();
+        // Tasks are assembled first and given the metrics once every plugin is known.
+        let mut parts = Vec::new();
+        let mut plugins = Vec::new();
         for (s, stage) in plan.stages.iter().enumerate() {
             for i in 0..stage.parallelism {
                 let input = if stage.sources {
@@ -294,7 +357,26 @@ impl Dataflow {
                             Some(op) => op,
                             None => factory.create(job, step, i, step.parallelism)?,
                         };
-                        Ok((step_base + k, op))
+                        if let (Some(counters), StepOp::Plugin { plugin, .. }) =
+                            (op.plugin_counters(), &step.op)
+                        {
+                            plugins.push(PluginEntry {
+                                step: step.name.clone(),
+                                plugin: plugin
+                                    .file_name()
+                                    .unwrap_or_default()
+                                    .to_string_lossy()
+                                    .into_owned(),
+                                subtask: i,
+                                counters,
+                            });
+                        }
+                        Ok(Link {
+                            node: step_base + k,
+                            step: step.name.clone(),
+                            op,
+                            on_error: step.on_error,
+                        })
                     })
                     .collect::<Result<Vec<_>, OperatorError>>()?;
                 let output = if stage.sinks {
@@ -315,20 +397,41 @@ impl Dataflow {
                         plan.max_parallelism,
                     ))
                 };
-                tasks.push(Task {
-                    name: format!("stage{}-{i}", s + 1),
-                    subtask: i as usize,
+                parts.push((
+                    format!("stage{}-{i}", s + 1),
+                    i as usize,
                     input,
                     chain,
                     output,
-                    batch_size: job.batch_size,
-                    metrics: metrics.clone(),
-                });
+                ));
             }
         }
+        let metrics = Arc::new(JobMetrics {
+            job: job.name.clone(),
+            tenant: job.tenant.clone(),
+            nodes,
+            plugins,
+            pools: pools.clone(),
+            started: Instant::now(),
+        });
+        let tasks = parts
+            .into_iter()
+            .map(|(name, subtask, input, chain, output)| Task {
+                name,
+                subtask,
+                input,
+                chain,
+                output,
+                batch_size: job.batch_size,
+                metrics: metrics.clone(),
+                dead_letters: dead_letters.clone(),
+            })
+            .collect();
         Ok(Dataflow {
             plan,
+            thread_stack: job.max_stack.0 + (2 << 20),
             tasks,
+            dead_letters,
             channels: channels.into_iter().flatten().collect(),
             metrics,
         })
@@ -364,14 +467,14 @@ impl Dataflow {
             for task in self.tasks {
                 let name = task.name.clone();
                 let (abort, fail) = (&abort, &fail);
-                let spawned =
-                    std::thread::Builder::new()
-                        .name(name)
-                        .spawn_scoped(scope, move || match task.run(stop, abort) {
-                            Ok(()) => {}
-                            Err(TaskError::Failed(e)) => fail(e),
-                            Err(TaskError::Aborted) => {}
-                        });
+                let spawned = std::thread::Builder::new()
+                    .name(name)
+                    .stack_size(self.thread_stack)
+                    .spawn_scoped(scope, move || match task.run(stop, abort) {
+                        Ok(()) => {}
+                        Err(TaskError::Failed(e)) => fail(e),
+                        Err(TaskError::Aborted) => {}
+                    });
                 if let Err(e) = spawned {
                     fail(RunError::Thread(e));
                 }
@@ -379,6 +482,9 @@ impl Dataflow {
         });
         if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
+        }
+        if let Some(dead_letters) = &self.dead_letters {
+            dead_letters.finish()?;
         }
         Ok(RunSummary {
             elapsed: started.elapsed(),

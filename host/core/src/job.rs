@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::expr::Expr;
-use crate::memory::{MemoryBudget, MemorySpec};
+use crate::memory::{ByteSize, MemoryBudget, MemorySpec};
+use crate::sandbox::{DEFAULT_MAX_STACK, OnError, Sandbox, SandboxSpec};
 
 /// Events per batch when the job does not say.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
@@ -19,6 +20,9 @@ pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
 pub struct JobSpec {
     /// Name of the job, used in logs, metrics and errors.
     pub name: String,
+    /// The tenant the job runs under (default `default`).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// Directory that relative plugin paths are resolved against (relative to the job file).
     #[serde(default)]
     pub plugin_dir: Option<PathBuf>,
@@ -37,6 +41,12 @@ pub struct JobSpec {
     /// Metrics exposition.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// Limits and grants of every plugin step (steps may override).
+    #[serde(default)]
+    pub sandbox: SandboxSpec,
+    /// Where steps with `on-error: dead-letter` send the events they fail on.
+    #[serde(default)]
+    pub dead_letter: Option<SinkSpec>,
     /// Where events come from; several sources are read as a union.
     pub sources: Vec<SourceSpec>,
     /// Operators applied in order.
@@ -169,6 +179,12 @@ pub struct StepSpec {
     /// How events reach this step from the previous one (default: forward, or hash
     /// after a `key-by`).
     pub partition: Option<Partition>,
+    /// Limits and grants of this plugin step, over the job's.
+    #[serde(default)]
+    pub sandbox: SandboxSpec,
+    /// What to do with an event the step fails on.
+    #[serde(default)]
+    pub on_error: OnError,
 }
 
 /// A running aggregate per key: `rolling: count` or `rolling: { sum: FIELD }`.
@@ -289,6 +305,10 @@ pub struct Step {
     pub parallelism: u32,
     /// Explicit partitioning of the edge into this step, if the job set one.
     pub partition: Option<Partition>,
+    /// Limits and grants of a plugin step's instances.
+    pub sandbox: Sandbox,
+    /// What to do with an event the step fails on.
+    pub on_error: OnError,
 }
 
 /// A job ready to run: names assigned, paths resolved, everything checked.
@@ -296,6 +316,8 @@ pub struct Step {
 pub struct Job {
     /// Name of the job.
     pub name: String,
+    /// The tenant the job runs under.
+    pub tenant: String,
     /// The job file it came from.
     pub file: PathBuf,
     /// Events per batch.
@@ -314,6 +336,10 @@ pub struct Job {
     pub steps: Vec<Step>,
     /// Sinks with their resolved names and paths.
     pub sinks: Vec<(String, SinkSpec)>,
+    /// The dead-letter sink, when a step sends events there.
+    pub dead_letter: Option<(String, SinkSpec)>,
+    /// WASM stack size of the job's plugins.
+    pub max_stack: ByteSize,
 }
 
 /// Why a job file cannot run, always naming the file and, where known, the line.
@@ -370,6 +396,14 @@ impl Job {
         })?;
         Resolver { file, text }.resolve(spec, plugin_dir)
     }
+}
+
+/// What a step inherits from its job.
+struct StepDefaults<'a> {
+    plugin_base: &'a Path,
+    parallelism: u32,
+    max_parallelism: u32,
+    sandbox: &'a SandboxSpec,
 }
 
 /// Turns a parsed spec into a checked [`Job`], pointing errors at lines of the text.
@@ -501,7 +535,15 @@ impl Resolver<'_> {
             .steps
             .into_iter()
             .enumerate()
-            .map(|(i, s)| self.step(i, s, &plugin_base, &mut names, parallelism, max_parallelism))
+            .map(|(i, s)| {
+                let defaults = StepDefaults {
+                    plugin_base: &plugin_base,
+                    parallelism,
+                    max_parallelism,
+                    sandbox: &spec.sandbox,
+                };
+                self.step(i, s, &defaults, &mut names)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let sinks = spec
             .sinks
@@ -520,8 +562,51 @@ impl Resolver<'_> {
                 Ok((name, s))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let dead_letter = match spec.dead_letter {
+            Some(mut sink) => {
+                if let SinkSpec::File { path, .. } = &mut sink {
+                    *path = base.join(&*path);
+                }
+                Some(("dead-letter".to_owned(), sink))
+            }
+            None => None,
+        };
+        if dead_letter.is_none()
+            && let Some(step) = steps.iter().find(|s| s.on_error == OnError::DeadLetter)
+        {
+            return Err(self.invalid(
+                format!("step {:?}", step.name),
+                "on-error:",
+                "`on-error: dead-letter` needs a `dead-letter:` sink in the job".into(),
+            ));
+        }
+        let max_stack = spec.sandbox.max_stack.unwrap_or(DEFAULT_MAX_STACK);
+        if max_stack.0 < 64 << 10 || max_stack.0 > 64 << 20 {
+            return Err(self.invalid(
+                "sandbox.max-stack".into(),
+                "max-stack:",
+                format!("{max_stack} is outside 64 KiB ..= 64 MiB"),
+            ));
+        }
+        let tenant = spec
+            .tenant
+            .unwrap_or_else(|| crate::tenant::DEFAULT_TENANT.into());
+        if tenant.is_empty()
+            || !tenant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(self.invalid(
+                "tenant".into(),
+                "tenant:",
+                format!("{tenant:?} is not a tenant name (letters, digits, `-`, `_`)"),
+            ));
+        }
         Ok(Job {
             name: spec.name,
+            tenant,
+            dead_letter,
+            max_stack,
             file: self.file.to_owned(),
             batch_size,
             parallelism,
@@ -566,11 +651,10 @@ impl Resolver<'_> {
         &self,
         i: usize,
         spec: StepSpec,
-        plugin_base: &Path,
+        defaults: &StepDefaults<'_>,
         names: &mut std::collections::HashSet<String>,
-        default_parallelism: u32,
-        max_parallelism: u32,
     ) -> Result<Step, JobError> {
+        let plugin_base = defaults.plugin_base;
         let label = match &spec.name {
             Some(n) => format!("steps[{i}] ({n})"),
             None => format!("steps[{i}]"),
@@ -669,13 +753,25 @@ impl Resolver<'_> {
         if !matches!(op, StepOp::Plugin { .. }) && !spec.params.is_empty() {
             return Err(self.invalid(label, "params:", "only plugin steps take `params`".into()));
         }
-        let parallelism = spec.parallelism.unwrap_or(default_parallelism);
+        let parallelism = spec.parallelism.unwrap_or(defaults.parallelism);
         self.check_parallelism(
             &format!("{label}.parallelism"),
             &hint,
             parallelism,
-            max_parallelism,
+            defaults.max_parallelism,
         )?;
+        if spec.sandbox.max_stack.is_some() {
+            return Err(self.invalid(
+                format!("{label}.sandbox"),
+                "max-stack:",
+                "max-stack is set for the whole job, in the job's `sandbox:`".into(),
+            ));
+        }
+        let sandbox = defaults
+            .sandbox
+            .merged(&spec.sandbox)
+            .resolve(&self.base_dir())
+            .map_err(|m| self.invalid(format!("{label}.sandbox"), "sandbox:", m))?;
         let name = spec.name.unwrap_or_else(|| format!("{}-{i}", key));
         self.unique(names, &name, format!("steps[{i}]"))?;
         Ok(Step {
@@ -683,6 +779,8 @@ impl Resolver<'_> {
             op,
             parallelism,
             partition: spec.partition,
+            sandbox,
+            on_error: spec.on_error,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod builtin;
 pub mod channel;
+pub mod deadletter;
 pub mod exchange;
 pub mod executor;
 pub mod expr;
@@ -13,8 +14,10 @@ pub mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod plan;
+pub mod sandbox;
 pub mod sink;
 pub mod source;
+pub mod tenant;
 
 pub use eddy_batch::{self as batch, Batch, EventRef, Header, NO_TIMESTAMP};
 pub use executor::{Dataflow, RunError, RunSummary};

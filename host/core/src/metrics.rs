@@ -21,6 +21,8 @@ pub struct Counters {
     pub busy_ns: AtomicU64,
     /// Nanoseconds spent blocked on a full channel downstream.
     pub backpressure_ns: AtomicU64,
+    /// Events sent to the dead-letter sink.
+    pub dead_letters: AtomicU64,
 }
 
 impl Counters {
@@ -41,6 +43,34 @@ impl Counters {
         self.backpressure_ns
             .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
     }
+}
+
+/// The counters of one sandboxed plugin instance: what it cost and how it behaved.
+#[derive(Debug, Default)]
+pub struct PluginCounters {
+    /// Calls into the instance.
+    pub calls: AtomicU64,
+    /// Nanoseconds spent inside calls.
+    pub cpu_ns: AtomicU64,
+    /// Fuel burnt, when metering is on.
+    pub fuel: AtomicU64,
+    /// Most linear memory the instance held, in bytes.
+    pub memory_peak: AtomicU64,
+    /// Traps (panics, deadlines, limits).
+    pub traps: AtomicU64,
+}
+
+/// A plugin instance's counters with where it runs.
+#[derive(Debug)]
+pub struct PluginEntry {
+    /// The step.
+    pub step: String,
+    /// The component file name.
+    pub plugin: String,
+    /// The subtask.
+    pub subtask: u32,
+    /// Its counters.
+    pub counters: Arc<PluginCounters>,
 }
 
 /// What a node is in the pipeline.
@@ -90,6 +120,8 @@ pub struct NodeTotals {
     pub busy: Duration,
     /// Time blocked by backpressure, over all subtasks.
     pub backpressure: Duration,
+    /// Events sent to the dead-letter sink.
+    pub dead_letters: u64,
 }
 
 /// All metrics of a job.
@@ -97,8 +129,12 @@ pub struct NodeTotals {
 pub struct JobMetrics {
     /// Name of the job.
     pub job: String,
+    /// The tenant it runs for.
+    pub tenant: String,
     /// Every node.
     pub nodes: Vec<NodeMetrics>,
+    /// Every plugin instance.
+    pub plugins: Vec<PluginEntry>,
     /// The memory pools.
     pub pools: Arc<Pools>,
     /// When the job started.
@@ -121,6 +157,7 @@ impl JobMetrics {
                 bytes_out: sum(&n.subtasks, |c| &c.bytes_out),
                 busy: Duration::from_nanos(sum(&n.subtasks, |c| &c.busy_ns)),
                 backpressure: Duration::from_nanos(sum(&n.subtasks, |c| &c.backpressure_ns)),
+                dead_letters: sum(&n.subtasks, |c| &c.dead_letters),
             })
             .collect()
     }
@@ -129,7 +166,7 @@ impl JobMetrics {
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         type Read = fn(&Counters) -> u64;
-        let counters: [(&str, Read); 5] = [
+        let counters: [(&str, Read); 6] = [
             ("eddy_records_in_total", |c| {
                 c.records_in.load(Ordering::Relaxed)
             }),
@@ -145,6 +182,9 @@ impl JobMetrics {
             ("eddy_backpressure_seconds_total", |c| {
                 c.backpressure_ns.load(Ordering::Relaxed)
             }),
+            ("eddy_dead_letters_total", |c| {
+                c.dead_letters.load(Ordering::Relaxed)
+            }),
         ];
         for (metric, read) in counters {
             let _ = writeln!(out, "# TYPE {metric} counter");
@@ -158,12 +198,46 @@ impl JobMetrics {
                     };
                     let _ = writeln!(
                         out,
-                        "{metric}{{job=\"{}\",{}=\"{}\",subtask=\"{i}\"}} {value}",
+                        "{metric}{{tenant=\"{}\",job=\"{}\",{}=\"{}\",subtask=\"{i}\"}} {value}",
+                        escape(&self.tenant),
                         escape(&self.job),
                         node.role.as_str(),
                         escape(&node.name)
                     );
                 }
+            }
+        }
+        type ReadPlugin = fn(&PluginCounters) -> String;
+        let plugin_series: [(&str, &str, ReadPlugin); 5] = [
+            ("eddy_plugin_calls_total", "counter", |c| {
+                c.calls.load(Ordering::Relaxed).to_string()
+            }),
+            ("eddy_plugin_cpu_seconds_total", "counter", |c| {
+                format!("{:.6}", c.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9)
+            }),
+            ("eddy_plugin_fuel_total", "counter", |c| {
+                c.fuel.load(Ordering::Relaxed).to_string()
+            }),
+            ("eddy_plugin_memory_peak_bytes", "gauge", |c| {
+                c.memory_peak.load(Ordering::Relaxed).to_string()
+            }),
+            ("eddy_plugin_traps_total", "counter", |c| {
+                c.traps.load(Ordering::Relaxed).to_string()
+            }),
+        ];
+        for (metric, kind, read) in plugin_series {
+            let _ = writeln!(out, "# TYPE {metric} {kind}");
+            for p in &self.plugins {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{tenant=\"{}\",job=\"{}\",step=\"{}\",plugin=\"{}\",subtask=\"{}\"}} {}",
+                    escape(&self.tenant),
+                    escape(&self.job),
+                    escape(&p.step),
+                    escape(&p.plugin),
+                    p.subtask,
+                    read(&p.counters)
+                );
             }
         }
         for (metric, read) in [
@@ -178,7 +252,8 @@ impl JobMetrics {
             for pool in self.pools.all() {
                 let _ = writeln!(
                     out,
-                    "{metric}{{job=\"{}\",pool=\"{}\"}} {}",
+                    "{metric}{{tenant=\"{}\",job=\"{}\",pool=\"{}\"}} {}",
+                    escape(&self.tenant),
                     escape(&self.job),
                     pool.name(),
                     read(pool)

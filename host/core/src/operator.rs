@@ -1,7 +1,10 @@
 //! The operator contract between the executor and whatever computes (WASM plugins, built-ins).
 
+use std::sync::Arc;
+
 use crate::batch::Batch;
 use crate::job::{Job, Step};
+use crate::metrics::PluginCounters;
 
 /// A transformation of batches; one instance per operator subtask.
 ///
@@ -10,6 +13,17 @@ use crate::job::{Job, Step};
 pub trait Operator: Send {
     /// Transforms one input batch into the output batch.
     fn process(&mut self, input: Batch) -> Result<Batch, OperatorError>;
+
+    /// Makes the operator usable again after a failed call (a trapped plugin instance
+    /// is replaced by a fresh one), so that a dead-letter policy can go on.
+    fn reset(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Counters of the sandboxed plugin behind this operator, if it is one.
+    fn plugin_counters(&self) -> Option<Arc<PluginCounters>> {
+        None
+    }
 }
 
 /// Creates operator instances for plugin steps; lets the core run without knowing WASM.

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use eddy_core::memory::{ByteSize, Pools};
+use eddy_core::sandbox::{ClockPolicy, Sandbox};
+use wasmtime_wasi::{Deterministic, FsPerms, HostMonotonicClock, HostWallClock};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -11,7 +13,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::bindings::base::eddy::plugin::{config, host, types};
 use crate::output::CapturedOutput;
 
-/// Where an instance runs: what the `config` interface tells the plugin.
+/// Where an instance runs and what it may do: what the `config` interface tells the
+/// plugin, and the sandbox its WASI context is built from.
 #[derive(Clone, Debug)]
 pub struct InstanceInfo {
     /// Name of the job.
@@ -24,6 +27,8 @@ pub struct InstanceInfo {
     pub parallelism: u32,
     /// The step's params as a JSON object.
     pub params_json: String,
+    /// Limits and grants.
+    pub sandbox: Sandbox,
 }
 
 /// Metrics a plugin reported through the `host` interface.
@@ -119,15 +124,40 @@ pub struct HostState {
 
 impl HostState {
     /// State for a new instance: WASI with nothing granted (no files, network,
-    /// environment or arguments), stdout and stderr captured for the host log.
-    pub fn new(info: InstanceInfo, meter: MemoryMeter) -> Self {
+    /// environment or arguments) but what the sandbox grants, stdout and stderr
+    /// captured for the host log.
+    pub fn new(info: InstanceInfo, meter: MemoryMeter) -> Result<Self, String> {
         let stdout = CapturedOutput::default();
         let stderr = CapturedOutput::default();
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
-        HostState {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        let sandbox = &info.sandbox;
+        for dir in &sandbox.dirs {
+            let perms = if dir.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| format!("cannot grant {}: {e}", dir.host.display()))?;
+        }
+        for (k, v) in &sandbox.env {
+            wasi.env(k, v);
+        }
+        let allowed = Arc::new(sandbox.network.clone());
+        wasi.socket_addr_check(move |addr, _| {
+            let ok = allowed.contains(&addr);
+            Box::pin(async move { ok })
+        });
+        if sandbox.clocks == ClockPolicy::Deterministic {
+            wasi.wall_clock(Frozen)
+                .monotonic_clock(Frozen)
+                .secure_random(Deterministic::new(SEED.to_vec()))
+                .insecure_random(Deterministic::new(SEED.to_vec()))
+                .insecure_random_seed(0);
+        }
+        let wasi = wasi.build();
+        Ok(HostState {
             wasi,
             table: ResourceTable::new(),
             info,
@@ -135,7 +165,7 @@ impl HostState {
             stdout,
             stderr,
             meter,
-        }
+        })
     }
 
     /// Forwards what the plugin printed since the last call to the host log.
@@ -151,6 +181,32 @@ impl HostState {
                     subtask = self.info.subtask, stream, dropped, "plugin output over the limit was dropped");
             }
         }
+    }
+}
+
+/// Seed bytes of the deterministic random source.
+const SEED: [u8; 8] = *b"eddy-rng";
+
+/// Clocks stopped at zero, for reproducible runs.
+struct Frozen;
+
+impl HostWallClock for Frozen {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for Frozen {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
     }
 }
 

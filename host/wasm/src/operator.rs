@@ -1,14 +1,19 @@
 //! A plugin instance as an engine operator: packs calls, checks results, names failures.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
+use eddy_core::memory::ByteSize;
+use eddy_core::metrics::PluginCounters;
 use eddy_core::{Batch, Operator, OperatorError, OperatorKind};
 use wasmtime::Store;
 
 use crate::WasmError;
 use crate::bindings::{PluginError, WitBatch, filter, flat_map, map};
 use crate::host::{HostState, PluginMetrics};
-use crate::runtime::world_of;
+use crate::runtime::{Prepared, Starter, world_of};
 
 /// An instance bound to the world of its step kind.
 pub enum Bound {
@@ -32,25 +37,84 @@ impl Bound {
 
 /// One plugin instance running as an operator subtask.
 pub struct WasmOperator {
+    path: PathBuf,
     plugin: String,
     store: Store<HostState>,
     bound: Bound,
     /// Set after a trap: the instance's memory may be inconsistent, so no more calls.
     poisoned: bool,
+    starter: Starter,
+    prepared: Prepared,
+    counters: Arc<PluginCounters>,
 }
 
 impl WasmOperator {
-    pub(crate) fn new(path: &Path, store: Store<HostState>, bound: Bound) -> Self {
+    pub(crate) fn new(
+        path: &Path,
+        store: Store<HostState>,
+        bound: Bound,
+        starter: Starter,
+        prepared: Prepared,
+    ) -> Self {
         let plugin = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
         WasmOperator {
+            path: path.to_owned(),
             plugin,
             store,
             bound,
             poisoned: false,
+            starter,
+            prepared,
+            counters: Arc::default(),
         }
+    }
+
+    /// Replaces the instance by a fresh, opened one (after a trap).
+    pub fn restart(&mut self) -> Result<(), WasmError> {
+        let info = self.store.data().info.clone();
+        // Free the old instance's pool slot and memory before taking new ones.
+        let placeholder = self.starter.empty_store(&self.path, info.clone())?;
+        drop(std::mem::replace(&mut self.store, placeholder));
+        let (store, bound) = self.starter.start(&self.path, &self.prepared, info)?;
+        self.store = store;
+        self.bound = bound;
+        self.poisoned = false;
+        self.open()
+    }
+
+    /// Arms the deadline and fuel of a call and returns when it started.
+    fn begin(&mut self) -> Instant {
+        self.starter.arm(&mut self.store);
+        Instant::now()
+    }
+
+    /// Counts a finished call.
+    fn end(&self, started: Instant) {
+        let c = &self.counters;
+        c.calls.fetch_add(1, Ordering::Relaxed);
+        c.cpu_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        c.fuel
+            .fetch_add(self.starter.fuel_burnt(&self.store), Ordering::Relaxed);
+        c.memory_peak
+            .fetch_max(self.store.data().meter.reserved() as u64, Ordering::Relaxed);
+    }
+
+    fn check_size(&self, out: &Batch, function: &str) -> Result<(), WasmError> {
+        let max = self.store.data().info.sandbox.max_output;
+        if out.byte_size() > max.0 {
+            return Err(self.contract(
+                function,
+                format!(
+                    "returned {} in one call, above its max-output of {max}",
+                    ByteSize(out.byte_size())
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Metrics the plugin reported so far.
@@ -64,11 +128,13 @@ impl WasmOperator {
 
     /// Calls the plugin's `open`.
     pub fn open(&mut self) -> Result<(), WasmError> {
+        let started = self.begin();
         let result = match &self.bound {
             Bound::Map(b) => b.eddy_plugin_map_operator().call_open(&mut self.store),
             Bound::Filter(b) => b.eddy_plugin_filter_operator().call_open(&mut self.store),
             Bound::FlatMap(b) => b.eddy_plugin_flat_map_operator().call_open(&mut self.store),
         };
+        self.end(started);
         self.finish("open", result, None)
     }
 
@@ -83,14 +149,17 @@ impl WasmOperator {
         }
         let n = input.len();
         let wit = WitBatch::from(input);
+        let started = self.begin();
         match &self.bound {
             Bound::Map(b) => {
                 let result = b
                     .eddy_plugin_map_operator()
                     .call_map_batch(&mut self.store, &wit);
+                self.end(started);
                 let input = Batch::from(wit);
                 let mut out = Batch::from(self.finish("map-batch", result, Some(&input))?);
                 self.check(&out, "map-batch")?;
+                self.check_size(&out, "map-batch")?;
                 if out.len() != n {
                     return Err(self.contract(
                         "map-batch",
@@ -104,6 +173,7 @@ impl WasmOperator {
                 let result = b
                     .eddy_plugin_filter_operator()
                     .call_filter_batch(&mut self.store, &wit);
+                self.end(started);
                 let input = Batch::from(wit);
                 let keep = self.finish("filter-batch", result, Some(&input))?;
                 if keep.len() == n {
@@ -117,10 +187,12 @@ impl WasmOperator {
                 let result = b
                     .eddy_plugin_flat_map_operator()
                     .call_flat_map_batch(&mut self.store, &wit);
+                self.end(started);
                 let input = Batch::from(wit);
                 let output = self.finish("flat-map-batch", result, Some(&input))?;
                 let mut out = Batch::from(output.events);
                 self.check(&out, "flat-map-batch")?;
+                self.check_size(&out, "flat-map-batch")?;
                 if output.origins.len() != out.len()
                     || output.origins.iter().any(|&o| o as usize >= n)
                 {
@@ -178,7 +250,20 @@ impl WasmOperator {
             }
             Err(trap) => {
                 self.poisoned = true;
+                self.counters.traps.fetch_add(1, Ordering::Relaxed);
+                let sandbox = &self.store.data().info.sandbox;
                 let mut message = match trap.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::Interrupt) => format!(
+                        "exceeded its CPU deadline of {} ms (sandbox.cpu-deadline-ms)",
+                        sandbox.cpu_deadline.as_millis()
+                    ),
+                    Some(wasmtime::Trap::OutOfFuel) => format!(
+                        "ran out of fuel: {} per call (sandbox.fuel)",
+                        sandbox.fuel.unwrap_or(u64::MAX)
+                    ),
+                    Some(wasmtime::Trap::StackOverflow) => {
+                        "overflowed its stack (sandbox.max-stack)".to_owned()
+                    }
                     Some(code) => code.to_string(),
                     None => format!("{trap:#}"),
                 };
@@ -212,7 +297,19 @@ fn preview(value: &[u8]) -> String {
 
 impl Operator for WasmOperator {
     fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
-        let step = self.store.data().info.step.clone();
-        self.call(input).map_err(|e| OperatorError::new(&step, e))
+        self.call(input)
+            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+    }
+
+    fn reset(&mut self) -> Result<(), OperatorError> {
+        if !self.poisoned {
+            return Ok(());
+        }
+        self.restart()
+            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+    }
+
+    fn plugin_counters(&self) -> Option<Arc<PluginCounters>> {
+        Some(self.counters.clone())
     }
 }

@@ -1,11 +1,15 @@
-//! One wasmtime engine per process: loads plugins once, checks their world, and
-//! starts instances cheaply from pre-linked `InstancePre`s.
+//! One wasmtime engine per job: loads plugins once, checks their world, and starts
+//! instances cheaply from pre-linked `InstancePre`s, each in its own sandbox.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use eddy_core::memory::Pools;
+use eddy_core::sandbox::DEFAULT_MAX_STACK;
 use eddy_core::{OperatorKind, StepOp};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -18,6 +22,9 @@ use crate::operator::{Bound, WasmOperator};
 
 /// The package version every export and import name carries.
 pub const WIT_VERSION: &str = "0.1.0";
+
+/// How often the epoch advances: the granularity of CPU deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// How the engine is set up.
 #[derive(Clone, Debug)]
@@ -32,6 +39,12 @@ pub struct RuntimeConfig {
     pub max_memory_bytes: usize,
     /// The process pools; instance memory is charged to `wasm`.
     pub pools: Option<Arc<Pools>>,
+    /// Interrupt calls that overrun their CPU deadline (epoch interruption).
+    pub epoch: bool,
+    /// Meter fuel, so that steps can bound calls deterministically.
+    pub fuel: bool,
+    /// WASM stack size, bounding recursion.
+    pub max_stack: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -42,6 +55,9 @@ impl Default for RuntimeConfig {
             max_instances: 256,
             max_memory_bytes: 256 << 20,
             pools: None,
+            epoch: true,
+            fuel: false,
+            max_stack: DEFAULT_MAX_STACK.0,
         }
     }
 }
@@ -80,15 +96,108 @@ pub enum Prepared {
     FlatMap(flat_map::FlatMapPluginPre<HostState>),
 }
 
-/// The WASM runtime of a process.
-pub struct Runtime {
+/// What starting an instance needs, shared by the runtime and every operator (which
+/// starts a fresh instance after a trap when its step sends failures to dead letters).
+#[derive(Clone)]
+pub struct Starter {
     engine: Engine,
-    linker: Linker<HostState>,
-    cache: Option<ComponentCache>,
     max_memory_bytes: usize,
     pools: Option<Arc<Pools>>,
+    epoch: bool,
+    fuel: bool,
+}
+
+impl Starter {
+    /// A store holding no instance (no pool slot, no memory), to park an operator in.
+    pub(crate) fn empty_store(
+        &self,
+        path: &Path,
+        info: InstanceInfo,
+    ) -> Result<Store<HostState>, WasmError> {
+        let state =
+            HostState::new(info, MemoryMeter::new(0, None)).map_err(|message| WasmError::Link {
+                path: path.to_owned(),
+                message,
+            })?;
+        Ok(Store::new(&self.engine, state))
+    }
+
+    /// A new store and instance of `prepared` for `info`, with deadline and fuel armed.
+    pub(crate) fn start(
+        &self,
+        path: &Path,
+        prepared: &Prepared,
+        info: InstanceInfo,
+    ) -> Result<(Store<HostState>, Bound), WasmError> {
+        let meter = MemoryMeter::new(self.max_memory_bytes, self.pools.clone());
+        let state = HostState::new(info, meter).map_err(|message| WasmError::Link {
+            path: path.to_owned(),
+            message,
+        })?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.meter);
+        self.arm(&mut store);
+        let link_err = |e: wasmtime::Error| WasmError::Link {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let bound = match prepared {
+            Prepared::Map(pre) => Bound::Map(pre.instantiate(&mut store).map_err(link_err)?),
+            Prepared::Filter(pre) => Bound::Filter(pre.instantiate(&mut store).map_err(link_err)?),
+            Prepared::FlatMap(pre) => {
+                Bound::FlatMap(pre.instantiate(&mut store).map_err(link_err)?)
+            }
+        };
+        Ok((store, bound))
+    }
+
+    /// Sets the CPU deadline and fuel of the next call from the instance's sandbox.
+    pub(crate) fn arm(&self, store: &mut Store<HostState>) {
+        let sandbox = &store.data().info.sandbox;
+        let ticks = (sandbox.cpu_deadline.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1;
+        let fuel = sandbox.fuel.unwrap_or(u64::MAX);
+        if self.epoch {
+            store.set_epoch_deadline(ticks);
+        }
+        if self.fuel {
+            // Only fails when fuel is off, which `self.fuel` rules out.
+            let _ = store.set_fuel(fuel);
+        }
+    }
+
+    /// Fuel the last call burnt, when metering is on.
+    pub(crate) fn fuel_burnt(&self, store: &Store<HostState>) -> u64 {
+        if !self.fuel {
+            return 0;
+        }
+        let budget = store.data().info.sandbox.fuel.unwrap_or(u64::MAX);
+        budget.saturating_sub(store.get_fuel().unwrap_or(budget))
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] while the runtime lives.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The WASM runtime of a job.
+pub struct Runtime {
+    starter: Starter,
+    linker: Linker<HostState>,
+    cache: Option<ComponentCache>,
     plugins: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
     prepared: Mutex<HashMap<(PathBuf, OperatorKind), Prepared>>,
+    _ticker: Option<Ticker>,
 }
 
 /// The world and the export a step kind needs.
@@ -105,7 +214,10 @@ impl Runtime {
     /// An engine configured by `config`, with WASI and the Eddy host interfaces linked.
     pub fn new(config: &RuntimeConfig) -> Result<Runtime, WasmError> {
         let mut wasm = Config::new();
-        wasm.wasm_component_model(true);
+        wasm.wasm_component_model(true)
+            .epoch_interruption(config.epoch)
+            .consume_fuel(config.fuel)
+            .max_wasm_stack(config.max_stack);
         if config.pooling {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(config.max_instances)
@@ -121,20 +233,44 @@ impl Runtime {
             .map_err(|e| WasmError::Engine(format!("linking WASI: {e:#}")))?;
         base::PluginBase::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| WasmError::Engine(format!("linking host interfaces: {e:#}")))?;
+        let ticker = if config.epoch {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (flag, ticking) = (stop.clone(), engine.clone());
+            let thread = std::thread::Builder::new()
+                .name("eddy-epoch".into())
+                .spawn(move || {
+                    while !flag.load(Ordering::SeqCst) {
+                        std::thread::sleep(EPOCH_TICK);
+                        ticking.increment_epoch();
+                    }
+                })
+                .map_err(|e| WasmError::Engine(format!("cannot start the epoch thread: {e}")))?;
+            Some(Ticker {
+                stop,
+                thread: Some(thread),
+            })
+        } else {
+            None
+        };
         Ok(Runtime {
-            engine,
+            starter: Starter {
+                engine,
+                max_memory_bytes: config.max_memory_bytes,
+                pools: config.pools.clone(),
+                epoch: config.epoch,
+                fuel: config.fuel,
+            },
             linker,
             cache: config.cache_dir.clone().map(ComponentCache::new),
-            max_memory_bytes: config.max_memory_bytes,
-            pools: config.pools.clone(),
             plugins: Mutex::default(),
             prepared: Mutex::default(),
+            _ticker: ticker,
         })
     }
 
     /// The engine, for benchmarks and diagnostics.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.starter.engine
     }
 
     /// Loads (or returns the already loaded) component at `path`.
@@ -146,7 +282,7 @@ impl Runtime {
             path: path.to_owned(),
             source,
         })?;
-        if !wasmparser_is_component(&bytes) {
+        if !is_component(&bytes) {
             return Err(WasmError::Invalid {
                 path: path.to_owned(),
                 message: if bytes.starts_with(b"\0asm") {
@@ -158,9 +294,10 @@ impl Runtime {
                 },
             });
         }
+        let engine = &self.starter.engine;
         let component = match &self.cache {
-            Some(cache) => cache.load(&self.engine, path, &bytes)?,
-            None => Component::new(&self.engine, &bytes).map_err(|e| WasmError::Invalid {
+            Some(cache) => cache.load(engine, path, &bytes)?,
+            None => Component::new(engine, &bytes).map_err(|e| WasmError::Invalid {
                 path: path.to_owned(),
                 message: format!("{e:#}"),
             })?,
@@ -180,7 +317,7 @@ impl Runtime {
             return Ok(p.clone());
         }
         let (world, expected) = world_of(kind);
-        let exports = plugin.exports(&self.engine);
+        let exports = plugin.exports(&self.starter.engine);
         if !exports.contains(&expected) {
             return Err(WasmError::WrongWorld {
                 path: plugin.path.clone(),
@@ -222,21 +359,14 @@ impl Runtime {
         prepared: &Prepared,
         info: InstanceInfo,
     ) -> Result<WasmOperator, WasmError> {
-        let meter = MemoryMeter::new(self.max_memory_bytes, self.pools.clone());
-        let mut store = Store::new(&self.engine, HostState::new(info, meter));
-        store.limiter(|state| &mut state.meter);
-        let link_err = |e: wasmtime::Error| WasmError::Link {
-            path: plugin.path.clone(),
-            message: format!("{e:#}"),
-        };
-        let bound = match prepared {
-            Prepared::Map(pre) => Bound::Map(pre.instantiate(&mut store).map_err(link_err)?),
-            Prepared::Filter(pre) => Bound::Filter(pre.instantiate(&mut store).map_err(link_err)?),
-            Prepared::FlatMap(pre) => {
-                Bound::FlatMap(pre.instantiate(&mut store).map_err(link_err)?)
-            }
-        };
-        Ok(WasmOperator::new(plugin.path(), store, bound))
+        let (store, bound) = self.starter.start(plugin.path(), prepared, info)?;
+        Ok(WasmOperator::new(
+            plugin.path(),
+            store,
+            bound,
+            self.starter.clone(),
+            prepared.clone(),
+        ))
     }
 
     /// Loads, checks, instantiates and opens a plugin operator: what a job step needs.
@@ -255,7 +385,7 @@ impl Runtime {
 }
 
 /// Whether `bytes` is a component rather than a core module (layer field of the header).
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
+fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
 }
 
@@ -289,6 +419,7 @@ impl eddy_core::OperatorFactory for Runtime {
             subtask,
             parallelism,
             params_json: params_json.clone(),
+            sandbox: step.sandbox.clone(),
         };
         let op = self
             .operator(plugin, *kind, info)

@@ -1,0 +1,293 @@
+//! Tenants: who a job runs for, the quotas that bound it, and the data root that keeps
+//! one tenant's jobs away from another's inputs, outputs and (later) state.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::job::{Job, SinkSpec, SourceSpec, StepOp};
+use crate::memory::ByteSize;
+
+/// The tenant of jobs that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// One tenant's quotas.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Quotas {
+    /// Every file the tenant's jobs read or write must be inside this directory.
+    pub root: Option<PathBuf>,
+    /// Most plugin instances (subtasks of plugin steps) of one job.
+    pub max_instances: Option<u32>,
+    /// Largest process memory budget of one job.
+    pub max_memory: Option<ByteSize>,
+    /// Longest CPU deadline per plugin call.
+    pub max_cpu_deadline_ms: Option<u64>,
+    /// Most fuel per plugin call; when set, every plugin step must meter fuel.
+    pub max_fuel: Option<u64>,
+    /// Whether plugins may be granted network addresses (default: no).
+    #[serde(default)]
+    pub network: bool,
+}
+
+/// The tenants file: `tenants: { NAME: QUOTAS, … }`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Tenants {
+    /// Quotas by tenant name.
+    pub tenants: BTreeMap<String, Quotas>,
+    /// Whether jobs of tenants not listed run (only without a tenants file).
+    #[serde(skip)]
+    pub open: bool,
+}
+
+/// A job is not allowed to run as written for its tenant.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// The tenants file cannot be read or parsed.
+    #[error("tenants file {file}: {message}")]
+    File {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The job's tenant is not listed.
+    #[error("job {job:?}: unknown tenant {tenant:?}")]
+    Unknown {
+        /// The job.
+        job: String,
+        /// Its tenant.
+        tenant: String,
+    },
+    /// The job asks for more than the tenant may have.
+    #[error("job {job:?}: tenant {tenant:?} does not allow {what}")]
+    Quota {
+        /// The job.
+        job: String,
+        /// Its tenant.
+        tenant: String,
+        /// The quota at stake, with the asked and allowed amounts.
+        what: String,
+    },
+}
+
+impl Tenants {
+    /// Local runs without a tenants file: every tenant, no quota beyond the job's own.
+    pub fn local() -> Tenants {
+        Tenants {
+            tenants: BTreeMap::new(),
+            open: true,
+        }
+    }
+
+    /// Reads a tenants file.
+    pub fn load(file: &Path) -> Result<Tenants, TenantError> {
+        let err = |message: String| TenantError::File {
+            file: file.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
+        let mut tenants: Tenants = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        for quotas in tenants.tenants.values_mut() {
+            if let Some(root) = &mut quotas.root {
+                *root = normalize(&base.join(&*root));
+            }
+        }
+        Ok(tenants)
+    }
+
+    /// Checks `job` against its tenant's quotas and data root.
+    pub fn admit(&self, job: &Job) -> Result<(), TenantError> {
+        let Some(quotas) = self.tenants.get(&job.tenant) else {
+            if self.open {
+                return Ok(());
+            }
+            return Err(TenantError::Unknown {
+                job: job.name.clone(),
+                tenant: job.tenant.clone(),
+            });
+        };
+        let deny = |what: String| TenantError::Quota {
+            job: job.name.clone(),
+            tenant: job.tenant.clone(),
+            what,
+        };
+        let plugin_steps = || {
+            job.steps
+                .iter()
+                .filter(|s| matches!(s.op, StepOp::Plugin { .. }))
+        };
+        let instances: u32 = plugin_steps().map(|s| s.parallelism).sum();
+        if let Some(max) = quotas.max_instances
+            && instances > max
+        {
+            return Err(deny(format!(
+                "{instances} plugin instances (max-instances {max})"
+            )));
+        }
+        if let Some(max) = quotas.max_memory
+            && job.memory.process > max
+        {
+            return Err(deny(format!(
+                "a memory budget of {} (max-memory {max})",
+                job.memory.process
+            )));
+        }
+        for step in plugin_steps() {
+            let sandbox = &step.sandbox;
+            if let Some(max) = quotas.max_cpu_deadline_ms
+                && sandbox.cpu_deadline.as_millis() > u128::from(max)
+            {
+                return Err(deny(format!(
+                    "step {:?} a CPU deadline of {} ms (max-cpu-deadline-ms {max})",
+                    step.name,
+                    sandbox.cpu_deadline.as_millis()
+                )));
+            }
+            if let Some(max) = quotas.max_fuel
+                && sandbox.fuel.is_none_or(|f| f > max)
+            {
+                return Err(deny(format!(
+                    "step {:?} {} fuel per call (max-fuel {max}: set sandbox.fuel)",
+                    step.name,
+                    sandbox.fuel.map_or("unmetered".into(), |f| f.to_string())
+                )));
+            }
+            if !quotas.network && !sandbox.network.is_empty() {
+                return Err(deny(format!("step {:?} network access", step.name)));
+            }
+        }
+        if let Some(root) = &quotas.root {
+            let root = resolve(root);
+            for path in data_paths(job) {
+                let path = resolve(&path);
+                if !path.starts_with(&root) {
+                    return Err(deny(format!(
+                        "access to {} outside its root {}",
+                        path.display(),
+                        root.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every file or directory a job reads or writes data in.
+fn data_paths(job: &Job) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for (_, source) in &job.sources {
+        if let SourceSpec::File { path, .. } = source {
+            paths.push(path.clone());
+        }
+    }
+    for (_, sink) in job.sinks.iter().chain(&job.dead_letter) {
+        if let SinkSpec::File { path, .. } = sink {
+            paths.push(path.clone());
+        }
+    }
+    for step in &job.steps {
+        paths.extend(step.sandbox.dirs.iter().map(|d| d.host.clone()));
+    }
+    paths
+}
+
+/// `path` with symbolic links resolved as far as it exists, and the rest normalized,
+/// so that neither `root/../other` nor a link inside the root escapes it.
+fn resolve(path: &Path) -> PathBuf {
+    let path = normalize(path);
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return path,
+        }
+    }
+    let mut resolved = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_owned());
+    resolved.extend(rest.iter().rev());
+    resolved
+}
+
+/// `path` made absolute with `.` and `..` resolved lexically.
+fn normalize(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(text: &str) -> Job {
+        Job::parse(text, Path::new("/srv/acme/jobs/job.yaml"), None).unwrap()
+    }
+
+    fn tenants() -> Tenants {
+        let mut t = Tenants::default();
+        t.tenants.insert(
+            "acme".into(),
+            Quotas {
+                root: Some("/srv/acme".into()),
+                max_memory: Some(ByteSize(512 << 20)),
+                ..Quotas::default()
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn paths_outside_the_root_are_refused() {
+        let inside = job(
+            "name: a\ntenant: acme\nmemory: { process: 256mb }\nsources:\n  - type: file\n    path: ../in.jsonl\nsinks:\n  - type: file\n    path: out.jsonl\n",
+        );
+        tenants().admit(&inside).unwrap();
+        let escape = job(
+            "name: a\ntenant: acme\nmemory: { process: 256mb }\nsources:\n  - type: file\n    path: ../../beta/out.jsonl\nsinks:\n  - type: stdout\n",
+        );
+        let err = tenants().admit(&escape).unwrap_err().to_string();
+        assert!(
+            err.contains("/srv/beta/out.jsonl outside its root /srv/acme"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn quotas_and_unknown_tenants_are_refused() {
+        let big =
+            job("name: a\ntenant: acme\nsources:\n  - type: stdin\nsinks:\n  - type: stdout\n");
+        let err = tenants().admit(&big).unwrap_err().to_string();
+        assert!(
+            err.contains("memory budget of 1.0 GiB (max-memory 512.0 MiB)"),
+            "{err}"
+        );
+        let stranger =
+            job("name: a\ntenant: zed\nsources:\n  - type: stdin\nsinks:\n  - type: stdout\n");
+        assert!(matches!(
+            tenants().admit(&stranger),
+            Err(TenantError::Unknown { .. })
+        ));
+        Tenants::local().admit(&stranger).unwrap();
+    }
+}

@@ -1,0 +1,240 @@
+//! The sandbox and tenants through the real binary: output floods are bounded, grants
+//! open exactly what they say, dead letters let a job go on, quotas hold, and a hostile
+//! tenant's job next to a good one leaves the good one's results intact.
+
+use std::path::Path;
+
+use crate::support::{Scratch, eddy, text};
+
+const RATES: &str = "{ rates: { USD: 0.92, GBP: 1.17, JPY: 0.0062, CHF: 1.05 } }";
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write test file");
+}
+
+fn events(n: usize, trigger_every: usize) -> String {
+    (0..n)
+        .map(|i| {
+            if i % trigger_every == trigger_every - 1 {
+                format!("{{\"n\":{i},\"trigger\":true}}\n")
+            } else {
+                format!("{{\"n\":{i}}}\n")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn an_output_flood_is_bounded_and_reported() {
+    let scratch = Scratch::with_case(
+        "flood",
+        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
+    );
+    write(&scratch.0, "in.jsonl", &events(4, 2));
+    write(
+        &scratch.0,
+        "job.yaml",
+        "name: flood\nsources:\n  - type: file\n    path: in.jsonl\nsteps:\n  - name: loud\n    map: hostile.wasm\n    params: { mode: flood }\nsinks:\n  - type: stdout\n",
+    );
+    let out = eddy(&["run", "--quiet", "job.yaml"], &scratch.0);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, events(4, 2));
+    assert!(
+        stderr.contains("plugin output over the limit was dropped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.len() < 1 << 20,
+        "the flood reached the host log: {} bytes",
+        stderr.len()
+    );
+}
+
+#[test]
+fn a_granted_directory_is_readable_and_nothing_else() {
+    let scratch = Scratch::with_case(
+        "grant",
+        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
+    );
+    std::fs::create_dir_all(scratch.0.join("data")).expect("data dir");
+    write(&scratch.0.join("data"), "secret.txt", "twelve bytes");
+    write(
+        &scratch.0,
+        "job.yaml",
+        "name: grant\nsources:\n  - type: file\n    path: in.jsonl\nsteps:\n  - name: read\n    map: hostile.wasm\n    params: { mode: open-file, path: /data/secret.txt }\n    sandbox:\n      dirs: [{ host: data, guest: /data }]\nsinks:\n  - type: stdout\n",
+    );
+    let out = eddy(&["run", "--quiet", "job.yaml"], &scratch.0);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "{\"n\":1}\n{\"read\":12}\n");
+}
+
+#[test]
+fn dead_letters_take_the_failing_events_and_the_job_goes_on() {
+    let scratch = Scratch::with_case(
+        "dead_letter",
+        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
+    );
+    write(&scratch.0, "in.jsonl", &events(1000, 100));
+    write(
+        &scratch.0,
+        "job.yaml",
+        "name: dlq\nsources:\n  - type: file\n    path: in.jsonl\nsteps:\n  - name: crashy\n    map: hostile.wasm\n    params: { mode: panic }\n    on-error: dead-letter\nsinks:\n  - type: file\n    path: out.jsonl\ndead-letter:\n  type: file\n  path: dead.jsonl\n",
+    );
+    let out = eddy(&["run", "job.yaml"], &scratch.0);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let good = std::fs::read_to_string(scratch.0.join("out.jsonl")).expect("output");
+    let expected: String = events(1000, 100)
+        .lines()
+        .filter(|l| !l.contains("trigger"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(good, expected);
+    let dead = std::fs::read_to_string(scratch.0.join("dead.jsonl")).expect("dead letters");
+    let records: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(records.len(), 10);
+    for r in &records {
+        assert_eq!(r["job"], "dlq");
+        assert_eq!(r["step"], "crashy");
+        assert_eq!(r["event"]["trigger"], true);
+        let error = r["error"].as_str().expect("error text");
+        assert!(
+            error.contains("hostile.wasm trapped in `eddy:plugin/map-operator@0.1.0#map-batch`"),
+            "{error}"
+        );
+        assert!(
+            error.contains("hostile plugin panicked on purpose"),
+            "{error}"
+        );
+    }
+    assert!(
+        stderr.contains("14 traps"),
+        "4 batches and 10 single events trapped: {stderr}"
+    );
+}
+
+#[test]
+fn tenant_quotas_and_roots_are_enforced() {
+    let scratch = Scratch::with_case(
+        "quotas",
+        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
+    );
+    std::fs::create_dir_all(scratch.0.join("acme")).expect("root");
+    write(
+        &scratch.0,
+        "tenants.yaml",
+        "tenants:\n  acme:\n    root: acme\n    max-cpu-deadline-ms: 100\n    max-instances: 2\n",
+    );
+    let job = |extra: &str, sink: &str| {
+        format!(
+            "name: q\ntenant: acme\nsources:\n  - type: generator\n    count: 5\nsteps:\n  - name: conv\n    map: currency_convert.wasm\n    params: {RATES}\n{extra}sinks:\n  - type: file\n    path: {sink}\n"
+        )
+    };
+    let run = |text: String| {
+        write(&scratch.0, "job.yaml", &text);
+        eddy(
+            &["run", "--tenants", "tenants.yaml", "job.yaml"],
+            &scratch.0,
+        )
+    };
+    let ok = run(job(
+        "    sandbox: { cpu-deadline-ms: 50 }\n",
+        "acme/out.jsonl",
+    ));
+    assert!(ok.status.success(), "{}", text(&ok).1);
+    let slow = run(job(
+        "    sandbox: { cpu-deadline-ms: 1000 }\n",
+        "acme/out.jsonl",
+    ));
+    assert!(text(&slow).1.contains("tenant \"acme\" does not allow step \"conv\" a CPU deadline of 1000 ms (max-cpu-deadline-ms 100)"), "{}", text(&slow).1);
+    let wide = run(job(
+        "    sandbox: { cpu-deadline-ms: 50 }\n    parallelism: 3\n",
+        "acme/out.jsonl",
+    ));
+    assert!(
+        text(&wide)
+            .1
+            .contains("does not allow 3 plugin instances (max-instances 2)"),
+        "{}",
+        text(&wide).1
+    );
+    let escape = run(job(
+        "    sandbox: { cpu-deadline-ms: 50 }\n",
+        "../elsewhere.jsonl",
+    ));
+    assert!(
+        text(&escape).1.contains("outside its root"),
+        "{}",
+        text(&escape).1
+    );
+    assert!(!scratch.0.join("../elsewhere.jsonl").exists());
+    let stranger = run(job("", "acme/out.jsonl").replace("tenant: acme", "tenant: zed"));
+    assert!(
+        text(&stranger).1.contains("unknown tenant \"zed\""),
+        "{}",
+        text(&stranger).1
+    );
+}
+
+#[test]
+fn a_hostile_tenant_next_to_a_good_one_cannot_hurt_its_results() {
+    let scratch = Scratch::with_case(
+        "side_by_side",
+        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
+    );
+    for dir in ["good", "evil"] {
+        std::fs::create_dir_all(scratch.0.join(dir)).expect("tenant root");
+    }
+    write(
+        &scratch.0,
+        "tenants.yaml",
+        "tenants:\n  good:\n    root: good\n  evil:\n    root: evil\n    max-cpu-deadline-ms: 500\n",
+    );
+    write(&scratch.0, "evil/in.jsonl", &events(500, 50));
+    let good = format!(
+        "name: orders\ntenant: good\nparallelism: 2\nsources:\n  - type: generator\n    count: 20000\n    seed: 5\nsteps:\n  - name: conv\n    map: currency_convert.wasm\n    params: {RATES}\n  - key-by: customer\n  - rolling: count\nsinks:\n  - type: file\n    path: good/out.jsonl\n"
+    );
+    let evil = "name: evil\ntenant: evil\nsandbox: { cpu-deadline-ms: 300 }\nsources:\n  - type: file\n    path: evil/in.jsonl\nsteps:\n  - name: spin\n    map: hostile.wasm\n    params: { mode: loop }\n  - name: bomb\n    map: hostile.wasm\n    params: { mode: memory-bomb }\nsinks:\n  - type: file\n    path: evil/out.jsonl\n";
+    write(&scratch.0, "good.yaml", &good);
+    write(&scratch.0, "evil.yaml", evil);
+    let both = eddy(
+        &["run", "--tenants", "tenants.yaml", "good.yaml", "evil.yaml"],
+        &scratch.0,
+    );
+    let (_, stderr) = text(&both);
+    assert!(!both.status.success());
+    assert!(
+        stderr.contains(
+            "error: job \"evil\" (tenant evil): step \"spin\": plugin hostile.wasm trapped"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("exceeded its CPU deadline of 300 ms"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 of 2 jobs failed"), "{stderr}");
+    assert!(!scratch.0.join("evil/out.jsonl").exists());
+
+    // The good job's results are those of a run on its own.
+    let together = std::fs::read_to_string(scratch.0.join("good/out.jsonl")).expect("good output");
+    std::fs::remove_file(scratch.0.join("good/out.jsonl")).expect("remove");
+    let alone = eddy(
+        &["run", "--tenants", "tenants.yaml", "good.yaml"],
+        &scratch.0,
+    );
+    assert!(alone.status.success(), "{}", text(&alone).1);
+    let reference = std::fs::read_to_string(scratch.0.join("good/out.jsonl")).expect("good output");
+    let sorted = |s: &str| {
+        let mut lines: Vec<&str> = s.lines().collect();
+        lines.sort_unstable();
+        lines.join("\n")
+    };
+    assert_eq!(together.lines().count(), 20000);
+    assert_eq!(sorted(&together), sorted(&reference));
+}
