@@ -120,6 +120,7 @@ pub struct HostState {
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
     pub(crate) meter: MemoryMeter,
+    log_rate: LogRate,
 }
 
 impl HostState {
@@ -165,22 +166,64 @@ impl HostState {
             stdout,
             stderr,
             meter,
+            log_rate: LogRate::new(),
         })
     }
 
     /// Forwards what the plugin printed since the last call to the host log.
-    pub(crate) fn forward_output(&self) {
-        for (stream, captured) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+    /// At most [`LOG_LINES_PER_SECOND`] lines per instance reach the log; the rest are
+    /// counted and reported.
+    pub(crate) fn forward_output(&mut self) {
+        for stream in ["stdout", "stderr"] {
+            let captured = if stream == "stdout" {
+                &self.stdout
+            } else {
+                &self.stderr
+            };
             let (lines, dropped) = captured.drain();
+            let mut suppressed = 0u64;
             for line in lines {
+                if !self.log_rate.admit() {
+                    suppressed += 1;
+                    continue;
+                }
                 tracing::info!(target: "eddy::plugin", job = %self.info.job, step = %self.info.step,
                     subtask = self.info.subtask, stream, "{line}");
             }
-            if dropped > 0 {
+            if dropped > 0 || suppressed > 0 {
                 tracing::warn!(target: "eddy::plugin", job = %self.info.job, step = %self.info.step,
-                    subtask = self.info.subtask, stream, dropped, "plugin output over the limit was dropped");
+                    subtask = self.info.subtask, stream, dropped_bytes = dropped, suppressed_lines = suppressed,
+                    "plugin output over the limit was dropped");
             }
         }
+    }
+}
+
+/// Lines of plugin output per instance and second that reach the host log.
+pub const LOG_LINES_PER_SECOND: u32 = 100;
+
+/// A one-second window counter of log lines.
+#[derive(Debug)]
+pub(crate) struct LogRate {
+    window: std::time::Instant,
+    lines: u32,
+}
+
+impl LogRate {
+    fn new() -> Self {
+        LogRate {
+            window: std::time::Instant::now(),
+            lines: 0,
+        }
+    }
+
+    fn admit(&mut self) -> bool {
+        if self.window.elapsed() >= std::time::Duration::from_secs(1) {
+            self.window = std::time::Instant::now();
+            self.lines = 0;
+        }
+        self.lines += 1;
+        self.lines <= LOG_LINES_PER_SECOND
     }
 }
 

@@ -231,7 +231,7 @@ impl WasmOperator {
         result: wasmtime::Result<Result<T, PluginError>>,
         input: Option<&Batch>,
     ) -> Result<T, WasmError> {
-        self.store.data().forward_output();
+        self.store.data_mut().forward_output();
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
