@@ -27,12 +27,22 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
-    // A stable directory beside the build outputs, so the plugin build is incremental.
+    // A stable directory beside the build outputs, so the plugin build is incremental,
+    // and one per checkout, so two checkouts sharing a target directory never swap
+    // each other's plugins.
+    let checkout = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        root.canonicalize()
+            .unwrap_or_else(|_| root.clone())
+            .hash(&mut h);
+        format!("wasm-plugins-{:016x}", h.finish())
+    };
     let target = out
         .ancestors()
         .nth(4)
-        .map(|t| t.join("wasm-plugins"))
-        .unwrap_or_else(|| out.join("wasm-plugins"));
+        .map(|t| t.join(&checkout))
+        .unwrap_or_else(|| out.join(&checkout));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")

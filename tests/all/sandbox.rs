@@ -238,3 +238,56 @@ fn a_hostile_tenant_next_to_a_good_one_cannot_hurt_its_results() {
     assert_eq!(together.lines().count(), 20000);
     assert_eq!(sorted(&together), sorted(&reference));
 }
+
+#[test]
+fn the_whole_hostile_suite_is_contained_by_dead_letters() {
+    let scratch = Scratch::with_case(
+        "hostile_suite",
+        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
+    );
+    let modes = [
+        ("panic", "panicked on purpose"),
+        ("loop", "exceeded its CPU deadline of 200 ms"),
+        ("recursion", "overflowed its stack"),
+        ("memory-bomb", "refused memory growth"),
+        ("huge-output", "above its max-output of 1.0 MiB"),
+        ("open-file", "cannot open /etc/passwd"),
+        ("connect", "cannot connect to 127.0.0.1:9"),
+        ("bad-offsets", "malformed batch"),
+    ];
+    let mut input = String::new();
+    let mut job = String::from(
+        "name: suite\nmemory: { wasm: 256mb }\nsandbox: { cpu-deadline-ms: 200, max-output: 1mb }\nsources:\n  - type: file\n    path: in.jsonl\nsteps:\n",
+    );
+    for (i, (mode, _)) in modes.iter().enumerate() {
+        input.push_str(&format!("{{\"n\":{i}}}\n{{\"n\":{i},\"{mode}\":true}}\n"));
+        job.push_str(&format!(
+            "  - name: {mode}\n    map: hostile.wasm\n    params: {{ mode: {mode}, on: {mode} }}\n    on-error: dead-letter\n"
+        ));
+    }
+    job.push_str("sinks:\n  - type: file\n    path: out.jsonl\ndead-letter:\n  type: file\n  path: dead.jsonl\n");
+    write(&scratch.0, "in.jsonl", &input);
+    write(&scratch.0, "job.yaml", &job);
+    let out = eddy(&["run", "--quiet", "job.yaml"], &scratch.0);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let good = std::fs::read_to_string(scratch.0.join("out.jsonl")).expect("output");
+    let expected: String = (0..modes.len())
+        .map(|i| format!("{{\"n\":{i}}}\n"))
+        .collect();
+    assert_eq!(good, expected);
+    let dead = std::fs::read_to_string(scratch.0.join("dead.jsonl")).expect("dead letters");
+    let records: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(records.len(), modes.len(), "{dead}");
+    for (mode, error) in modes {
+        let record = records
+            .iter()
+            .find(|r| r["step"] == mode)
+            .unwrap_or_else(|| panic!("no dead letter from {mode}: {dead}"));
+        assert_eq!(record["event"][mode], true);
+        let text = record["error"].as_str().expect("error");
+        assert!(text.contains(error), "{mode}: {text}");
+    }
+}

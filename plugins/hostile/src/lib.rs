@@ -1,7 +1,8 @@
 //! A deliberately misbehaving map operator, for testing that the host contains it.
 //!
 //! Param `mode` picks the misbehaviour, triggered by events whose JSON has
-//! `"trigger": true` (other events pass through unchanged):
+//! `"trigger": true` (or the field named by param `on`; other events pass through
+//! unchanged):
 //! - `panic`: panics (a trap in the host's eyes).
 //! - `error`: returns a plugin error.
 //! - `loop`: spins forever.
@@ -45,6 +46,12 @@ struct Params {
     path: String,
     #[serde(default = "default_addr")]
     addr: String,
+    #[serde(default = "default_on")]
+    on: String,
+}
+
+fn default_on() -> String {
+    "trigger".into()
 }
 
 fn default_size() -> usize {
@@ -82,7 +89,7 @@ impl Map for Hostile {
 
     fn map(&mut self, event: &Event<'_>, out: &mut Emitter<'_>) -> Result<(), Error> {
         let value: Value = event.json()?;
-        if value.get("trigger") != Some(&Value::Bool(true)) {
+        if value.get(&self.params.on) != Some(&Value::Bool(true)) {
             return out.bytes(event.value());
         }
         let p = &self.params;
@@ -131,9 +138,18 @@ impl Map for Hostile {
 }
 
 impl Hostile {
-    /// Runs the SDK's map driver, then breaks the result the way `mode` asks.
+    /// Runs the SDK's map driver, then, when an event of the batch triggers, breaks
+    /// the result the way `mode` asks.
     pub fn corrupt(&mut self, input: &Batch) -> Result<Batch, Error> {
         let mut out = eddy_sdk::run_map(self, input)?;
+        let on = &self.params.on;
+        let triggered = input.iter().any(|e| {
+            serde_json::from_slice::<Value>(e.value)
+                .is_ok_and(|v| v.get(on) == Some(&Value::Bool(true)))
+        });
+        if !triggered {
+            return Ok(out);
+        }
         match self.params.mode {
             Mode::WrongCount => {
                 out.push_value(b"{\"extra\":true}").map_err(Error::msg)?;
