@@ -156,6 +156,10 @@ cases! {
     hostile_huge_output => "tests/cases/hostile-huge-output/job.yaml",
     hostile_open_file => "tests/cases/hostile-open-file/job.yaml",
     hostile_connect => "tests/cases/hostile-connect/job.yaml",
+    window_tumbling => "tests/cases/window-tumbling/job.yaml",
+    window_lateness => "tests/cases/window-lateness/job.yaml",
+    window_sliding => "tests/cases/window-sliding/job.yaml",
+    window_session => "tests/cases/window-session/job.yaml",
     managed_exhausted => "tests/cases/managed-exhausted/job.yaml",
     wasm_memory_too_small => "tests/cases/wasm-memory-too-small/job.yaml",
 }

@@ -9,7 +9,10 @@ use crate::batch::{Batch, EventRef};
 use crate::expr::Expr;
 use crate::job::{RollingSpec, Step, StepOp};
 use crate::memory::Pools;
+use crate::metrics::Counters;
 use crate::operator::{Operator, OperatorError};
+use crate::sideoutput::SideOutput;
+use crate::window::WindowOperator;
 
 /// A built-in step failed on an event.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +66,35 @@ fn push_object(
     )
 }
 
+/// What built-in operators may need beyond their step.
+pub struct BuiltinContext<'a> {
+    /// The job's memory pools (state is charged to `managed`).
+    pub pools: &'a Arc<Pools>,
+    /// The job's side outputs by name.
+    pub side_outputs: &'a HashMap<String, Arc<SideOutput>>,
+    /// The counters of the step's subtask.
+    pub counters: Arc<Counters>,
+}
+
 /// The operator of a built-in step, or `None` for plugin steps.
-pub fn builtin_operator(step: &Step, pools: &Arc<Pools>) -> Option<Box<dyn Operator>> {
+pub fn builtin_operator(
+    step: &Step,
+    ctx: BuiltinContext<'_>,
+) -> Option<Result<Box<dyn Operator>, OperatorError>> {
     let name = step.name.clone();
-    Some(match &step.op {
+    let pools = ctx.pools;
+    Some(Ok(match &step.op {
         StepOp::Plugin { .. } => return None,
+        StepOp::Window(spec) => {
+            let late = spec
+                .late_output
+                .as_ref()
+                .and_then(|o| ctx.side_outputs.get(o).cloned());
+            match WindowOperator::new(&name, spec, late, pools.clone(), ctx.counters) {
+                Ok(op) => Box::new(op),
+                Err(m) => return Some(Err(OperatorError::new(&name, m))),
+            }
+        }
         StepOp::KeyBy(path) => Box::new(KeyBy {
             step: name,
             path: path.clone(),
@@ -87,7 +114,7 @@ pub fn builtin_operator(step: &Step, pools: &Arc<Pools>) -> Option<Box<dyn Opera
             reserved: 0,
             pools: pools.clone(),
         }),
-    })
+    }))
 }
 
 /// The bytes a JSON value keys by: strings as their text, anything else as JSON.

@@ -9,10 +9,15 @@ use crate::batch::Batch;
 use crate::memory::Pools;
 
 /// What travels between tasks: data and in-band control messages.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Message {
     /// A batch of events.
     Data(Batch),
+    /// The sender's event time reached this: it sends no older events.
+    Watermark(i64),
+    /// The sender has gone idle (`true`) and must not hold watermarks back, or is
+    /// active again (`false`).
+    Idle(bool),
     /// The sender has no more input: after one from every sender, the input ended.
     EndOfInput,
 }
@@ -22,7 +27,7 @@ impl Message {
     pub fn byte_size(&self) -> usize {
         match self {
             Message::Data(b) => b.byte_size(),
-            Message::EndOfInput => 0,
+            Message::Watermark(_) | Message::Idle(_) | Message::EndOfInput => 0,
         }
     }
 }

@@ -141,10 +141,10 @@ impl Exchange {
         }
     }
 
-    /// Tells every next subtask that this one has no more input.
-    pub fn end(&mut self) -> Result<(), Closed> {
+    /// Sends a control message (watermark, idleness, end of input) to every next subtask.
+    pub fn broadcast(&mut self, message: Message) -> Result<(), Closed> {
         for target in &self.targets {
-            target.send(self.subtask, Message::EndOfInput)?;
+            target.send(self.subtask, message.clone())?;
         }
         Ok(())
     }

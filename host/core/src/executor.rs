@@ -1,12 +1,13 @@
 //! Runs a job as a dataflow: one thread per task (a subtask of a stage), stages joined
 //! by byte-bounded channels, so a slow stage slows its producers instead of piling up.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
-use crate::builtin::builtin_operator;
+use crate::builtin::{BuiltinContext, builtin_operator};
 use crate::channel::{Channel, Closed, Message};
 use crate::deadletter::DeadLetters;
 use crate::exchange::{Exchange, SendError};
@@ -16,8 +17,10 @@ use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, PluginEntry,
 use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::plan::{Plan, PlanError};
 use crate::sandbox::OnError;
+use crate::sideoutput::SideOutput;
 use crate::sink::{Sink, SinkError, open_sink};
 use crate::source::{Source, SourceError, open_source, source_parallelism};
+use crate::watermark::{Change, WatermarkTracker};
 
 /// Why a run stopped before its input ended.
 #[derive(Debug, thiserror::Error)]
@@ -114,21 +117,32 @@ impl Task {
     fn run(mut self, stop: &AtomicBool, abort: &AtomicBool) -> Result<(), TaskError> {
         match std::mem::replace(&mut self.input, Input::Sources(Vec::new())) {
             Input::Sources(mut sources) => {
-                while !sources.is_empty() && !stop.load(Ordering::Relaxed) {
+                let mut tracker = WatermarkTracker::new(sources.len());
+                let mut live = vec![true; sources.len()];
+                while live.iter().any(|l| *l) && !stop.load(Ordering::Relaxed) {
                     if abort.load(Ordering::Relaxed) {
                         return Err(TaskError::Aborted);
                     }
-                    let mut i = 0;
-                    while i < sources.len() {
+                    for i in 0..sources.len() {
+                        if !live[i] {
+                            continue;
+                        }
                         let (node, source) = &mut sources[i];
                         let node = *node;
                         let t = Instant::now();
-                        match source.poll(self.batch_size)? {
+                        let change = match source.poll(self.batch_size)? {
                             None => {
-                                sources.remove(i);
-                                continue;
+                                live[i] = false;
+                                tracker.end(i)
                             }
                             Some(batch) => {
+                                let change = if source.idle() {
+                                    tracker.set_idle(i, true)
+                                } else if let Some(w) = source.watermark() {
+                                    tracker.update(i, w)
+                                } else {
+                                    Change::default()
+                                };
                                 self.counters(node).record(
                                     0,
                                     batch.len(),
@@ -136,23 +150,41 @@ impl Task {
                                     t.elapsed(),
                                 );
                                 self.push(batch, node)?;
+                                change
                             }
-                        }
-                        i += 1;
+                        };
+                        self.on_change(change)?;
                     }
+                }
+                // Stopped early: the remaining sources end here, so windows fire.
+                for i in (0..sources.len()).filter(|&i| live[i]) {
+                    let change = tracker.end(i);
+                    self.on_change(change)?;
                 }
             }
             Input::Channel { channel, senders } => {
+                let mut tracker = WatermarkTracker::new(senders as usize);
                 let mut ended = 0;
                 while ended < senders {
-                    match channel.recv() {
-                        Ok((_, Message::Data(batch))) => {
+                    let (from, message) = match channel.recv() {
+                        Ok(received) => received,
+                        Err(Closed) => return Err(TaskError::Aborted),
+                    };
+                    let from = from as usize;
+                    let change = match message {
+                        Message::Data(batch) => {
                             let first = self.chain.first().map_or(usize::MAX, |c| c.node);
                             self.push(batch, first)?;
+                            Change::default()
                         }
-                        Ok((_, Message::EndOfInput)) => ended += 1,
-                        Err(Closed) => return Err(TaskError::Aborted),
-                    }
+                        Message::Watermark(w) => tracker.update(from, w),
+                        Message::Idle(idle) => tracker.set_idle(from, idle),
+                        Message::EndOfInput => {
+                            ended += 1;
+                            tracker.end(from)
+                        }
+                    };
+                    self.on_change(change)?;
                 }
             }
         }
@@ -160,7 +192,9 @@ impl Task {
             return Err(TaskError::Aborted);
         }
         match &mut self.output {
-            Output::Exchange(exchange) => exchange.end().map_err(|_| TaskError::Aborted),
+            Output::Exchange(exchange) => exchange
+                .broadcast(Message::EndOfInput)
+                .map_err(|_| TaskError::Aborted),
             Output::Sinks(sinks) => {
                 for (_, sink) in sinks {
                     sink.finish()?;
@@ -170,10 +204,52 @@ impl Task {
         }
     }
 
+    /// Acts on a change of the input watermark or idleness.
+    fn on_change(&mut self, change: Change) -> Result<(), TaskError> {
+        if let Some(watermark) = change.watermark {
+            self.advance(watermark)?;
+        }
+        if let (Some(idle), Output::Exchange(exchange)) = (change.idle, &mut self.output) {
+            exchange
+                .broadcast(Message::Idle(idle))
+                .map_err(|_| TaskError::Aborted)?;
+        }
+        Ok(())
+    }
+
+    /// Event time reached `watermark`: every operator of the chain emits what it
+    /// completes (flowing through the operators after it), then the watermark travels on.
+    fn advance(&mut self, watermark: i64) -> Result<(), TaskError> {
+        for i in 0..self.chain.len() {
+            let node = self.chain[i].node;
+            let t = Instant::now();
+            let fired = self.chain[i].op.on_watermark(watermark)?;
+            self.counters(node)
+                .record(0, fired.len(), fired.byte_size(), t.elapsed());
+            self.flow(i + 1, fired, node)?;
+        }
+        if let Output::Exchange(exchange) = &mut self.output {
+            exchange
+                .broadcast(Message::Watermark(watermark))
+                .map_err(|_| TaskError::Aborted)?;
+        }
+        Ok(())
+    }
+
     /// Runs `batch` through the chain and hands it to the output; `producer` is the
     /// node that made it (charged with backpressure when the chain is empty).
-    fn push(&mut self, mut batch: Batch, mut producer: usize) -> Result<(), TaskError> {
-        for i in 0..self.chain.len() {
+    fn push(&mut self, batch: Batch, producer: usize) -> Result<(), TaskError> {
+        self.flow(0, batch, producer)
+    }
+
+    /// Runs `batch` through the chain from link `from` on, then to the output.
+    fn flow(
+        &mut self,
+        from: usize,
+        mut batch: Batch,
+        mut producer: usize,
+    ) -> Result<(), TaskError> {
+        for i in from..self.chain.len() {
             if batch.is_empty() {
                 return Ok(());
             }
@@ -261,6 +337,7 @@ impl Task {
 /// A job with every task built, ready to run.
 pub struct Dataflow {
     plan: Plan,
+    side_outputs: Vec<Arc<SideOutput>>,
     /// Native stack of task threads: WASM runs on it, so it must hold the WASM stack.
     thread_stack: usize,
     tasks: Vec<Task>,
@@ -279,7 +356,11 @@ impl Dataflow {
     ) -> Result<Dataflow, RunError> {
         let plan = Plan::new(job)?;
         let source_stage_p = plan.stages[0].parallelism as usize;
-        let counters = |n: usize| (0..n).map(|_| Counters::default()).collect::<Vec<_>>();
+        let counters = |n: usize| {
+            (0..n)
+                .map(|_| Arc::new(Counters::default()))
+                .collect::<Vec<_>>()
+        };
         let mut nodes: Vec<NodeMetrics> = Vec::new();
         for (name, _) in &job.sources {
             nodes.push(NodeMetrics {
@@ -329,6 +410,21 @@ impl Dataflow {
             })
             .collect();
 
+        let mut grouped: BTreeMap<String, Vec<Box<dyn Sink>>> = BTreeMap::new();
+        for (name, spec) in &job.side_sinks {
+            let input = spec.input().unwrap_or_default().to_owned();
+            grouped
+                .entry(input)
+                .or_default()
+                .push(open_sink(name, spec)?);
+        }
+        let side_outputs: HashMap<String, Arc<SideOutput>> = grouped
+            .into_iter()
+            .map(|(name, sinks)| {
+                let output = Arc::new(SideOutput::new(&name, sinks));
+                (name, output)
+            })
+            .collect();
         // Tasks are assembled first and given the metrics once every plugin is known.
         let mut parts = Vec::new();
         let mut plugins = Vec::new();
@@ -353,8 +449,13 @@ impl Dataflow {
                     .iter()
                     .map(|&k| {
                         let step = &job.steps[k];
-                        let op = match builtin_operator(step, &pools) {
-                            Some(op) => op,
+                        let ctx = BuiltinContext {
+                            pools: &pools,
+                            side_outputs: &side_outputs,
+                            counters: nodes[step_base + k].subtasks[i as usize].clone(),
+                        };
+                        let op = match builtin_operator(step, ctx) {
+                            Some(op) => op?,
                             None => factory.create(job, step, i, step.parallelism)?,
                         };
                         if let (Some(counters), StepOp::Plugin { plugin, .. }) =
@@ -429,6 +530,7 @@ impl Dataflow {
             .collect();
         Ok(Dataflow {
             plan,
+            side_outputs: side_outputs.into_values().collect(),
             thread_stack: job.max_stack.0 + (2 << 20),
             tasks,
             dead_letters,
@@ -485,6 +587,9 @@ impl Dataflow {
         }
         if let Some(dead_letters) = &self.dead_letters {
             dead_letters.finish()?;
+        }
+        for side in &self.side_outputs {
+            side.finish()?;
         }
         Ok(RunSummary {
             elapsed: started.elapsed(),

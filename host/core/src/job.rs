@@ -8,6 +8,8 @@ use serde::Deserialize;
 use crate::expr::Expr;
 use crate::memory::{ByteSize, MemoryBudget, MemorySpec};
 use crate::sandbox::{DEFAULT_MAX_STACK, OnError, Sandbox, SandboxSpec};
+use crate::time::Span;
+use crate::window::{Assigner, WindowSpec};
 
 /// Events per batch when the job does not say.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
@@ -88,7 +90,12 @@ pub enum GeneratorShape {
 
 /// One source of the job.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    deny_unknown_fields
+)]
 pub enum SourceSpec {
     /// Lines of a file (bounded).
     File {
@@ -99,6 +106,8 @@ pub enum SourceSpec {
         /// Line encoding.
         #[serde(default)]
         format: Format,
+        /// Where event time comes from, and how watermarks follow it.
+        event_time: Option<EventTimeSpec>,
     },
     /// Lines of standard input (bounded by end of input).
     Stdin {
@@ -107,6 +116,8 @@ pub enum SourceSpec {
         /// Line encoding.
         #[serde(default)]
         format: Format,
+        /// Where event time comes from, and how watermarks follow it.
+        event_time: Option<EventTimeSpec>,
     },
     /// Deterministic synthetic events: the same seed gives the same events.
     Generator {
@@ -124,7 +135,33 @@ pub enum SourceSpec {
         rate: Option<f64>,
         /// Subtasks; subtask `i` of `p` produces events `i, i+p, i+2p, …`.
         parallelism: Option<u32>,
+        /// Where event time comes from, and how watermarks follow it.
+        event_time: Option<EventTimeSpec>,
     },
+}
+
+/// Event time of a source: a timestamp field and the watermark strategy of each split.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EventTimeSpec {
+    /// JSON field holding the event time in milliseconds since the epoch.
+    pub field: String,
+    /// How far out of order events may arrive: the watermark trails the largest
+    /// timestamp seen by this much (default 0).
+    pub max_out_of_orderness: Option<Span>,
+    /// After this long without events a split is idle and holds no watermark back.
+    pub idle_timeout: Option<Span>,
+}
+
+impl SourceSpec {
+    /// The source's event-time settings, if it has event time.
+    pub fn event_time(&self) -> Option<&EventTimeSpec> {
+        match self {
+            SourceSpec::File { event_time, .. }
+            | SourceSpec::Stdin { event_time, .. }
+            | SourceSpec::Generator { event_time, .. } => event_time.as_ref(),
+        }
+    }
 }
 
 /// One sink of the job.
@@ -135,11 +172,15 @@ pub enum SinkSpec {
     Stdout {
         /// Name used in errors and metrics.
         name: Option<String>,
+        /// A side output to write instead of the main output.
+        input: Option<String>,
     },
     /// Counts events and drops them (benchmarks, dry runs).
     Discard {
         /// Name used in errors and metrics.
         name: Option<String>,
+        /// A side output to write instead of the main output.
+        input: Option<String>,
     },
     /// A file, one event value per line (JSON lines for JSON values).
     File {
@@ -147,7 +188,20 @@ pub enum SinkSpec {
         name: Option<String>,
         /// Path, relative to the job file.
         path: PathBuf,
+        /// A side output to write instead of the main output.
+        input: Option<String>,
     },
+}
+
+impl SinkSpec {
+    /// The side output the sink writes, or `None` for the main output.
+    pub fn input(&self) -> Option<&str> {
+        match self {
+            SinkSpec::Stdout { input, .. }
+            | SinkSpec::Discard { input, .. }
+            | SinkSpec::File { input, .. } => input.as_deref(),
+        }
+    }
 }
 
 /// One step of the pipeline, as written: exactly one operator key must be set.
@@ -171,6 +225,8 @@ pub struct StepSpec {
     pub select: Option<BTreeMap<String, String>>,
     /// Built-in: a running aggregate per key, emitted on every event.
     pub rolling: Option<RollingSpec>,
+    /// Built-in: event-time windows per key with aggregates.
+    pub window: Option<WindowSpec>,
     /// Parameters handed to the plugin as a JSON object.
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
@@ -274,6 +330,8 @@ pub enum StepOp {
     Select(Vec<(String, Expr)>),
     /// A running aggregate per key.
     Rolling(RollingSpec),
+    /// Event-time windows per key.
+    Window(WindowSpec),
 }
 
 impl StepOp {
@@ -290,6 +348,12 @@ impl StepOp {
             StepOp::Select(fields) => format!("select {} field(s)", fields.len()),
             StepOp::Rolling(RollingSpec::Count) => "rolling count".into(),
             StepOp::Rolling(RollingSpec::Sum(f)) => format!("rolling sum {f}"),
+            StepOp::Window(w) => match w.assigner() {
+                Ok(Assigner::Tumbling(size)) => format!("window tumbling {size} ms"),
+                Ok(Assigner::Sliding(size, slide)) => format!("window sliding {size}/{slide} ms"),
+                Ok(Assigner::Session(gap)) => format!("window session gap {gap} ms"),
+                Err(_) => "window".into(),
+            },
         }
     }
 }
@@ -336,6 +400,8 @@ pub struct Job {
     pub steps: Vec<Step>,
     /// Sinks with their resolved names and paths.
     pub sinks: Vec<(String, SinkSpec)>,
+    /// Sinks of side outputs, each naming its side output in `input`.
+    pub side_sinks: Vec<(String, SinkSpec)>,
     /// The dead-letter sink, when a step sends events there.
     pub dead_letter: Option<(String, SinkSpec)>,
     /// WASM stack size of the job's plugins.
@@ -551,9 +617,13 @@ impl Resolver<'_> {
             .enumerate()
             .map(|(i, mut s)| {
                 let name = match &mut s {
-                    SinkSpec::Stdout { name } => name.clone().unwrap_or_else(|| "stdout".into()),
-                    SinkSpec::Discard { name } => name.clone().unwrap_or_else(|| "discard".into()),
-                    SinkSpec::File { name, path } => {
+                    SinkSpec::Stdout { name, .. } => {
+                        name.clone().unwrap_or_else(|| "stdout".into())
+                    }
+                    SinkSpec::Discard { name, .. } => {
+                        name.clone().unwrap_or_else(|| "discard".into())
+                    }
+                    SinkSpec::File { name, path, .. } => {
                         *path = base.join(&*path);
                         name.clone().unwrap_or_else(|| format!("sink-{i}"))
                     }
@@ -562,6 +632,42 @@ impl Resolver<'_> {
                 Ok((name, s))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let (side_sinks, sinks): (Vec<_>, Vec<_>) =
+            sinks.into_iter().partition(|(_, s)| s.input().is_some());
+        if sinks.is_empty() {
+            return Err(self.invalid(
+                "sinks".into(),
+                "sinks:",
+                "a job needs at least one sink of its main output (without `input`)".into(),
+            ));
+        }
+        let side_outputs: Vec<&str> = steps
+            .iter()
+            .filter_map(|s| match &s.op {
+                StepOp::Window(w) => w.late_output.as_deref(),
+                _ => None,
+            })
+            .collect();
+        for (name, sink) in &side_sinks {
+            let input = sink.input().unwrap_or_default();
+            if !side_outputs.contains(&input) {
+                return Err(self.invalid(
+                    format!("sink {name:?}"),
+                    "input:",
+                    format!("no step has a side output named {input:?}"),
+                ));
+            }
+        }
+        if let Some(missing) = side_outputs
+            .iter()
+            .find(|o| !side_sinks.iter().any(|(_, s)| s.input() == Some(o)))
+        {
+            return Err(self.invalid(
+                format!("late-output {missing:?}"),
+                "late-output:",
+                format!("no sink reads it: add a sink with `input: {missing}`"),
+            ));
+        }
         let dead_letter = match spec.dead_letter {
             Some(mut sink) => {
                 if let SinkSpec::File { path, .. } = &mut sink {
@@ -606,6 +712,7 @@ impl Resolver<'_> {
             name: spec.name,
             tenant,
             dead_letter,
+            side_sinks,
             max_stack,
             file: self.file.to_owned(),
             batch_size,
@@ -680,6 +787,7 @@ impl Resolver<'_> {
             ("where", spec.where_.is_some()),
             ("select", spec.select.is_some()),
             ("rolling", spec.rolling.is_some()),
+            ("window", spec.window.is_some()),
         ] {
             if set {
                 chosen.push((key, None));
@@ -748,6 +856,15 @@ impl Resolver<'_> {
                     .map(|(name, text)| Ok((name.clone(), expr(&text, &format!("select.{name}"))?)))
                     .collect::<Result<_, JobError>>()?,
             ),
+            ("window", None) => {
+                let window = spec.window.clone().ok_or_else(|| {
+                    self.invalid(label.clone(), &hint, "a window step needs `window:`".into())
+                })?;
+                window
+                    .assigner()
+                    .map_err(|m| self.invalid(format!("{label}.window"), "window:", m))?;
+                StepOp::Window(window)
+            }
             (_, None) => StepOp::Rolling(spec.rolling.unwrap_or(RollingSpec::Count)),
         };
         if !matches!(op, StepOp::Plugin { .. }) && !spec.params.is_empty() {

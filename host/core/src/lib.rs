@@ -15,9 +15,13 @@ pub mod metrics;
 pub mod operator;
 pub mod plan;
 pub mod sandbox;
+pub mod sideoutput;
 pub mod sink;
 pub mod source;
 pub mod tenant;
+pub mod time;
+pub mod watermark;
+pub mod window;
 
 pub use eddy_batch::{self as batch, Batch, EventRef, Header, NO_TIMESTAMP};
 pub use executor::{Dataflow, RunError, RunSummary};

@@ -23,6 +23,10 @@ pub struct Counters {
     pub backpressure_ns: AtomicU64,
     /// Events sent to the dead-letter sink.
     pub dead_letters: AtomicU64,
+    /// Late events within the allowed lateness, which updated a fired window.
+    pub late_updates: AtomicU64,
+    /// Events later than the allowed lateness (to the late side output, or dropped).
+    pub late_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -102,7 +106,7 @@ pub struct NodeMetrics {
     /// What it is.
     pub role: Role,
     /// Per subtask.
-    pub subtasks: Vec<Counters>,
+    pub subtasks: Vec<Arc<Counters>>,
 }
 
 /// Totals of one node over its subtasks.
@@ -122,6 +126,10 @@ pub struct NodeTotals {
     pub backpressure: Duration,
     /// Events sent to the dead-letter sink.
     pub dead_letters: u64,
+    /// Late events that updated a fired window.
+    pub late_updates: u64,
+    /// Events beyond the allowed lateness.
+    pub late_dropped: u64,
 }
 
 /// All metrics of a job.
@@ -144,7 +152,7 @@ pub struct JobMetrics {
 impl JobMetrics {
     /// Totals of every node of `role`.
     pub fn totals(&self, role: Role) -> Vec<NodeTotals> {
-        let sum = |c: &Vec<Counters>, f: fn(&Counters) -> &AtomicU64| {
+        let sum = |c: &Vec<Arc<Counters>>, f: fn(&Counters) -> &AtomicU64| {
             c.iter().map(|c| f(c).load(Ordering::Relaxed)).sum::<u64>()
         };
         self.nodes
@@ -158,6 +166,8 @@ impl JobMetrics {
                 busy: Duration::from_nanos(sum(&n.subtasks, |c| &c.busy_ns)),
                 backpressure: Duration::from_nanos(sum(&n.subtasks, |c| &c.backpressure_ns)),
                 dead_letters: sum(&n.subtasks, |c| &c.dead_letters),
+                late_updates: sum(&n.subtasks, |c| &c.late_updates),
+                late_dropped: sum(&n.subtasks, |c| &c.late_dropped),
             })
             .collect()
     }
@@ -166,7 +176,7 @@ impl JobMetrics {
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         type Read = fn(&Counters) -> u64;
-        let counters: [(&str, Read); 6] = [
+        let counters: [(&str, Read); 8] = [
             ("eddy_records_in_total", |c| {
                 c.records_in.load(Ordering::Relaxed)
             }),
@@ -184,6 +194,12 @@ impl JobMetrics {
             }),
             ("eddy_dead_letters_total", |c| {
                 c.dead_letters.load(Ordering::Relaxed)
+            }),
+            ("eddy_late_updates_total", |c| {
+                c.late_updates.load(Ordering::Relaxed)
+            }),
+            ("eddy_late_dropped_total", |c| {
+                c.late_dropped.load(Ordering::Relaxed)
             }),
         ];
         for (metric, read) in counters {

@@ -14,6 +14,12 @@ pub trait Operator: Send {
     /// Transforms one input batch into the output batch.
     fn process(&mut self, input: Batch) -> Result<Batch, OperatorError>;
 
+    /// Event time has advanced to `watermark`: emit what it completes (windows, timers).
+    fn on_watermark(&mut self, watermark: i64) -> Result<Batch, OperatorError> {
+        let _ = watermark;
+        Ok(Batch::default())
+    }
+
     /// Makes the operator usable again after a failed call (a trapped plugin instance
     /// is replaced by a fresh one), so that a dead-letter policy can go on.
     fn reset(&mut self) -> Result<(), OperatorError> {

@@ -76,11 +76,18 @@ impl Plan {
                 Partition::Forward => keyed,
                 Partition::Rebalance | Partition::Broadcast => false,
             };
-            if matches!(step.op, StepOp::Rolling(_)) && !keyed {
+            let keyed_op = match step.op {
+                StepOp::Rolling(_) => Some("rolling"),
+                StepOp::Window(_) => Some("window"),
+                _ => None,
+            };
+            if let Some(op) = keyed_op
+                && !keyed
+            {
                 return Err(PlanError {
                     step: step.name.clone(),
                     message: format!(
-                        "`rolling` needs a stream partitioned by key: put a `key-by` step before \
+                        "`{op}` needs a stream partitioned by key: put a `key-by` step before \
                          it, with no other partitioning in between (this step receives by {})",
                         partition_name(edge)
                     ),

@@ -5,12 +5,24 @@ use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
 use crate::generator::Generator;
-use crate::job::{Format, SourceSpec};
+use crate::job::{EventTimeSpec, Format, SourceSpec};
+use crate::time::Span;
 
 /// A producer of batches.
 pub trait Source: Send {
-    /// Up to `max` events, or `None` once the input has ended.
+    /// Up to `max` events (possibly none yet), or `None` once the input has ended.
     fn poll(&mut self, max: usize) -> Result<Option<Batch>, SourceError>;
+
+    /// The split's watermark, for sources with event time.
+    fn watermark(&self) -> Option<i64> {
+        None
+    }
+
+    /// Whether the split has been without events long enough to be left out of
+    /// watermark computations.
+    fn idle(&self) -> bool {
+        false
+    }
 }
 
 /// A source failed; names the source and the position in its input.
@@ -63,6 +75,14 @@ pub fn open_source(
     spec: &SourceSpec,
     subtask: u32,
 ) -> Result<Box<dyn Source>, SourceError> {
+    let source = open_plain(name, spec, subtask)?;
+    Ok(match spec.event_time() {
+        None => source,
+        Some(event_time) => Box::new(TimedSource::new(name, source, event_time)),
+    })
+}
+
+fn open_plain(name: &str, spec: &SourceSpec, subtask: u32) -> Result<Box<dyn Source>, SourceError> {
     Ok(match spec {
         SourceSpec::File { path, format, .. } => {
             let file = std::fs::File::open(path).map_err(|error| SourceError::Io {
@@ -77,12 +97,7 @@ pub fn open_source(
                 file,
             ))
         }
-        SourceSpec::Stdin { format, .. } => Box::new(LineSource::new(
-            name,
-            "<stdin>".into(),
-            *format,
-            std::io::stdin(),
-        )),
+        SourceSpec::Stdin { format, .. } => Box::new(Stdin::spawn(name, *format)),
         SourceSpec::Generator {
             count,
             seed,
@@ -225,6 +240,146 @@ impl Source for GeneratorSource {
     }
 }
 
+/// Standard input read by a thread of its own, so that polling never blocks: a quiet
+/// stdin can go idle, and Ctrl-C is noticed.
+struct Stdin {
+    batches: std::sync::mpsc::Receiver<Result<Option<Batch>, SourceError>>,
+    done: bool,
+}
+
+impl Stdin {
+    fn spawn(name: &str, format: Format) -> Stdin {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        let mut lines = LineSource::new(name, "<stdin>".into(), format, std::io::stdin());
+        // The reader ends with stdin, or when the receiver is gone.
+        let _ = std::thread::Builder::new()
+            .name("eddy-stdin".into())
+            .spawn(move || {
+                loop {
+                    // Line by line, so that a slow writer's events are not held back.
+                    let polled = lines.poll(1);
+                    let last = !matches!(polled, Ok(Some(_)));
+                    if tx.send(polled).is_err() || last {
+                        break;
+                    }
+                }
+            });
+        Stdin {
+            batches: rx,
+            done: false,
+        }
+    }
+}
+
+impl Source for Stdin {
+    fn poll(&mut self, max: usize) -> Result<Option<Batch>, SourceError> {
+        use std::sync::mpsc::RecvTimeoutError;
+        if self.done {
+            return Ok(None);
+        }
+        let mut batch = match self.batches.recv_timeout(Duration::from_millis(20)) {
+            Ok(Ok(Some(batch))) => batch,
+            Ok(Ok(None)) | Err(RecvTimeoutError::Disconnected) => {
+                self.done = true;
+                return Ok(None);
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(RecvTimeoutError::Timeout) => return Ok(Some(Batch::default())),
+        };
+        // Take whatever else is already there, up to `max` events.
+        while batch.len() < max {
+            match self.batches.try_recv() {
+                Ok(Ok(Some(more))) => {
+                    for i in 0..more.len() {
+                        let _ = batch.push_from(&more, i);
+                    }
+                }
+                Ok(Ok(None)) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(Some(batch))
+    }
+}
+
+/// Gives a source's events their event time from a JSON field and tracks the split's
+/// watermark (largest timestamp seen, minus the allowed out-of-orderness, minus one)
+/// and idleness.
+struct TimedSource {
+    name: String,
+    inner: Box<dyn Source>,
+    field: Vec<String>,
+    delay: i64,
+    idle_timeout: Option<Duration>,
+    max_seen: Option<i64>,
+    last_event: Instant,
+}
+
+impl TimedSource {
+    fn new(name: &str, inner: Box<dyn Source>, spec: &EventTimeSpec) -> Self {
+        TimedSource {
+            name: name.to_owned(),
+            inner,
+            field: spec.field.split('.').map(str::to_owned).collect(),
+            delay: spec.max_out_of_orderness.map_or(0, Span::millis),
+            idle_timeout: spec.idle_timeout.map(|s| s.0),
+            max_seen: None,
+            last_event: Instant::now(),
+        }
+    }
+}
+
+impl Source for TimedSource {
+    fn poll(&mut self, max: usize) -> Result<Option<Batch>, SourceError> {
+        let Some(mut batch) = self.inner.poll(max)? else {
+            return Ok(None);
+        };
+        if batch.is_empty() {
+            return Ok(Some(batch));
+        }
+        self.last_event = Instant::now();
+        let mut timestamps = Vec::with_capacity(batch.len());
+        for event in batch.iter() {
+            let json: serde_json::Value =
+                serde_json::from_slice(event.value).map_err(|e| SourceError::Other {
+                    source_name: self.name.clone(),
+                    message: format!("event time needs JSON events: {e}"),
+                })?;
+            let ts = self
+                .field
+                .iter()
+                .try_fold(&json, |v, f| v.get(f))
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| SourceError::Other {
+                    source_name: self.name.clone(),
+                    message: format!(
+                        "event has no integer event-time field `{}`: {}",
+                        self.field.join("."),
+                        String::from_utf8_lossy(&event.value[..event.value.len().min(120)])
+                    ),
+                })?;
+            self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
+            timestamps.push(ts);
+        }
+        batch.timestamps = timestamps;
+        Ok(Some(batch))
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        self.max_seen
+            .map(|m| m.saturating_sub(self.delay).saturating_sub(1))
+    }
+
+    fn idle(&self) -> bool {
+        self.idle_timeout
+            .is_some_and(|t| self.last_event.elapsed() >= t)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +422,7 @@ mod tests {
             shape: Default::default(),
             rate: None,
             parallelism: None,
+            event_time: None,
         };
         let a = drain(open_source("g", &spec, 0).unwrap().as_mut(), 4).unwrap();
         let b = drain(open_source("g", &spec, 0).unwrap().as_mut(), 7).unwrap();
@@ -283,6 +439,7 @@ mod tests {
             shape: Default::default(),
             rate: None,
             parallelism: Some(p),
+            event_time: None,
         };
         let single = drain(open_source("g", &spec(1), 0).unwrap().as_mut(), 4).unwrap();
         let mut split: Vec<String> = (0..3)

@@ -1,0 +1,545 @@
+//! Event-time windows with built-in aggregates: tumbling, sliding and session windows
+//! per key, fired by the watermark, with allowed lateness (late events re-fire their
+//! window as an update) and a late side output for events beyond it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::{Map, Number, Value};
+
+use crate::batch::{Batch, EventRef};
+use crate::memory::Pools;
+use crate::metrics::Counters;
+use crate::operator::{Operator, OperatorError};
+use crate::sideoutput::SideOutput;
+use crate::time::Span;
+
+/// The `window` step of a job file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Fixed, non-overlapping windows of this size.
+    pub tumbling: Option<Span>,
+    /// Overlapping windows.
+    pub sliding: Option<SlidingSpec>,
+    /// Windows that close after a gap without events of their key.
+    pub session: Option<SessionSpec>,
+    /// Output fields and their aggregates, in the order written.
+    #[serde(default)]
+    pub aggregate: IndexMap<String, AggregateSpec>,
+    /// How long after a window fired its late events still update it.
+    pub allowed_lateness: Option<Span>,
+    /// Side output for events later than the allowed lateness (dropped and counted
+    /// when absent).
+    pub late_output: Option<String>,
+}
+
+/// Sliding windows: `size` long, one starting every `slide`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SlidingSpec {
+    /// Window length.
+    pub size: Span,
+    /// Distance between window starts.
+    pub slide: Span,
+}
+
+/// Session windows.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Inactivity that closes a session.
+    pub gap: Span,
+}
+
+/// A built-in aggregate: `count`, or `{ sum | avg | min | max: FIELD }`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "RawAggregate")]
+pub enum AggregateSpec {
+    /// Events in the window.
+    Count,
+    /// Sum of a numeric field.
+    Sum(String),
+    /// Average of a numeric field.
+    Avg(String),
+    /// Smallest value of a numeric field.
+    Min(String),
+    /// Largest value of a numeric field.
+    Max(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAggregate {
+    Name(String),
+    Field(BTreeMap<String, String>),
+}
+
+impl TryFrom<RawAggregate> for AggregateSpec {
+    type Error = String;
+
+    fn try_from(raw: RawAggregate) -> Result<Self, String> {
+        let usage = "use `count` or `{ sum | avg | min | max: FIELD }`";
+        match raw {
+            RawAggregate::Name(n) if n == "count" => Ok(AggregateSpec::Count),
+            RawAggregate::Name(n) => Err(format!("unknown aggregate {n:?}: {usage}")),
+            RawAggregate::Field(map) => {
+                let mut entries = map.into_iter();
+                match (entries.next(), entries.next()) {
+                    (Some((kind, field)), None) => match kind.as_str() {
+                        "sum" => Ok(AggregateSpec::Sum(field)),
+                        "avg" => Ok(AggregateSpec::Avg(field)),
+                        "min" => Ok(AggregateSpec::Min(field)),
+                        "max" => Ok(AggregateSpec::Max(field)),
+                        _ => Err(format!("unknown aggregate {kind:?}: {usage}")),
+                    },
+                    _ => Err(format!("an aggregate has exactly one kind: {usage}")),
+                }
+            }
+        }
+    }
+}
+
+/// How events map to windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Assigner {
+    /// Tumbling windows of this size (ms).
+    Tumbling(i64),
+    /// Sliding windows: size and slide (ms).
+    Sliding(i64, i64),
+    /// Sessions with this gap (ms).
+    Session(i64),
+}
+
+impl WindowSpec {
+    /// The window assigner, checked.
+    pub fn assigner(&self) -> Result<Assigner, String> {
+        let positive = |s: Span, what: &str| {
+            if s.millis() > 0 {
+                Ok(s.millis())
+            } else {
+                Err(format!("{what} must be above zero"))
+            }
+        };
+        match (&self.tumbling, &self.sliding, &self.session) {
+            (Some(size), None, None) => Ok(Assigner::Tumbling(positive(*size, "tumbling")?)),
+            (None, Some(s), None) => {
+                let (size, slide) = (positive(s.size, "size")?, positive(s.slide, "slide")?);
+                if size % slide != 0 {
+                    return Err("a sliding window's size must be a multiple of its slide".into());
+                }
+                Ok(Assigner::Sliding(size, slide))
+            }
+            (None, None, Some(s)) => Ok(Assigner::Session(positive(s.gap, "gap")?)),
+            _ => Err("a window is exactly one of `tumbling`, `sliding` or `session`".into()),
+        }
+    }
+}
+
+impl Assigner {
+    /// The windows `[start, end)` an event at `ts` belongs to (a session's is its own).
+    fn windows(self, ts: i64) -> Vec<(i64, i64)> {
+        match self {
+            Assigner::Tumbling(size) => {
+                let start = ts - ts.rem_euclid(size);
+                vec![(start, start + size)]
+            }
+            Assigner::Sliding(size, slide) => {
+                let last = ts - ts.rem_euclid(slide);
+                (0..size / slide)
+                    .map(|k| last - k * slide)
+                    .map(|start| (start, start + size))
+                    .collect()
+            }
+            Assigner::Session(gap) => vec![(ts, ts.saturating_add(gap))],
+        }
+    }
+}
+
+/// The running state of one aggregate.
+#[derive(Clone, Debug)]
+enum Acc {
+    Count(u64),
+    /// Integer sum while every value is an integer, float sum, count of values.
+    Sum(Option<i64>, f64, u64),
+    /// Extremum so far, as the original JSON number.
+    Extreme(Option<Number>),
+}
+
+impl Acc {
+    fn new(spec: &AggregateSpec) -> Acc {
+        match spec {
+            AggregateSpec::Count => Acc::Count(0),
+            AggregateSpec::Sum(_) | AggregateSpec::Avg(_) => Acc::Sum(Some(0), 0.0, 0),
+            AggregateSpec::Min(_) | AggregateSpec::Max(_) => Acc::Extreme(None),
+        }
+    }
+
+    fn add(&mut self, spec: &AggregateSpec, event: &Value) -> Result<(), String> {
+        let field = match spec {
+            AggregateSpec::Count => {
+                if let Acc::Count(n) = self {
+                    *n += 1;
+                }
+                return Ok(());
+            }
+            AggregateSpec::Sum(f)
+            | AggregateSpec::Avg(f)
+            | AggregateSpec::Min(f)
+            | AggregateSpec::Max(f) => f,
+        };
+        let number = match event.get(field) {
+            None | Some(Value::Null) => return Ok(()),
+            Some(Value::Number(n)) => n.clone(),
+            Some(_) => return Err(format!("field `{field}` is not a number")),
+        };
+        match self {
+            Acc::Sum(int, float, n) => {
+                *int = int.zip(number.as_i64()).and_then(|(a, b)| a.checked_add(b));
+                *float += number.as_f64().unwrap_or(0.0);
+                *n += 1;
+            }
+            Acc::Extreme(best) => {
+                let value = number.as_f64().unwrap_or(f64::NAN);
+                let better = match best.as_ref().and_then(Number::as_f64) {
+                    None => true,
+                    Some(b) if matches!(spec, AggregateSpec::Min(_)) => value < b,
+                    Some(b) => value > b,
+                };
+                if better {
+                    *best = Some(number);
+                }
+            }
+            Acc::Count(_) => {}
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: &Acc, spec: &AggregateSpec) {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Sum(ai, af, an), Acc::Sum(bi, bf, bn)) => {
+                *ai = ai.zip(*bi).and_then(|(a, b)| a.checked_add(b));
+                *af += bf;
+                *an += bn;
+            }
+            (Acc::Extreme(a), Acc::Extreme(Some(b))) => {
+                let value = b.as_f64().unwrap_or(f64::NAN);
+                let better = match a.as_ref().and_then(Number::as_f64) {
+                    None => true,
+                    Some(x) if matches!(spec, AggregateSpec::Min(_)) => value < x,
+                    Some(x) => value > x,
+                };
+                if better {
+                    *a = Some(b.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn result(&self, spec: &AggregateSpec) -> Value {
+        match (self, spec) {
+            (Acc::Count(n), _) => Value::from(*n),
+            (Acc::Sum(_, _, 0), AggregateSpec::Avg(_)) => Value::Null,
+            (Acc::Sum(_, f, n), AggregateSpec::Avg(_)) => Value::from(f / *n as f64),
+            (Acc::Sum(Some(i), _, _), _) => Value::from(*i),
+            (Acc::Sum(None, f, _), _) => Value::from(*f),
+            (Acc::Extreme(v), _) => v.clone().map_or(Value::Null, Value::Number),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct WindowState {
+    accs: Vec<Acc>,
+    fired: bool,
+}
+
+/// Bytes of managed memory one window of one key is charged, beyond the key.
+const WINDOW_OVERHEAD: usize = 96;
+
+/// The window operator of one subtask.
+pub struct WindowOperator {
+    step: String,
+    assigner: Assigner,
+    aggregates: Vec<(String, AggregateSpec)>,
+    lateness: i64,
+    late_output: Option<Arc<SideOutput>>,
+    /// Per key, per window `(start, end)`.
+    state: BTreeMap<Vec<u8>, BTreeMap<(i64, i64), WindowState>>,
+    watermark: i64,
+    reserved: usize,
+    pools: Arc<Pools>,
+    counters: Arc<Counters>,
+}
+
+impl WindowOperator {
+    /// A window operator for `spec` of step `step`.
+    pub fn new(
+        step: &str,
+        spec: &WindowSpec,
+        late_output: Option<Arc<SideOutput>>,
+        pools: Arc<Pools>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, String> {
+        Ok(WindowOperator {
+            step: step.to_owned(),
+            assigner: spec.assigner()?,
+            aggregates: spec.aggregate.clone().into_iter().collect(),
+            lateness: spec.allowed_lateness.map_or(0, Span::millis),
+            late_output,
+            state: BTreeMap::new(),
+            watermark: crate::watermark::BEGINNING_OF_TIME,
+            reserved: 0,
+            pools,
+            counters,
+        })
+    }
+
+    fn err(&self, message: impl Into<String>) -> OperatorError {
+        OperatorError::new(&self.step, message.into())
+    }
+
+    fn fresh(&self) -> WindowState {
+        WindowState {
+            accs: self.aggregates.iter().map(|(_, a)| Acc::new(a)).collect(),
+            fired: false,
+        }
+    }
+
+    /// A window whose cleanup time has passed can take no more events.
+    fn expired(&self, end: i64) -> bool {
+        (end - 1).saturating_add(self.lateness) <= self.watermark
+    }
+
+    fn emit(
+        &self,
+        out: &mut Batch,
+        key: &[u8],
+        window: (i64, i64),
+        state: &WindowState,
+        update: bool,
+    ) -> Result<(), OperatorError> {
+        let mut object = Map::new();
+        object.insert(
+            "key".into(),
+            match std::str::from_utf8(key) {
+                Ok(s) => Value::String(s.to_owned()),
+                Err(_) => Value::from(key.to_vec()),
+            },
+        );
+        object.insert("window_start".into(), Value::from(window.0));
+        object.insert("window_end".into(), Value::from(window.1));
+        for ((name, spec), acc) in self.aggregates.iter().zip(&state.accs) {
+            object.insert(name.clone(), acc.result(spec));
+        }
+        if update {
+            object.insert("update".into(), Value::Bool(true));
+        }
+        let value = serde_json::to_vec(&object).map_err(|e| self.err(e.to_string()))?;
+        out.push(EventRef {
+            key: Some(key),
+            value: &value,
+            timestamp: Some(window.1 - 1),
+        })
+        .map_err(|e| self.err(e.to_string()))
+    }
+
+    fn reserve(&mut self, key: &[u8]) -> Result<(), OperatorError> {
+        let cost = key.len() + WINDOW_OVERHEAD + 32 * self.aggregates.len();
+        self.pools
+            .managed
+            .try_reserve(cost)
+            .map_err(|e| self.err(format!("{e}; raise memory.managed in the job file")))?;
+        self.reserved += cost;
+        Ok(())
+    }
+
+    fn release(&mut self, windows: usize, key: usize) {
+        let cost = windows * (key + WINDOW_OVERHEAD + 32 * self.aggregates.len());
+        self.pools.managed.release(cost.min(self.reserved));
+        self.reserved -= cost.min(self.reserved);
+    }
+
+    fn add(&mut self, event: EventRef<'_>, out: &mut Batch) -> Result<(), OperatorError> {
+        let key = event
+            .key
+            .ok_or_else(|| self.err("event has no key; put a `key-by` step before `window`"))?;
+        let ts = event.timestamp.ok_or_else(|| {
+            self.err("event has no timestamp; give its source an `event-time` field")
+        })?;
+        let json: Value =
+            serde_json::from_slice(event.value).map_err(|e| self.err(format!("not JSON: {e}")))?;
+        let windows: Vec<(i64, i64)> = self
+            .assigner
+            .windows(ts)
+            .into_iter()
+            .filter(|w| !self.expired(w.1))
+            .collect();
+        if windows.is_empty() {
+            self.counters.late_dropped.fetch_add(1, Ordering::Relaxed);
+            if let Some(side) = &self.late_output {
+                side.send(event).map_err(|e| self.err(e.to_string()))?;
+            }
+            return Ok(());
+        }
+        let mut windows = windows;
+        if let Assigner::Session(_) = self.assigner {
+            windows = vec![self.merge_sessions(key, windows[0])?];
+        }
+        for window in windows {
+            if !self.state.get(key).is_some_and(|w| w.contains_key(&window)) {
+                self.reserve(key)?;
+            }
+            let fresh = self.fresh();
+            let state = self
+                .state
+                .entry(key.to_vec())
+                .or_default()
+                .entry(window)
+                .or_insert(fresh);
+            for (acc, (_, spec)) in state.accs.iter_mut().zip(&self.aggregates) {
+                acc.add(spec, &json)
+                    .map_err(|m| OperatorError::new(&self.step, m))?;
+            }
+            // A late event inside the allowed lateness: the window fires again.
+            if window.1 - 1 <= self.watermark {
+                state.fired = true;
+                let state = state.clone();
+                self.counters.late_updates.fetch_add(1, Ordering::Relaxed);
+                self.emit(out, key, window, &state, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges the new session `window` with the key's sessions it overlaps.
+    fn merge_sessions(
+        &mut self,
+        key: &[u8],
+        window: (i64, i64),
+    ) -> Result<(i64, i64), OperatorError> {
+        let Some(sessions) = self.state.get_mut(key) else {
+            return Ok(window);
+        };
+        let overlapping: Vec<(i64, i64)> = sessions
+            .keys()
+            .filter(|(s, e)| *s < window.1 && window.0 < *e)
+            .copied()
+            .collect();
+        if overlapping.is_empty() {
+            return Ok(window);
+        }
+        let start = overlapping
+            .iter()
+            .map(|w| w.0)
+            .min()
+            .unwrap_or(window.0)
+            .min(window.0);
+        let end = overlapping
+            .iter()
+            .map(|w| w.1)
+            .max()
+            .unwrap_or(window.1)
+            .max(window.1);
+        let mut merged: Option<WindowState> = None;
+        for w in &overlapping {
+            if let Some(state) = sessions.remove(w) {
+                match &mut merged {
+                    None => merged = Some(state),
+                    Some(m) => {
+                        for ((acc, other), (_, spec)) in
+                            m.accs.iter_mut().zip(&state.accs).zip(&self.aggregates)
+                        {
+                            acc.merge(other, spec);
+                        }
+                        m.fired |= state.fired;
+                    }
+                }
+            }
+        }
+        if let Some(mut m) = merged {
+            // A merged session that reaches past the watermark fires again in time.
+            if end - 1 > self.watermark {
+                m.fired = false;
+            }
+            sessions.insert((start, end), m);
+        }
+        self.release(overlapping.len().saturating_sub(1), key.len());
+        Ok((start, end))
+    }
+}
+
+impl Operator for WindowOperator {
+    fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
+        let mut out = Batch::default();
+        for event in input.iter() {
+            self.add(event, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> Result<Batch, OperatorError> {
+        self.watermark = self.watermark.max(watermark);
+        let mut due: Vec<(i64, i64, Vec<u8>)> = Vec::new();
+        for (key, windows) in &self.state {
+            for (window, state) in windows {
+                if !state.fired && window.1 - 1 <= self.watermark {
+                    due.push((window.1, window.0, key.clone()));
+                }
+            }
+        }
+        due.sort();
+        let mut out = Batch::default();
+        for (end, start, key) in due {
+            if let Some(state) = self
+                .state
+                .get_mut(&key)
+                .and_then(|w| w.get_mut(&(start, end)))
+            {
+                state.fired = true;
+                let state = state.clone();
+                self.emit(&mut out, &key, (start, end), &state, false)?;
+            }
+        }
+        let mut freed = Vec::new();
+        let lateness = self.lateness;
+        let watermark = self.watermark;
+        for (key, windows) in self.state.iter_mut() {
+            let before = windows.len();
+            windows.retain(|w, _| (w.1 - 1).saturating_add(lateness) > watermark);
+            freed.push((before - windows.len(), key.len()));
+        }
+        self.state.retain(|_, w| !w.is_empty());
+        for (windows, key) in freed {
+            self.release(windows, key);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for WindowOperator {
+    fn drop(&mut self) {
+        self.pools.managed.release(self.reserved);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assigners_cover_the_right_windows() {
+        assert_eq!(Assigner::Tumbling(10).windows(25), vec![(20, 30)]);
+        assert_eq!(Assigner::Tumbling(10).windows(-5), vec![(-10, 0)]);
+        assert_eq!(
+            Assigner::Sliding(10, 5).windows(12),
+            vec![(10, 20), (5, 15)]
+        );
+        assert_eq!(Assigner::Session(5).windows(7), vec![(7, 12)]);
+    }
+}
