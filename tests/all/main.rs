@@ -6,3 +6,4 @@ mod cli;
 mod engine;
 mod sandbox;
 mod support;
+mod time;

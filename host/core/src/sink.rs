@@ -38,6 +38,7 @@ pub fn open_sink(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, SinkError
                 Box::new(std::io::stdout()) as Box<dyn Write + Send>,
             ),
             publish: None,
+            flush_each: true,
         }),
         SinkSpec::Discard { .. } => Box::new(Discard),
         SinkSpec::File { path, .. } => {
@@ -56,6 +57,7 @@ pub fn open_sink(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, SinkError
                 target: path.display().to_string(),
                 out: BufWriter::with_capacity(1 << 16, Box::new(file)),
                 publish: Some((staging, path.clone())),
+                flush_each: false,
             })
         }
     })
@@ -76,6 +78,8 @@ struct LineSink {
     out: BufWriter<Box<dyn Write + Send>>,
     /// (staging path, final path) for file sinks.
     publish: Option<(PathBuf, PathBuf)>,
+    /// Flush after every batch, so that a reader of a stream sees results as they come.
+    flush_each: bool,
 }
 
 impl LineSink {
@@ -95,6 +99,9 @@ impl Sink for LineSink {
                 .write_all(event.value)
                 .and_then(|()| self.out.write_all(b"\n"))
                 .map_err(|e| self.err(e))?;
+        }
+        if self.flush_each {
+            self.out.flush().map_err(|e| self.err(e))?;
         }
         Ok(())
     }
