@@ -11,6 +11,7 @@ const PLUGINS: &[&str] = &[
     "currency-convert",
     "amount-filter",
     "hostile",
+    "distinct-count",
     "eddy-bench-guest",
 ];
 

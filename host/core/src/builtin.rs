@@ -7,10 +7,10 @@ use serde_json::{Map, Value};
 
 use crate::batch::{Batch, EventRef};
 use crate::expr::Expr;
-use crate::job::{RollingSpec, Step, StepOp};
+use crate::job::{Job, RollingSpec, Step, StepOp};
 use crate::memory::Pools;
 use crate::metrics::Counters;
-use crate::operator::{Operator, OperatorError};
+use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::sideoutput::SideOutput;
 use crate::window::WindowOperator;
 
@@ -74,6 +74,12 @@ pub struct BuiltinContext<'a> {
     pub side_outputs: &'a HashMap<String, Arc<SideOutput>>,
     /// The counters of the step's subtask.
     pub counters: Arc<Counters>,
+    /// Creates WASM functions that built-in steps call (window aggregate functions).
+    pub factory: &'a dyn OperatorFactory,
+    /// The job.
+    pub job: &'a Job,
+    /// The subtask being built.
+    pub subtask: u32,
 }
 
 /// The operator of a built-in step, or `None` for plugin steps.
@@ -90,7 +96,20 @@ pub fn builtin_operator(
                 .late_output
                 .as_ref()
                 .and_then(|o| ctx.side_outputs.get(o).cloned());
-            match WindowOperator::new(&name, spec, late, pools.clone(), ctx.counters) {
+            let function = match &spec.function {
+                Some(f) => {
+                    let params = serde_json::to_string(&f.params).unwrap_or_else(|_| "{}".into());
+                    match ctx
+                        .factory
+                        .aggregate(ctx.job, step, &f.plugin, &params, ctx.subtask)
+                    {
+                        Ok(function) => Some(function),
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                None => None,
+            };
+            match WindowOperator::new(&name, spec, function, late, pools.clone(), ctx.counters) {
                 Ok(op) => Box::new(op),
                 Err(m) => return Some(Err(OperatorError::new(&name, m))),
             }

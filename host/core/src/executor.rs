@@ -453,6 +453,9 @@ impl Dataflow {
                             pools: &pools,
                             side_outputs: &side_outputs,
                             counters: nodes[step_base + k].subtasks[i as usize].clone(),
+                            factory,
+                            job,
+                            subtask: i,
                         };
                         let op = match builtin_operator(step, ctx) {
                             Some(op) => op?,

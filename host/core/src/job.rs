@@ -297,6 +297,8 @@ pub enum OperatorKind {
     Filter,
     /// One event in, any number out.
     FlatMap,
+    /// A window aggregate function.
+    Aggregate,
 }
 
 impl OperatorKind {
@@ -306,6 +308,7 @@ impl OperatorKind {
             OperatorKind::Map => "map",
             OperatorKind::Filter => "filter",
             OperatorKind::FlatMap => "flat-map",
+            OperatorKind::Aggregate => "window.function",
         }
     }
 }
@@ -857,9 +860,20 @@ impl Resolver<'_> {
                     .collect::<Result<_, JobError>>()?,
             ),
             ("window", None) => {
-                let window = spec.window.clone().ok_or_else(|| {
+                let mut window = spec.window.clone().ok_or_else(|| {
                     self.invalid(label.clone(), &hint, "a window step needs `window:`".into())
                 })?;
+                if let Some(function) = &mut window.function {
+                    let path = plugin_base.join(&function.plugin);
+                    if !path.is_file() {
+                        return Err(self.invalid(
+                            label,
+                            &function.plugin.display().to_string(),
+                            format!("plugin component {} not found", path.display()),
+                        ));
+                    }
+                    function.plugin = path;
+                }
                 window
                     .assigner()
                     .map_err(|m| self.invalid(format!("{label}.window"), "window:", m))?;

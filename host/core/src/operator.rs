@@ -32,6 +32,18 @@ pub trait Operator: Send {
     }
 }
 
+/// A window aggregate function whose accumulators the host keeps as opaque bytes.
+pub trait AggregateFunction: Send {
+    /// A fresh accumulator.
+    fn create(&mut self) -> Result<Vec<u8>, OperatorError>;
+    /// Folds `events` (of one key and window) into `acc`.
+    fn add(&mut self, acc: Vec<u8>, events: Batch) -> Result<Vec<u8>, OperatorError>;
+    /// Combines two accumulators.
+    fn merge(&mut self, a: Vec<u8>, b: Vec<u8>) -> Result<Vec<u8>, OperatorError>;
+    /// The window's result, as JSON bytes.
+    fn result(&mut self, acc: Vec<u8>) -> Result<Vec<u8>, OperatorError>;
+}
+
 /// Creates operator instances for plugin steps; lets the core run without knowing WASM.
 pub trait OperatorFactory {
     /// An instance of `step` for subtask `subtask` of `parallelism`.
@@ -42,6 +54,17 @@ pub trait OperatorFactory {
         subtask: u32,
         parallelism: u32,
     ) -> Result<Box<dyn Operator>, OperatorError>;
+
+    /// An instance of the aggregate function `plugin` (configured by `params_json`) for
+    /// subtask `subtask` of `step`.
+    fn aggregate(
+        &self,
+        job: &Job,
+        step: &Step,
+        plugin: &std::path::Path,
+        params_json: &str,
+        subtask: u32,
+    ) -> Result<Box<dyn AggregateFunction>, OperatorError>;
 }
 
 /// An operator failed; names the step and carries the operator's own error.

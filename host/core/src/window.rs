@@ -13,7 +13,7 @@ use serde_json::{Map, Number, Value};
 use crate::batch::{Batch, EventRef};
 use crate::memory::Pools;
 use crate::metrics::Counters;
-use crate::operator::{Operator, OperatorError};
+use crate::operator::{AggregateFunction, Operator, OperatorError};
 use crate::sideoutput::SideOutput;
 use crate::time::Span;
 
@@ -35,6 +35,26 @@ pub struct WindowSpec {
     /// Side output for events later than the allowed lateness (dropped and counted
     /// when absent).
     pub late_output: Option<String>,
+    /// A WASM aggregate function computing one more output field.
+    pub function: Option<FunctionSpec>,
+}
+
+/// A WASM aggregate function of a window.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// The component (implementing the `aggregate-plugin` world).
+    pub plugin: std::path::PathBuf,
+    /// Parameters handed to the plugin as a JSON object.
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    /// The output field holding its result (default `value`).
+    #[serde(default = "default_output")]
+    pub output: String,
+}
+
+fn default_output() -> String {
+    "value".into()
 }
 
 /// Sliding windows: `size` long, one starting every `slide`.
@@ -256,17 +276,23 @@ impl Acc {
 #[derive(Clone, Debug)]
 struct WindowState {
     accs: Vec<Acc>,
+    /// The WASM aggregate function's accumulator (empty without one).
+    plugin_acc: Vec<u8>,
     fired: bool,
 }
 
 /// Bytes of managed memory one window of one key is charged, beyond the key.
 const WINDOW_OVERHEAD: usize = 96;
 
+type WindowKey = (Vec<u8>, (i64, i64));
+
 /// The window operator of one subtask.
 pub struct WindowOperator {
     step: String,
     assigner: Assigner,
     aggregates: Vec<(String, AggregateSpec)>,
+    /// A WASM aggregate function and the output field of its result.
+    function: Option<(Box<dyn AggregateFunction>, String)>,
     lateness: i64,
     late_output: Option<Arc<SideOutput>>,
     /// Per key, per window `(start, end)`.
@@ -278,18 +304,22 @@ pub struct WindowOperator {
 }
 
 impl WindowOperator {
-    /// A window operator for `spec` of step `step`.
+    /// A window operator for `spec` of step `step`; `function` is the instance of the
+    /// spec's WASM aggregate function, if it has one.
     pub fn new(
         step: &str,
         spec: &WindowSpec,
+        function: Option<Box<dyn AggregateFunction>>,
         late_output: Option<Arc<SideOutput>>,
         pools: Arc<Pools>,
         counters: Arc<Counters>,
     ) -> Result<Self, String> {
+        let output = spec.function.as_ref().map(|f| f.output.clone());
         Ok(WindowOperator {
             step: step.to_owned(),
             assigner: spec.assigner()?,
             aggregates: spec.aggregate.clone().into_iter().collect(),
+            function: function.zip(output),
             lateness: spec.allowed_lateness.map_or(0, Span::millis),
             late_output,
             state: BTreeMap::new(),
@@ -304,26 +334,21 @@ impl WindowOperator {
         OperatorError::new(&self.step, message.into())
     }
 
-    fn fresh(&self) -> WindowState {
-        WindowState {
-            accs: self.aggregates.iter().map(|(_, a)| Acc::new(a)).collect(),
-            fired: false,
-        }
-    }
-
     /// A window whose cleanup time has passed can take no more events.
     fn expired(&self, end: i64) -> bool {
         (end - 1).saturating_add(self.lateness) <= self.watermark
     }
 
     fn emit(
-        &self,
+        &mut self,
         out: &mut Batch,
         key: &[u8],
         window: (i64, i64),
-        state: &WindowState,
         update: bool,
     ) -> Result<(), OperatorError> {
+        let Some(state) = self.state.get(key).and_then(|w| w.get(&window)) else {
+            return Ok(());
+        };
         let mut object = Map::new();
         object.insert(
             "key".into(),
@@ -337,6 +362,17 @@ impl WindowOperator {
         for ((name, spec), acc) in self.aggregates.iter().zip(&state.accs) {
             object.insert(name.clone(), acc.result(spec));
         }
+        let plugin_acc = state.plugin_acc.clone();
+        if let Some((function, output)) = &mut self.function {
+            let bytes = function.result(plugin_acc)?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                OperatorError::new(
+                    &self.step,
+                    format!("the aggregate function's result is not JSON: {e}"),
+                )
+            })?;
+            object.insert(output.clone(), value);
+        }
         if update {
             object.insert("update".into(), Value::Bool(true));
         }
@@ -349,8 +385,12 @@ impl WindowOperator {
         .map_err(|e| self.err(e.to_string()))
     }
 
+    fn window_cost(&self, key: usize) -> usize {
+        key + WINDOW_OVERHEAD + 32 * self.aggregates.len()
+    }
+
     fn reserve(&mut self, key: &[u8]) -> Result<(), OperatorError> {
-        let cost = key.len() + WINDOW_OVERHEAD + 32 * self.aggregates.len();
+        let cost = self.window_cost(key.len());
         self.pools
             .managed
             .try_reserve(cost)
@@ -360,12 +400,44 @@ impl WindowOperator {
     }
 
     fn release(&mut self, windows: usize, key: usize) {
-        let cost = windows * (key + WINDOW_OVERHEAD + 32 * self.aggregates.len());
-        self.pools.managed.release(cost.min(self.reserved));
-        self.reserved -= cost.min(self.reserved);
+        let cost = (windows * self.window_cost(key)).min(self.reserved);
+        self.pools.managed.release(cost);
+        self.reserved -= cost;
     }
 
-    fn add(&mut self, event: EventRef<'_>, out: &mut Batch) -> Result<(), OperatorError> {
+    fn fresh(&mut self) -> Result<WindowState, OperatorError> {
+        let plugin_acc = match &mut self.function {
+            Some((function, _)) => function.create()?,
+            None => Vec::new(),
+        };
+        Ok(WindowState {
+            accs: self.aggregates.iter().map(|(_, a)| Acc::new(a)).collect(),
+            plugin_acc,
+            fired: false,
+        })
+    }
+
+    /// Hands the events gathered per window to the aggregate function, one call each.
+    fn flush(&mut self, pending: &mut BTreeMap<WindowKey, Batch>) -> Result<(), OperatorError> {
+        let Some((function, _)) = &mut self.function else {
+            pending.clear();
+            return Ok(());
+        };
+        for ((key, window), events) in std::mem::take(pending) {
+            if let Some(state) = self.state.get_mut(&key).and_then(|w| w.get_mut(&window)) {
+                let acc = std::mem::take(&mut state.plugin_acc);
+                state.plugin_acc = function.add(acc, events)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add(
+        &mut self,
+        event: EventRef<'_>,
+        pending: &mut BTreeMap<WindowKey, Batch>,
+        updates: &mut Vec<WindowKey>,
+    ) -> Result<(), OperatorError> {
         let key = event
             .key
             .ok_or_else(|| self.err("event has no key; put a `key-by` step before `window`"))?;
@@ -374,7 +446,7 @@ impl WindowOperator {
         })?;
         let json: Value =
             serde_json::from_slice(event.value).map_err(|e| self.err(format!("not JSON: {e}")))?;
-        let windows: Vec<(i64, i64)> = self
+        let mut windows: Vec<(i64, i64)> = self
             .assigner
             .windows(ts)
             .into_iter()
@@ -387,31 +459,43 @@ impl WindowOperator {
             }
             return Ok(());
         }
-        let mut windows = windows;
         if let Assigner::Session(_) = self.assigner {
+            // Merging moves accumulators: fold what is gathered first.
+            self.flush(pending)?;
+            updates.retain(|(k, _)| k != key);
             windows = vec![self.merge_sessions(key, windows[0])?];
         }
         for window in windows {
             if !self.state.get(key).is_some_and(|w| w.contains_key(&window)) {
                 self.reserve(key)?;
+                let fresh = self.fresh()?;
+                self.state
+                    .entry(key.to_vec())
+                    .or_default()
+                    .insert(window, fresh);
             }
-            let fresh = self.fresh();
-            let state = self
-                .state
-                .entry(key.to_vec())
-                .or_default()
-                .entry(window)
-                .or_insert(fresh);
-            for (acc, (_, spec)) in state.accs.iter_mut().zip(&self.aggregates) {
+            let aggregates = &self.aggregates;
+            let Some(state) = self.state.get_mut(key).and_then(|w| w.get_mut(&window)) else {
+                continue;
+            };
+            for (acc, (_, spec)) in state.accs.iter_mut().zip(aggregates) {
                 acc.add(spec, &json)
                     .map_err(|m| OperatorError::new(&self.step, m))?;
+            }
+            if self.function.is_some() {
+                // One event always fits a batch.
+                let _ = pending
+                    .entry((key.to_vec(), window))
+                    .or_default()
+                    .push(event);
             }
             // A late event inside the allowed lateness: the window fires again.
             if window.1 - 1 <= self.watermark {
                 state.fired = true;
-                let state = state.clone();
                 self.counters.late_updates.fetch_add(1, Ordering::Relaxed);
-                self.emit(out, key, window, &state, true)?;
+                if !updates.iter().any(|(k, w)| k == key && *w == window) {
+                    updates.push((key.to_vec(), window));
+                }
             }
         }
         Ok(())
@@ -434,41 +518,33 @@ impl WindowOperator {
         if overlapping.is_empty() {
             return Ok(window);
         }
-        let start = overlapping
+        let start = overlapping.iter().map(|w| w.0).fold(window.0, i64::min);
+        let end = overlapping.iter().map(|w| w.1).fold(window.1, i64::max);
+        let mut parts: Vec<WindowState> = overlapping
             .iter()
-            .map(|w| w.0)
-            .min()
-            .unwrap_or(window.0)
-            .min(window.0);
-        let end = overlapping
-            .iter()
-            .map(|w| w.1)
-            .max()
-            .unwrap_or(window.1)
-            .max(window.1);
-        let mut merged: Option<WindowState> = None;
-        for w in &overlapping {
-            if let Some(state) = sessions.remove(w) {
-                match &mut merged {
-                    None => merged = Some(state),
-                    Some(m) => {
-                        for ((acc, other), (_, spec)) in
-                            m.accs.iter_mut().zip(&state.accs).zip(&self.aggregates)
-                        {
-                            acc.merge(other, spec);
-                        }
-                        m.fired |= state.fired;
-                    }
-                }
+            .filter_map(|w| sessions.remove(w))
+            .collect();
+        let mut merged = parts.remove(0);
+        for part in parts {
+            for ((acc, other), (_, spec)) in
+                merged.accs.iter_mut().zip(&part.accs).zip(&self.aggregates)
+            {
+                acc.merge(other, spec);
             }
-        }
-        if let Some(mut m) = merged {
-            // A merged session that reaches past the watermark fires again in time.
-            if end - 1 > self.watermark {
-                m.fired = false;
+            if let Some((function, _)) = &mut self.function {
+                let a = std::mem::take(&mut merged.plugin_acc);
+                merged.plugin_acc = function.merge(a, part.plugin_acc)?;
             }
-            sessions.insert((start, end), m);
+            merged.fired |= part.fired;
         }
+        // A merged session that reaches past the watermark fires again in time.
+        if end - 1 > self.watermark {
+            merged.fired = false;
+        }
+        self.state
+            .entry(key.to_vec())
+            .or_default()
+            .insert((start, end), merged);
         self.release(overlapping.len().saturating_sub(1), key.len());
         Ok((start, end))
     }
@@ -476,9 +552,15 @@ impl WindowOperator {
 
 impl Operator for WindowOperator {
     fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
-        let mut out = Batch::default();
+        let mut pending = BTreeMap::new();
+        let mut updates = Vec::new();
         for event in input.iter() {
-            self.add(event, &mut out)?;
+            self.add(event, &mut pending, &mut updates)?;
+        }
+        self.flush(&mut pending)?;
+        let mut out = Batch::default();
+        for (key, window) in updates {
+            self.emit(&mut out, &key, window, true)?;
         }
         Ok(out)
     }
@@ -502,9 +584,8 @@ impl Operator for WindowOperator {
                 .and_then(|w| w.get_mut(&(start, end)))
             {
                 state.fired = true;
-                let state = state.clone();
-                self.emit(&mut out, &key, (start, end), &state, false)?;
             }
+            self.emit(&mut out, &key, (start, end), false)?;
         }
         let mut freed = Vec::new();
         let lateness = self.lateness;

@@ -33,6 +33,7 @@ macro_rules! world {
 world!(map, "map-plugin");
 world!(filter, "filter-plugin");
 world!(flat_map, "flat-map-plugin");
+world!(aggregate, "aggregate-plugin");
 
 pub use base::eddy::plugin::types::{Batch as WitBatch, Header as WitHeader, PluginError};
 

@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use eddy_core::memory::ByteSize;
 use eddy_core::metrics::PluginCounters;
+use eddy_core::operator::AggregateFunction;
 use eddy_core::{Batch, Operator, OperatorError, OperatorKind};
 use wasmtime::Store;
 
 use crate::WasmError;
-use crate::bindings::{PluginError, WitBatch, filter, flat_map, map};
+use crate::bindings::{PluginError, WitBatch, aggregate, filter, flat_map, map};
 use crate::host::{HostState, PluginMetrics};
 use crate::runtime::{Prepared, Starter, world_of};
 
@@ -23,6 +24,8 @@ pub enum Bound {
     Filter(filter::FilterPlugin),
     /// A `flat-map-plugin` instance.
     FlatMap(flat_map::FlatMapPlugin),
+    /// An `aggregate-plugin` instance.
+    Aggregate(aggregate::AggregatePlugin),
 }
 
 impl Bound {
@@ -31,6 +34,7 @@ impl Bound {
             Bound::Map(_) => OperatorKind::Map,
             Bound::Filter(_) => OperatorKind::Filter,
             Bound::FlatMap(_) => OperatorKind::FlatMap,
+            Bound::Aggregate(_) => OperatorKind::Aggregate,
         }
     }
 }
@@ -133,6 +137,9 @@ impl WasmOperator {
             Bound::Map(b) => b.eddy_plugin_map_operator().call_open(&mut self.store),
             Bound::Filter(b) => b.eddy_plugin_filter_operator().call_open(&mut self.store),
             Bound::FlatMap(b) => b.eddy_plugin_flat_map_operator().call_open(&mut self.store),
+            Bound::Aggregate(b) => b
+                .eddy_plugin_aggregate_function()
+                .call_open(&mut self.store),
         };
         self.end(started);
         self.finish("open", result, None)
@@ -148,6 +155,12 @@ impl WasmOperator {
             });
         }
         let n = input.len();
+        if let Bound::Aggregate(_) = self.bound {
+            return Err(self.contract(
+                "*",
+                "an aggregate function is not an operator: use it as a window's `function`".into(),
+            ));
+        }
         let wit = WitBatch::from(input);
         let started = self.begin();
         match &self.bound {
@@ -183,6 +196,7 @@ impl WasmOperator {
                     .select(&keep)
                     .map_err(|e| self.contract("filter-batch", e.to_string()))
             }
+            Bound::Aggregate(_) => unreachable!("refused above"),
             Bound::FlatMap(b) => {
                 let result = b
                     .eddy_plugin_flat_map_operator()
@@ -292,6 +306,59 @@ fn preview(value: &[u8]) -> String {
         format!("{text}…")
     } else {
         text.into_owned()
+    }
+}
+
+type AggregateGuest = aggregate::exports::eddy::plugin::aggregate_function::Guest;
+
+impl WasmOperator {
+    /// Calls one export of an aggregate function instance.
+    fn aggregate_call<T>(
+        &mut self,
+        function: &str,
+        input: Option<&Batch>,
+        call: impl FnOnce(
+            &AggregateGuest,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<Result<T, PluginError>>,
+    ) -> Result<T, OperatorError> {
+        let step = self.store.data().info.step.clone();
+        if self.poisoned || !matches!(self.bound, Bound::Aggregate(_)) {
+            let e = self.contract(
+                function,
+                "the instance trapped earlier or is not an aggregate function".into(),
+            );
+            return Err(OperatorError::new(&step, e));
+        }
+        let started = self.begin();
+        let result = match &self.bound {
+            Bound::Aggregate(b) => call(b.eddy_plugin_aggregate_function(), &mut self.store),
+            _ => return Err(OperatorError::new(&step, "not an aggregate function")),
+        };
+        self.end(started);
+        self.finish(function, result, input)
+            .map_err(|e| OperatorError::new(&step, e))
+    }
+}
+
+impl AggregateFunction for WasmOperator {
+    fn create(&mut self) -> Result<Vec<u8>, OperatorError> {
+        self.aggregate_call("create", None, |g, store| g.call_create(store).map(Ok))
+    }
+
+    fn add(&mut self, acc: Vec<u8>, events: Batch) -> Result<Vec<u8>, OperatorError> {
+        let wit = WitBatch::from(events);
+        self.aggregate_call("add", None, |g, store| g.call_add(store, &acc, &wit))
+    }
+
+    fn merge(&mut self, a: Vec<u8>, b: Vec<u8>) -> Result<Vec<u8>, OperatorError> {
+        self.aggregate_call("merge", None, |g, store| g.call_merge(store, &a, &b))
+    }
+
+    fn result(&mut self, acc: Vec<u8>) -> Result<Vec<u8>, OperatorError> {
+        self.aggregate_call("get-result", None, |g, store| {
+            g.call_get_result(store, &acc)
+        })
     }
 }
 

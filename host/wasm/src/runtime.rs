@@ -15,7 +15,7 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::WasmError;
-use crate::bindings::{base, filter, flat_map, map};
+use crate::bindings::{aggregate, base, filter, flat_map, map};
 use crate::cache::ComponentCache;
 use crate::host::{HostState, InstanceInfo, MemoryMeter};
 use crate::operator::{Bound, WasmOperator};
@@ -94,6 +94,8 @@ pub enum Prepared {
     Filter(filter::FilterPluginPre<HostState>),
     /// A `flat-map-plugin`.
     FlatMap(flat_map::FlatMapPluginPre<HostState>),
+    /// An `aggregate-plugin`.
+    Aggregate(aggregate::AggregatePluginPre<HostState>),
 }
 
 /// What starting an instance needs, shared by the runtime and every operator (which
@@ -146,6 +148,9 @@ impl Starter {
             Prepared::Filter(pre) => Bound::Filter(pre.instantiate(&mut store).map_err(link_err)?),
             Prepared::FlatMap(pre) => {
                 Bound::FlatMap(pre.instantiate(&mut store).map_err(link_err)?)
+            }
+            Prepared::Aggregate(pre) => {
+                Bound::Aggregate(pre.instantiate(&mut store).map_err(link_err)?)
             }
         };
         Ok((store, bound))
@@ -206,6 +211,7 @@ pub fn world_of(kind: OperatorKind) -> (&'static str, String) {
         OperatorKind::Map => ("map-plugin", "map-operator"),
         OperatorKind::Filter => ("filter-plugin", "filter-operator"),
         OperatorKind::FlatMap => ("flat-map-plugin", "flat-map-operator"),
+        OperatorKind::Aggregate => ("aggregate-plugin", "aggregate-function"),
     };
     (world, format!("eddy:plugin/{interface}@{WIT_VERSION}"))
 }
@@ -347,6 +353,9 @@ impl Runtime {
             OperatorKind::FlatMap => {
                 Prepared::FlatMap(flat_map::FlatMapPluginPre::new(pre).map_err(link_err)?)
             }
+            OperatorKind::Aggregate => {
+                Prepared::Aggregate(aggregate::AggregatePluginPre::new(pre).map_err(link_err)?)
+            }
         };
         lock(&self.prepared).insert(cache_key, prepared.clone());
         Ok(prepared)
@@ -425,5 +434,27 @@ impl eddy_core::OperatorFactory for Runtime {
             .operator(plugin, *kind, info)
             .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
         Ok(Box::new(op))
+    }
+
+    fn aggregate(
+        &self,
+        job: &eddy_core::Job,
+        step: &eddy_core::Step,
+        plugin: &Path,
+        params_json: &str,
+        subtask: u32,
+    ) -> Result<Box<dyn eddy_core::operator::AggregateFunction>, eddy_core::OperatorError> {
+        let info = InstanceInfo {
+            job: job.name.clone(),
+            step: step.name.clone(),
+            subtask,
+            parallelism: step.parallelism,
+            params_json: params_json.to_owned(),
+            sandbox: step.sandbox.clone(),
+        };
+        let function = self
+            .operator(plugin, OperatorKind::Aggregate, info)
+            .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
+        Ok(Box::new(function))
     }
 }

@@ -58,6 +58,13 @@ world!(
     "eddy_sdk::__private::flat_map"
 );
 
+world!(
+    aggregate,
+    "aggregate-plugin",
+    "__export_aggregate_plugin",
+    "eddy_sdk::__private::aggregate"
+);
+
 /// The WIT batch record.
 pub type WitBatch = base::eddy::plugin::types::Batch;
 /// The WIT error record.
@@ -120,12 +127,10 @@ pub fn open<T: 'static>(make: fn(&Context) -> Result<T, Error>) -> Result<(), Pl
     Ok(())
 }
 
-/// Runs a batch driver on the instance's operator.
-pub fn call<T: 'static, R: IntoWit>(
-    input: WitBatch,
-    driver: fn(&mut T, &Batch) -> Result<R, Error>,
-) -> Result<R::Wit, PluginError> {
-    let batch = Batch::from(input);
+/// Runs `f` on the instance's operator.
+pub fn with_instance<T: 'static, R>(
+    f: impl FnOnce(&mut T) -> Result<R, Error>,
+) -> Result<R, PluginError> {
     INSTANCE.with(|slot| {
         let mut slot = slot.borrow_mut();
         let op = slot
@@ -135,6 +140,15 @@ pub fn call<T: 'static, R: IntoWit>(
                 message: "the operator was called before `open`".into(),
                 event: None,
             })?;
-        driver(op, &batch).map(IntoWit::into_wit).map_err(to_wit)
+        f(op).map_err(to_wit)
     })
+}
+
+/// Runs a batch driver on the instance's operator.
+pub fn call<T: 'static, R: IntoWit>(
+    input: WitBatch,
+    driver: fn(&mut T, &Batch) -> Result<R, Error>,
+) -> Result<R::Wit, PluginError> {
+    let batch = Batch::from(input);
+    with_instance(|op| driver(op, &batch).map(IntoWit::into_wit))
 }

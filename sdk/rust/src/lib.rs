@@ -39,7 +39,10 @@ pub use eddy_batch::Batch;
 pub use emit::Emitter;
 pub use error::Error;
 pub use event::Event;
-pub use run::{run_filter, run_flat_map, run_map};
+pub use run::{
+    aggregate_add, aggregate_create, aggregate_merge, aggregate_result, run_filter, run_flat_map,
+    run_map,
+};
 pub use serde;
 pub use serde_json::{self, Value, json};
 
@@ -68,9 +71,80 @@ pub trait FlatMap: Sized + 'static {
     fn flat_map(&mut self, event: &Event<'_>, out: &mut Emitter<'_>) -> Result<(), Error>;
 }
 
+/// A window aggregate function: folds a window's events into an accumulator that the
+/// host keeps (in its state and checkpoints), and turns it into the window's result.
+pub trait Aggregate: Sized + 'static {
+    /// The accumulator; the host stores it as JSON between calls.
+    type Acc: serde::Serialize + serde::de::DeserializeOwned + Default;
+    /// Creates the function once per instance, from the step's configuration.
+    fn open(ctx: &Context) -> Result<Self, Error>;
+    /// Folds one event into the accumulator.
+    fn add(&mut self, acc: &mut Self::Acc, event: &Event<'_>) -> Result<(), Error>;
+    /// Folds `other` into `acc` (session windows merge).
+    fn merge(&mut self, acc: &mut Self::Acc, other: Self::Acc) -> Result<(), Error>;
+    /// The window's result.
+    fn result(&mut self, acc: &Self::Acc) -> Result<Value, Error>;
+}
+
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
 pub mod __private;
+
+/// Exports an [`Aggregate`] implementation as the component's `aggregate-function`.
+#[macro_export]
+macro_rules! export_aggregate {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::__private::{PluginError, Vec, WitBatch};
+            struct __EddyExport;
+            impl $crate::__private::aggregate::exports::eddy::plugin::aggregate_function::Guest
+                for __EddyExport
+            {
+                fn open() -> ::core::result::Result<(), PluginError> {
+                    $crate::__private::open::<$ty>(<$ty as $crate::Aggregate>::open)
+                }
+                fn create() -> Vec<u8> {
+                    $crate::aggregate_create::<$ty>()
+                }
+                fn add(
+                    accumulator: Vec<u8>,
+                    input: WitBatch,
+                ) -> ::core::result::Result<Vec<u8>, PluginError> {
+                    let input = $crate::Batch::from(input);
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        $crate::aggregate_add(op, &accumulator, &input)
+                    })
+                }
+                fn merge(a: Vec<u8>, b: Vec<u8>) -> ::core::result::Result<Vec<u8>, PluginError> {
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        $crate::aggregate_merge(op, &a, &b)
+                    })
+                }
+                fn get_result(
+                    accumulator: Vec<u8>,
+                ) -> ::core::result::Result<Vec<u8>, PluginError> {
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        $crate::aggregate_result(op, &accumulator)
+                    })
+                }
+                fn supports_retract() -> bool {
+                    false
+                }
+                fn retract(
+                    _: Vec<u8>,
+                    _: WitBatch,
+                ) -> ::core::result::Result<Vec<u8>, PluginError> {
+                    ::core::result::Result::Err(PluginError {
+                        message: "this aggregate does not support retract".into(),
+                        event: None,
+                    })
+                }
+            }
+            $crate::__private::aggregate::__export_aggregate_plugin!(__EddyExport);
+        };
+    };
+}
 
 /// Exports a [`Map`] implementation as the component's `map-operator`.
 #[macro_export]

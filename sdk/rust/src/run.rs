@@ -3,7 +3,7 @@
 
 use eddy_batch::Batch;
 
-use crate::{Emitter, Error, Event, Filter, FlatMap, Map};
+use crate::{Aggregate, Emitter, Error, Event, Filter, FlatMap, Map};
 
 fn at(index: usize) -> impl FnOnce(Error) -> Error {
     move |mut e| {
@@ -59,6 +59,47 @@ pub fn run_flat_map<T: FlatMap>(op: &mut T, input: &Batch) -> Result<(Batch, Vec
             .map_err(at(i))?;
     }
     Ok((out, origins))
+}
+
+fn decode<A: Aggregate>(acc: &[u8]) -> Result<A::Acc, Error> {
+    if acc.is_empty() {
+        return Ok(A::Acc::default());
+    }
+    serde_json::from_slice(acc).map_err(|e| Error::msg(format_args!("accumulator: {e}")))
+}
+
+fn encode<A: Aggregate>(acc: &A::Acc) -> Result<Vec<u8>, Error> {
+    Ok(serde_json::to_vec(acc)?)
+}
+
+/// A fresh accumulator of an [`Aggregate`], encoded.
+pub fn aggregate_create<A: Aggregate>() -> Vec<u8> {
+    encode::<A>(&A::Acc::default()).unwrap_or_default()
+}
+
+/// Folds the events of `input` into the encoded accumulator `acc`.
+pub fn aggregate_add<A: Aggregate>(
+    op: &mut A,
+    acc: &[u8],
+    input: &Batch,
+) -> Result<Vec<u8>, Error> {
+    let mut state = decode::<A>(acc)?;
+    for (i, event) in input.iter().enumerate() {
+        op.add(&mut state, &Event { inner: event }).map_err(at(i))?;
+    }
+    encode::<A>(&state)
+}
+
+/// Merges two encoded accumulators.
+pub fn aggregate_merge<A: Aggregate>(op: &mut A, a: &[u8], b: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut state = decode::<A>(a)?;
+    op.merge(&mut state, decode::<A>(b)?)?;
+    encode::<A>(&state)
+}
+
+/// The result of an encoded accumulator, as JSON bytes.
+pub fn aggregate_result<A: Aggregate>(op: &mut A, acc: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(serde_json::to_vec(&op.result(&decode::<A>(acc)?)?)?)
 }
 
 #[cfg(test)]
