@@ -6,6 +6,8 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use eddy_testkit::plugins::PLUGIN_DIR;
+
 use crate::support::{ChildGuard, Scratch, command, eddy, text};
 
 const EVENTS: &str =
@@ -76,10 +78,13 @@ fn without_idleness_a_silent_input_holds_the_windows_back() {
 fn generated_windows(parallelism: u32) -> String {
     let scratch = Scratch::new(&format!("windows_p{parallelism}"));
     let job = format!(
-        "name: windows\nparallelism: {parallelism}\nsources:\n  - type: generator\n    count: 20000\n    seed: 3\n    event-time: {{ field: ts }}\nsteps:\n  - key-by: customer\n  - window:\n      sliding: {{ size: 20s, slide: 5s }}\n      aggregate: {{ orders: count, largest: {{ max: amount }}, smallest: {{ min: amount }} }}\nsinks:\n  - type: stdout\n"
+        "name: windows\nparallelism: {parallelism}\nsources:\n  - type: generator\n    count: 20000\n    seed: 3\n    event-time: {{ field: ts }}\nsteps:\n  - key-by: customer\n  - window:\n      sliding: {{ size: 20s, slide: 5s }}\n      aggregate: {{ orders: count, largest: {{ max: amount }}, smallest: {{ min: amount }} }}\n      function: {{ plugin: distinct_count.wasm, params: {{ field: currency }}, output: currencies }}\nsinks:\n  - type: stdout\n"
     );
     std::fs::write(scratch.0.join("job.yaml"), job).expect("job");
-    let out = eddy(&["run", "--quiet", "job.yaml"], &scratch.0);
+    let out = eddy(
+        &["run", "--quiet", "--plugin-dir", PLUGIN_DIR, "job.yaml"],
+        &scratch.0,
+    );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     stdout
@@ -104,6 +109,10 @@ fn windows_are_identical_at_parallelism_1_and_2() {
         })
         .sum();
     assert_eq!(total, 4 * 20000, "every order is in four sliding windows");
+    assert!(
+        one.iter().all(|l| l.contains("\"currencies\":")),
+        "the WASM function's field is in every row"
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use eddy_core::memory::{ByteSize, Pools};
 use eddy_core::plan::{Plan, PlanView};
 use eddy_core::tenant::Tenants;
-use eddy_core::{Dataflow, Job, StepOp};
+use eddy_core::{Dataflow, Job};
 use eddy_wasm::{Runtime, RuntimeConfig};
 
 /// Eddy runs stream processing jobs whose operators are sandboxed WebAssembly components.
@@ -118,12 +118,10 @@ fn run(cli: Cli) -> Result<()> {
             let job = args.load()?;
             Plan::new(&job)?;
             let runtime = runtime(&job, None)?;
-            for step in &job.steps {
-                if let StepOp::Plugin { kind, plugin, .. } = &step.op {
-                    let err = |e| eddy_core::OperatorError::new(&step.name, e);
-                    let loaded = runtime.load(plugin).map_err(err)?;
-                    runtime.prepare(&loaded, *kind).map_err(err)?;
-                }
+            for plugin in job.plugins() {
+                let err = |e| eddy_core::OperatorError::new(&plugin.step.name, e);
+                let loaded = runtime.load(plugin.path).map_err(err)?;
+                runtime.prepare(&loaded, plugin.kind).map_err(err)?;
             }
             eprintln!(
                 "{}: job {:?} is valid: {} source(s), {} step(s), {} sink(s)",
@@ -223,12 +221,7 @@ fn run_job(job: &Job, quiet: bool, live: bool) -> Result<()> {
 /// The WASM runtime sized for `job`: every plugin subtask gets an equal share of the
 /// job's WASM memory, charged to `pools` when running.
 fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
-    let instances: u32 = job
-        .steps
-        .iter()
-        .filter(|s| matches!(s.op, StepOp::Plugin { .. }))
-        .map(|s| s.parallelism)
-        .sum();
+    let instances: u32 = job.plugins().iter().map(|p| p.step.parallelism).sum();
     let share = job.memory.wasm.0 / instances.max(1) as usize;
     if instances > 0 && share < MIN_INSTANCE_MEMORY {
         bail!(

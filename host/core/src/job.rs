@@ -446,7 +446,39 @@ pub enum JobError {
     },
 }
 
+/// A WASM component a job runs, and where.
+#[derive(Clone, Debug)]
+pub struct PluginUse<'a> {
+    /// The step that runs it.
+    pub step: &'a Step,
+    /// The world it must implement.
+    pub kind: OperatorKind,
+    /// The component file.
+    pub path: &'a Path,
+}
+
 impl Job {
+    /// Every WASM component the job runs: plugin steps and window functions. Each runs
+    /// as one instance per subtask of its step.
+    pub fn plugins(&self) -> Vec<PluginUse<'_>> {
+        self.steps
+            .iter()
+            .filter_map(|step| match &step.op {
+                StepOp::Plugin { kind, plugin, .. } => Some(PluginUse {
+                    step,
+                    kind: *kind,
+                    path: plugin,
+                }),
+                StepOp::Window(w) => w.function.as_ref().map(|f| PluginUse {
+                    step,
+                    kind: OperatorKind::Aggregate,
+                    path: &f.plugin,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Reads, parses and checks the job file at `file`; `plugin_dir` overrides the file's.
     pub fn load(file: &Path, plugin_dir: Option<&Path>) -> Result<Job, JobError> {
         let text = std::fs::read_to_string(file).map_err(|source| JobError::Read {

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::job::{Job, SinkSpec, SourceSpec, StepOp};
+use crate::job::{Job, SinkSpec, SourceSpec};
 use crate::memory::ByteSize;
 
 /// The tenant of jobs that name none.
@@ -115,12 +115,8 @@ impl Tenants {
             tenant: job.tenant.clone(),
             what,
         };
-        let plugin_steps = || {
-            job.steps
-                .iter()
-                .filter(|s| matches!(s.op, StepOp::Plugin { .. }))
-        };
-        let instances: u32 = plugin_steps().map(|s| s.parallelism).sum();
+        let plugins = job.plugins();
+        let instances: u32 = plugins.iter().map(|p| p.step.parallelism).sum();
         if let Some(max) = quotas.max_instances
             && instances > max
         {
@@ -136,7 +132,7 @@ impl Tenants {
                 job.memory.process
             )));
         }
-        for step in plugin_steps() {
+        for step in plugins.iter().map(|p| p.step) {
             let sandbox = &step.sandbox;
             if let Some(max) = quotas.max_cpu_deadline_ms
                 && sandbox.cpu_deadline.as_millis() > u128::from(max)
