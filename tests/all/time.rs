@@ -120,3 +120,31 @@ fn the_same_event_time_job_twice_gives_byte_identical_output() {
     let first = generated_windows(1);
     assert_eq!(first, generated_windows(1));
 }
+
+#[test]
+fn processing_time_windows_fire_by_the_clock_and_lose_nothing() {
+    let scratch = Scratch::new("processing_time");
+    let job = "name: processing\nsources:\n  - type: generator\n    count: 1000\n    rate: 4000\nsteps:\n  - key-by: currency\n  - window: { tumbling: 100ms, time: processing, aggregate: { n: count } }\nsinks:\n  - type: stdout\n";
+    std::fs::write(scratch.0.join("job.yaml"), job).expect("job");
+    let out = eddy(&["run", "--quiet", "job.yaml"], &scratch.0);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let total: u64 = rows.iter().map(|r| r["n"].as_u64().expect("count")).sum();
+    assert_eq!(total, 1000);
+    assert!(
+        rows.iter()
+            .all(|r| r["window_end"].as_i64() == r["window_start"].as_i64().map(|s| s + 100))
+    );
+    let windows: std::collections::BTreeSet<i64> = rows
+        .iter()
+        .filter_map(|r| r["window_start"].as_i64())
+        .collect();
+    assert!(
+        windows.len() >= 2,
+        "a quarter-second run spans several 100 ms windows: {windows:?}"
+    );
+}

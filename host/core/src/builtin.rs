@@ -12,6 +12,7 @@ use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::sideoutput::SideOutput;
+use crate::time::Clock;
 use crate::window::WindowOperator;
 
 /// A built-in step failed on an event.
@@ -80,6 +81,8 @@ pub struct BuiltinContext<'a> {
     pub job: &'a Job,
     /// The subtask being built.
     pub subtask: u32,
+    /// The processing-time clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The operator of a built-in step, or `None` for plugin steps.
@@ -109,7 +112,15 @@ pub fn builtin_operator(
                 }
                 None => None,
             };
-            match WindowOperator::new(&name, spec, function, late, pools.clone(), ctx.counters) {
+            match WindowOperator::new(
+                &name,
+                spec,
+                function,
+                late,
+                pools.clone(),
+                ctx.counters,
+                ctx.clock,
+            ) {
                 Ok(op) => Box::new(op),
                 Err(m) => return Some(Err(OperatorError::new(&name, m))),
             }

@@ -104,18 +104,36 @@ impl Channel {
 
     /// The next message and its sender, waiting while the channel is empty.
     pub fn recv(&self) -> Result<(u32, Message), Closed> {
+        loop {
+            if let Some(received) = self.recv_timeout(Duration::from_secs(3600))? {
+                return Ok(received);
+            }
+        }
+    }
+
+    /// The next message and its sender, or `None` after waiting `timeout` for one.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<(u32, Message)>, Closed> {
+        let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
             if let Some((from, message, bytes)) = state.queue.pop_front() {
                 state.bytes -= bytes;
                 self.pools.network.release(bytes);
                 self.writable.notify_all();
-                return Ok((from, message));
+                return Ok(Some((from, message)));
             }
             if state.closed {
                 return Err(Closed);
             }
-            state = self.readable.wait(state).unwrap_or_else(|p| p.into_inner());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            state = self
+                .readable
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 

@@ -20,7 +20,11 @@ use crate::sandbox::OnError;
 use crate::sideoutput::SideOutput;
 use crate::sink::{Sink, SinkError, open_sink};
 use crate::source::{Source, SourceError, open_source, source_parallelism};
+use crate::time::{Clock, SystemClock};
 use crate::watermark::{Change, WatermarkTracker};
+
+/// How often tasks hand processing time to their operators.
+const TICK: Duration = Duration::from_millis(10);
 
 /// Why a run stopped before its input ended.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,9 @@ pub enum RunError {
     /// A task thread could not be started.
     #[error("cannot start a task thread: {0}")]
     Thread(std::io::Error),
+    /// A bug in Eddy itself; please report it.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// What a finished run did, node by node.
@@ -106,6 +113,9 @@ struct Task {
     batch_size: usize,
     metrics: Arc<JobMetrics>,
     dead_letters: Option<Arc<DeadLetters>>,
+    clock: Arc<dyn Clock>,
+    /// When processing time was last handed to the chain.
+    last_tick: i64,
 }
 
 impl Task {
@@ -123,6 +133,7 @@ impl Task {
                     if abort.load(Ordering::Relaxed) {
                         return Err(TaskError::Aborted);
                     }
+                    self.tick()?;
                     for i in 0..sources.len() {
                         if !live[i] {
                             continue;
@@ -166,8 +177,10 @@ impl Task {
                 let mut tracker = WatermarkTracker::new(senders as usize);
                 let mut ended = 0;
                 while ended < senders {
-                    let (from, message) = match channel.recv() {
-                        Ok(received) => received,
+                    self.tick()?;
+                    let (from, message) = match channel.recv_timeout(TICK) {
+                        Ok(Some(received)) => received,
+                        Ok(None) => continue,
                         Err(Closed) => return Err(TaskError::Aborted),
                     };
                     let from = from as usize;
@@ -202,6 +215,25 @@ impl Task {
                 Ok(())
             }
         }
+    }
+
+    /// Hands processing time to the chain every [`TICK`] (processing-time windows).
+    fn tick(&mut self) -> Result<(), TaskError> {
+        let now = self.clock.now_ms();
+        if now.saturating_sub(self.last_tick) < TICK.as_millis() as i64 {
+            return Ok(());
+        }
+        self.last_tick = now;
+        for i in 0..self.chain.len() {
+            let node = self.chain[i].node;
+            let fired = self.chain[i].op.on_processing_time(now)?;
+            if !fired.is_empty() {
+                self.counters(node)
+                    .record(0, fired.len(), fired.byte_size(), Duration::ZERO);
+                self.flow(i + 1, fired, node)?;
+            }
+        }
+        Ok(())
     }
 
     /// Acts on a change of the input watermark or idleness.
@@ -354,6 +386,16 @@ impl Dataflow {
         factory: &dyn OperatorFactory,
         pools: Arc<Pools>,
     ) -> Result<Dataflow, RunError> {
+        Dataflow::build_with_clock(job, factory, pools, Arc::new(SystemClock))
+    }
+
+    /// [`Dataflow::build`] with a processing-time clock of the caller's choosing.
+    pub fn build_with_clock(
+        job: &Job,
+        factory: &dyn OperatorFactory,
+        pools: Arc<Pools>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Dataflow, RunError> {
         let plan = Plan::new(job)?;
         let source_stage_p = plan.stages[0].parallelism as usize;
         let counters = |n: usize| {
@@ -456,6 +498,7 @@ impl Dataflow {
                             factory,
                             job,
                             subtask: i,
+                            clock: clock.clone(),
                         };
                         let op = match builtin_operator(step, ctx) {
                             Some(op) => op?,
@@ -529,6 +572,8 @@ impl Dataflow {
                 batch_size: job.batch_size,
                 metrics: metrics.clone(),
                 dead_letters: dead_letters.clone(),
+                clock: clock.clone(),
+                last_tick: i64::MIN,
             })
             .collect();
         Ok(Dataflow {
@@ -575,10 +620,24 @@ impl Dataflow {
                 let spawned = std::thread::Builder::new()
                     .name(name)
                     .stack_size(self.thread_stack)
-                    .spawn_scoped(scope, move || match task.run(stop, abort) {
-                        Ok(()) => {}
-                        Err(TaskError::Failed(e)) => fail(e),
-                        Err(TaskError::Aborted) => {}
+                    .spawn_scoped(scope, move || {
+                        let name = task.name.clone();
+                        // A bug in a task must fail the job, not take the process down.
+                        let run = std::panic::AssertUnwindSafe(|| task.run(stop, abort));
+                        match std::panic::catch_unwind(run) {
+                            Ok(Ok(())) | Ok(Err(TaskError::Aborted)) => {}
+                            Ok(Err(TaskError::Failed(e))) => fail(e),
+                            Err(panic) => {
+                                let message = panic
+                                    .downcast_ref::<&str>()
+                                    .map(|s| s.to_string())
+                                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                                    .unwrap_or_default();
+                                fail(RunError::Internal(format!(
+                                    "task {name} panicked: {message}"
+                                )));
+                            }
+                        }
                     });
                 if let Err(e) = spawned {
                     fail(RunError::Thread(e));

@@ -20,6 +20,12 @@ pub trait Operator: Send {
         Ok(Batch::default())
     }
 
+    /// Processing time reached `now` (ms): emit what it completes.
+    fn on_processing_time(&mut self, now: i64) -> Result<Batch, OperatorError> {
+        let _ = now;
+        Ok(Batch::default())
+    }
+
     /// Makes the operator usable again after a failed call (a trapped plugin instance
     /// is replaced by a fresh one), so that a dead-letter policy can go on.
     fn reset(&mut self) -> Result<(), OperatorError> {

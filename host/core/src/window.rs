@@ -15,7 +15,7 @@ use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{AggregateFunction, Operator, OperatorError};
 use crate::sideoutput::SideOutput;
-use crate::time::Span;
+use crate::time::{Clock, Span};
 
 /// The `window` step of a job file.
 #[derive(Clone, Debug, Deserialize)]
@@ -37,6 +37,20 @@ pub struct WindowSpec {
     pub late_output: Option<String>,
     /// A WASM aggregate function computing one more output field.
     pub function: Option<FunctionSpec>,
+    /// `event` time (default) or `processing` time.
+    #[serde(default)]
+    pub time: TimeDomain,
+}
+
+/// Which clock a window follows.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeDomain {
+    /// The events' timestamps and the watermark.
+    #[default]
+    Event,
+    /// The host's clock when events arrive; windows fire as the clock passes their end.
+    Processing,
 }
 
 /// A WASM aggregate function of a window.
@@ -297,10 +311,13 @@ pub struct WindowOperator {
     late_output: Option<Arc<SideOutput>>,
     /// Per key, per window `(start, end)`.
     state: BTreeMap<Vec<u8>, BTreeMap<(i64, i64), WindowState>>,
+    /// How far time has progressed: the watermark, or the clock in processing time.
     watermark: i64,
     reserved: usize,
     pools: Arc<Pools>,
     counters: Arc<Counters>,
+    /// The clock of processing-time windows (`None` in event time).
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl WindowOperator {
@@ -313,6 +330,7 @@ impl WindowOperator {
         late_output: Option<Arc<SideOutput>>,
         pools: Arc<Pools>,
         counters: Arc<Counters>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
         let output = spec.function.as_ref().map(|f| f.output.clone());
         Ok(WindowOperator {
@@ -327,6 +345,7 @@ impl WindowOperator {
             reserved: 0,
             pools,
             counters,
+            clock: (spec.time == TimeDomain::Processing).then_some(clock),
         })
     }
 
@@ -441,9 +460,12 @@ impl WindowOperator {
         let key = event
             .key
             .ok_or_else(|| self.err("event has no key; put a `key-by` step before `window`"))?;
-        let ts = event.timestamp.ok_or_else(|| {
-            self.err("event has no timestamp; give its source an `event-time` field")
-        })?;
+        let ts = match &self.clock {
+            Some(clock) => clock.now_ms(),
+            None => event.timestamp.ok_or_else(|| {
+                self.err("event has no timestamp; give its source an `event-time` field")
+            })?,
+        };
         let json: Value =
             serde_json::from_slice(event.value).map_err(|e| self.err(format!("not JSON: {e}")))?;
         let mut windows: Vec<(i64, i64)> = self
@@ -566,7 +588,25 @@ impl Operator for WindowOperator {
     }
 
     fn on_watermark(&mut self, watermark: i64) -> Result<Batch, OperatorError> {
-        self.watermark = self.watermark.max(watermark);
+        // Processing-time windows only follow the watermark to the end of the input.
+        if self.clock.is_some() && watermark < crate::watermark::END_OF_TIME {
+            return Ok(Batch::default());
+        }
+        self.fire(watermark)
+    }
+
+    fn on_processing_time(&mut self, now: i64) -> Result<Batch, OperatorError> {
+        if self.clock.is_none() {
+            return Ok(Batch::default());
+        }
+        self.fire(now)
+    }
+}
+
+impl WindowOperator {
+    /// Time reached `time`: fires the windows it completes, drops those it expires.
+    fn fire(&mut self, time: i64) -> Result<Batch, OperatorError> {
+        self.watermark = self.watermark.max(time);
         let mut due: Vec<(i64, i64, Vec<u8>)> = Vec::new();
         for (key, windows) in &self.state {
             for (window, state) in windows {
@@ -612,6 +652,71 @@ impl Drop for WindowOperator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::memory::{ByteSize, MemoryBudget};
+    use crate::time::ManualClock;
+
+    fn spec(text: &str) -> WindowSpec {
+        serde_yaml::from_str(text).unwrap()
+    }
+
+    fn keyed(key: &str, value: &str) -> Batch {
+        let mut b = Batch::default();
+        b.push(EventRef {
+            key: Some(key.as_bytes()),
+            value: value.as_bytes(),
+            timestamp: None,
+        })
+        .unwrap();
+        b
+    }
+
+    fn rows(b: &Batch) -> Vec<String> {
+        b.iter()
+            .map(|e| String::from_utf8_lossy(e.value).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn processing_time_windows_follow_the_clock() {
+        let clock = Arc::new(ManualClock::new(10_000));
+        let pools = Arc::new(Pools::new(&MemoryBudget {
+            process: ByteSize(1 << 30),
+            network: ByteSize(1 << 20),
+            managed: ByteSize(1 << 20),
+            wasm: ByteSize(1 << 20),
+        }));
+        let mut op = WindowOperator::new(
+            "w",
+            &spec("tumbling: 1s\ntime: processing\naggregate: { n: count }"),
+            None,
+            None,
+            pools,
+            Arc::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        op.process(keyed("a", "{}")).unwrap();
+        clock.set(10_400);
+        op.process(keyed("a", "{}")).unwrap();
+        assert!(op.on_processing_time(10_998).unwrap().is_empty());
+        assert!(
+            op.on_watermark(99_999_999).unwrap().is_empty(),
+            "event time does not fire it"
+        );
+        clock.set(11_500);
+        op.process(keyed("b", "{}")).unwrap();
+        let fired = op.on_processing_time(10_999).unwrap();
+        assert_eq!(
+            rows(&fired),
+            [r#"{"key":"a","window_start":10000,"window_end":11000,"n":2}"#]
+        );
+        let rest = op.on_watermark(crate::watermark::END_OF_TIME).unwrap();
+        assert_eq!(
+            rows(&rest),
+            [r#"{"key":"b","window_start":11000,"window_end":12000,"n":1}"#]
+        );
+    }
 
     #[test]
     fn assigners_cover_the_right_windows() {
