@@ -26,10 +26,7 @@ fn events(n: usize, trigger_every: usize) -> String {
 
 #[test]
 fn an_output_flood_is_bounded_and_reported() {
-    let scratch = Scratch::with_case(
-        "flood",
-        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
-    );
+    let scratch = Scratch::with_plugins("flood");
     write(&scratch.0, "in.jsonl", &events(4, 2));
     write(
         &scratch.0,
@@ -53,10 +50,8 @@ fn an_output_flood_is_bounded_and_reported() {
 
 #[test]
 fn a_granted_directory_is_readable_and_nothing_else() {
-    let scratch = Scratch::with_case(
-        "grant",
-        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
-    );
+    let scratch = Scratch::with_plugins("grant");
+    write(&scratch.0, "in.jsonl", &events(2, 2));
     std::fs::create_dir_all(scratch.0.join("data")).expect("data dir");
     write(&scratch.0.join("data"), "secret.txt", "twelve bytes");
     write(
@@ -67,15 +62,12 @@ fn a_granted_directory_is_readable_and_nothing_else() {
     let out = eddy(&["run", "--quiet", "job.yaml"], &scratch.0);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(stdout, "{\"n\":1}\n{\"read\":12}\n");
+    assert_eq!(stdout, "{\"n\":0}\n{\"read\":12}\n");
 }
 
 #[test]
 fn dead_letters_take_the_failing_events_and_the_job_goes_on() {
-    let scratch = Scratch::with_case(
-        "dead_letter",
-        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
-    );
+    let scratch = Scratch::with_plugins("dead_letter");
     write(&scratch.0, "in.jsonl", &events(1000, 100));
     write(
         &scratch.0,
@@ -120,10 +112,7 @@ fn dead_letters_take_the_failing_events_and_the_job_goes_on() {
 
 #[test]
 fn tenant_quotas_and_roots_are_enforced() {
-    let scratch = Scratch::with_case(
-        "quotas",
-        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
-    );
+    let scratch = Scratch::with_plugins("quotas");
     std::fs::create_dir_all(scratch.0.join("acme")).expect("root");
     write(
         &scratch.0,
@@ -183,10 +172,7 @@ fn tenant_quotas_and_roots_are_enforced() {
 
 #[test]
 fn a_hostile_tenant_next_to_a_good_one_cannot_hurt_its_results() {
-    let scratch = Scratch::with_case(
-        "side_by_side",
-        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
-    );
+    let scratch = Scratch::with_plugins("side_by_side");
     for dir in ["good", "evil"] {
         std::fs::create_dir_all(scratch.0.join(dir)).expect("tenant root");
     }
@@ -241,10 +227,7 @@ fn a_hostile_tenant_next_to_a_good_one_cannot_hurt_its_results() {
 
 #[test]
 fn the_whole_hostile_suite_is_contained_by_dead_letters() {
-    let scratch = Scratch::with_case(
-        "hostile_suite",
-        &eddy_testkit::repo_root().join("tests/cases/plugin-trap"),
-    );
+    let scratch = Scratch::with_plugins("hostile_suite");
     let modes = [
         ("panic", "panicked on purpose"),
         ("loop", "exceeded its CPU deadline of 200 ms"),

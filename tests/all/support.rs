@@ -46,7 +46,8 @@ impl Scratch {
         Scratch(dir)
     }
 
-    /// A copy of the case folder `case`, with every example plugin linked beside it.
+    /// A copy of the case folder `case`, with every example plugin linked beside it
+    /// (a case's own `.wasm` files come first).
     pub fn with_case(test: &str, case: &Path) -> Scratch {
         let scratch = Scratch::new(test);
         for entry in std::fs::read_dir(case).expect("case folder") {
@@ -56,16 +57,27 @@ impl Scratch {
                     .expect("copy case file");
             }
         }
+        scratch.link_plugins();
+        scratch
+    }
+
+    /// A new directory with every example plugin linked in it.
+    pub fn with_plugins(test: &str) -> Scratch {
+        let scratch = Scratch::new(test);
+        scratch.link_plugins();
+        scratch
+    }
+
+    fn link_plugins(&self) {
         for entry in std::fs::read_dir(PLUGIN_DIR).expect("plugin dir") {
             let path = entry.expect("plugin entry").path();
             if path.extension().is_some_and(|e| e == "wasm") {
-                let link = scratch.0.join(path.file_name().expect("file name"));
+                let link = self.0.join(path.file_name().expect("file name"));
                 if !link.exists() {
                     std::os::unix::fs::symlink(&path, link).expect("link plugin");
                 }
             }
         }
-        scratch
     }
 }
 

@@ -236,17 +236,7 @@ impl Acc {
                 *float += number.as_f64().unwrap_or(0.0);
                 *n += 1;
             }
-            Acc::Extreme(best) => {
-                let value = number.as_f64().unwrap_or(f64::NAN);
-                let better = match best.as_ref().and_then(Number::as_f64) {
-                    None => true,
-                    Some(b) if matches!(spec, AggregateSpec::Min(_)) => value < b,
-                    Some(b) => value > b,
-                };
-                if better {
-                    *best = Some(number);
-                }
-            }
+            Acc::Extreme(best) => keep_extreme(best, &number, spec),
             Acc::Count(_) => {}
         }
         Ok(())
@@ -260,17 +250,7 @@ impl Acc {
                 *af += bf;
                 *an += bn;
             }
-            (Acc::Extreme(a), Acc::Extreme(Some(b))) => {
-                let value = b.as_f64().unwrap_or(f64::NAN);
-                let better = match a.as_ref().and_then(Number::as_f64) {
-                    None => true,
-                    Some(x) if matches!(spec, AggregateSpec::Min(_)) => value < x,
-                    Some(x) => value > x,
-                };
-                if better {
-                    *a = Some(b.clone());
-                }
-            }
+            (Acc::Extreme(a), Acc::Extreme(Some(b))) => keep_extreme(a, b, spec),
             _ => {}
         }
     }
@@ -284,6 +264,19 @@ impl Acc {
             (Acc::Sum(None, f, _), _) => Value::from(*f),
             (Acc::Extreme(v), _) => v.clone().map_or(Value::Null, Value::Number),
         }
+    }
+}
+
+/// Keeps `candidate` in `best` if it is smaller (`min`) or larger (`max`).
+fn keep_extreme(best: &mut Option<Number>, candidate: &Number, spec: &AggregateSpec) {
+    let value = candidate.as_f64().unwrap_or(f64::NAN);
+    let better = match best.as_ref().and_then(Number::as_f64) {
+        None => true,
+        Some(b) if matches!(spec, AggregateSpec::Min(_)) => value < b,
+        Some(b) => value > b,
+    };
+    if better {
+        *best = Some(candidate.clone());
     }
 }
 
