@@ -180,10 +180,11 @@ fn run(cli: Cli) -> Result<()> {
             for (job, outcome) in jobs.iter().zip(outcomes) {
                 if let Err(e) = outcome {
                     failed += 1;
+                    let e = anyhow::anyhow!("job {:?} (tenant {}): {e}", job.name, job.tenant);
                     if jobs.len() == 1 {
                         return Err(e);
                     }
-                    eprintln!("error: job {:?} (tenant {}): {e}", job.name, job.tenant);
+                    eprintln!("error: {e}");
                 }
             }
             if failed > 0 {

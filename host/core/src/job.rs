@@ -355,6 +355,7 @@ impl StepOp {
                 Ok(Assigner::Tumbling(size)) => format!("window tumbling {size} ms"),
                 Ok(Assigner::Sliding(size, slide)) => format!("window sliding {size}/{slide} ms"),
                 Ok(Assigner::Session(gap)) => format!("window session gap {gap} ms"),
+                Ok(Assigner::Global(count)) => format!("window global every {count} events"),
                 Err(_) => "window".into(),
             },
         }

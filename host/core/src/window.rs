@@ -27,6 +27,8 @@ pub struct WindowSpec {
     pub sliding: Option<SlidingSpec>,
     /// Windows that close after a gap without events of their key.
     pub session: Option<SessionSpec>,
+    /// One window per key that fires (and starts over) every `count` events.
+    pub global: Option<GlobalSpec>,
     /// Output fields and their aggregates, in the order written.
     #[serde(default)]
     pub aggregate: IndexMap<String, AggregateSpec>,
@@ -89,6 +91,14 @@ pub struct SessionSpec {
     pub gap: Span,
 }
 
+/// A global window with a count trigger.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GlobalSpec {
+    /// Events per firing.
+    pub count: u64,
+}
+
 /// A built-in aggregate: `count`, or `{ sum | avg | min | max: FIELD }`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(try_from = "RawAggregate")]
@@ -146,6 +156,8 @@ pub enum Assigner {
     Sliding(i64, i64),
     /// Sessions with this gap (ms).
     Session(i64),
+    /// One window per key, fired every this many events.
+    Global(u64),
 }
 
 impl WindowSpec {
@@ -158,17 +170,21 @@ impl WindowSpec {
                 Err(format!("{what} must be above zero"))
             }
         };
-        match (&self.tumbling, &self.sliding, &self.session) {
-            (Some(size), None, None) => Ok(Assigner::Tumbling(positive(*size, "tumbling")?)),
-            (None, Some(s), None) => {
+        match (&self.tumbling, &self.sliding, &self.session, &self.global) {
+            (Some(size), None, None, None) => Ok(Assigner::Tumbling(positive(*size, "tumbling")?)),
+            (None, None, None, Some(g)) if g.count > 0 => Ok(Assigner::Global(g.count)),
+            (None, None, None, Some(_)) => Err("a global window's count must be above zero".into()),
+            (None, Some(s), None, None) => {
                 let (size, slide) = (positive(s.size, "size")?, positive(s.slide, "slide")?);
                 if size % slide != 0 {
                     return Err("a sliding window's size must be a multiple of its slide".into());
                 }
                 Ok(Assigner::Sliding(size, slide))
             }
-            (None, None, Some(s)) => Ok(Assigner::Session(positive(s.gap, "gap")?)),
-            _ => Err("a window is exactly one of `tumbling`, `sliding` or `session`".into()),
+            (None, None, Some(s), None) => Ok(Assigner::Session(positive(s.gap, "gap")?)),
+            _ => Err(
+                "a window is exactly one of `tumbling`, `sliding`, `session` or `global`".into(),
+            ),
         }
     }
 }
@@ -189,6 +205,7 @@ impl Assigner {
                     .collect()
             }
             Assigner::Session(gap) => vec![(ts, ts.saturating_add(gap))],
+            Assigner::Global(_) => vec![(i64::MIN, i64::MAX)],
         }
     }
 }
@@ -283,6 +300,8 @@ fn keep_extreme(best: &mut Option<Number>, candidate: &Number, spec: &AggregateS
 #[derive(Clone, Debug)]
 struct WindowState {
     accs: Vec<Acc>,
+    /// Events added (for count triggers).
+    events: u64,
     /// The WASM aggregate function's accumulator (empty without one).
     plugin_acc: Vec<u8>,
     fired: bool,
@@ -369,8 +388,11 @@ impl WindowOperator {
                 Err(_) => Value::from(key.to_vec()),
             },
         );
-        object.insert("window_start".into(), Value::from(window.0));
-        object.insert("window_end".into(), Value::from(window.1));
+        let global = matches!(self.assigner, Assigner::Global(_));
+        if !global {
+            object.insert("window_start".into(), Value::from(window.0));
+            object.insert("window_end".into(), Value::from(window.1));
+        }
         for ((name, spec), acc) in self.aggregates.iter().zip(&state.accs) {
             object.insert(name.clone(), acc.result(spec));
         }
@@ -392,7 +414,7 @@ impl WindowOperator {
         out.push(EventRef {
             key: Some(key),
             value: &value,
-            timestamp: Some(window.1 - 1),
+            timestamp: (!global).then_some(window.1 - 1),
         })
         .map_err(|e| self.err(e.to_string()))
     }
@@ -424,6 +446,7 @@ impl WindowOperator {
         };
         Ok(WindowState {
             accs: self.aggregates.iter().map(|(_, a)| Acc::new(a)).collect(),
+            events: 0,
             plugin_acc,
             fired: false,
         })
@@ -449,13 +472,15 @@ impl WindowOperator {
         event: EventRef<'_>,
         pending: &mut BTreeMap<WindowKey, Batch>,
         updates: &mut Vec<WindowKey>,
+        complete: &mut Vec<WindowKey>,
     ) -> Result<(), OperatorError> {
         let key = event
             .key
             .ok_or_else(|| self.err("event has no key; put a `key-by` step before `window`"))?;
-        let ts = match &self.clock {
-            Some(clock) => clock.now_ms(),
-            None => event.timestamp.ok_or_else(|| {
+        let ts = match (&self.clock, self.assigner) {
+            (_, Assigner::Global(_)) => 0,
+            (Some(clock), _) => clock.now_ms(),
+            (None, _) => event.timestamp.ok_or_else(|| {
                 self.err("event has no timestamp; give its source an `event-time` field")
             })?,
         };
@@ -497,12 +522,19 @@ impl WindowOperator {
                 acc.add(spec, &json)
                     .map_err(|m| OperatorError::new(&self.step, m))?;
             }
+            state.events += 1;
             if self.function.is_some() {
                 // One event always fits a batch.
                 let _ = pending
                     .entry((key.to_vec(), window))
                     .or_default()
                     .push(event);
+            }
+            if let Assigner::Global(count) = self.assigner
+                && state.events >= count
+            {
+                complete.push((key.to_vec(), window));
+                continue;
             }
             // A late event inside the allowed lateness: the window fires again.
             if window.1 - 1 <= self.watermark {
@@ -569,11 +601,21 @@ impl Operator for WindowOperator {
     fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
         let mut pending = BTreeMap::new();
         let mut updates = Vec::new();
+        let mut out = Batch::default();
         for event in input.iter() {
-            self.add(event, &mut pending, &mut updates)?;
+            let mut complete = Vec::new();
+            self.add(event, &mut pending, &mut updates, &mut complete)?;
+            // A count trigger fired: emit the window and start it over.
+            for (key, window) in complete {
+                self.flush(&mut pending)?;
+                self.emit(&mut out, &key, window, false)?;
+                if let Some(windows) = self.state.get_mut(&key) {
+                    windows.remove(&window);
+                }
+                self.release(1, key.len());
+            }
         }
         self.flush(&mut pending)?;
-        let mut out = Batch::default();
         for (key, window) in updates {
             self.emit(&mut out, &key, window, true)?;
         }
