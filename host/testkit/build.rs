@@ -12,6 +12,7 @@ const PLUGINS: &[&str] = &[
     "amount-filter",
     "hostile",
     "distinct-count",
+    "session-summary",
     "eddy-bench-guest",
 ];
 

@@ -13,7 +13,7 @@ use crate::metrics::Counters;
 use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::sideoutput::SideOutput;
 use crate::time::Clock;
-use crate::window::WindowOperator;
+use crate::window::{FunctionSpec, WindowFunctions, WindowOperator, WindowSpec};
 
 /// A built-in step failed on an event.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,50 @@ pub struct BuiltinContext<'a> {
     pub clock: Arc<dyn Clock>,
 }
 
+/// A window step's operator, with its WASM functions instantiated.
+fn window_operator(
+    step: &Step,
+    spec: &WindowSpec,
+    ctx: BuiltinContext<'_>,
+) -> Result<Box<dyn Operator>, OperatorError> {
+    let late = spec
+        .late_output
+        .as_ref()
+        .and_then(|o| ctx.side_outputs.get(o).cloned());
+    let params =
+        |f: &FunctionSpec| serde_json::to_string(&f.params).unwrap_or_else(|_| "{}".into());
+    let function = spec
+        .function
+        .as_ref()
+        .map(|f| {
+            ctx.factory
+                .aggregate(ctx.job, step, &f.plugin, &params(f), ctx.subtask)
+        })
+        .transpose()?;
+    let process = spec
+        .process
+        .as_ref()
+        .map(|f| {
+            ctx.factory
+                .window_function(ctx.job, step, &f.plugin, &params(f), ctx.subtask)
+        })
+        .transpose()?;
+    let op = WindowOperator::new(
+        &step.name,
+        spec,
+        WindowFunctions {
+            aggregate: function,
+            process,
+        },
+        late,
+        ctx.pools.clone(),
+        ctx.counters,
+        ctx.clock,
+    )
+    .map_err(|m| OperatorError::new(&step.name, m))?;
+    Ok(Box::new(op))
+}
+
 /// The operator of a built-in step, or `None` for plugin steps.
 pub fn builtin_operator(
     step: &Step,
@@ -94,37 +138,10 @@ pub fn builtin_operator(
     let pools = ctx.pools;
     Some(Ok(match &step.op {
         StepOp::Plugin { .. } => return None,
-        StepOp::Window(spec) => {
-            let late = spec
-                .late_output
-                .as_ref()
-                .and_then(|o| ctx.side_outputs.get(o).cloned());
-            let function = match &spec.function {
-                Some(f) => {
-                    let params = serde_json::to_string(&f.params).unwrap_or_else(|_| "{}".into());
-                    match ctx
-                        .factory
-                        .aggregate(ctx.job, step, &f.plugin, &params, ctx.subtask)
-                    {
-                        Ok(function) => Some(function),
-                        Err(e) => return Some(Err(e)),
-                    }
-                }
-                None => None,
-            };
-            match WindowOperator::new(
-                &name,
-                spec,
-                function,
-                late,
-                pools.clone(),
-                ctx.counters,
-                ctx.clock,
-            ) {
-                Ok(op) => Box::new(op),
-                Err(m) => return Some(Err(OperatorError::new(&name, m))),
-            }
-        }
+        StepOp::Window(spec) => match window_operator(step, spec, ctx) {
+            Ok(op) => op,
+            Err(e) => return Some(Err(e)),
+        },
         StepOp::KeyBy(path) => Box::new(KeyBy {
             step: name,
             path: path.clone(),

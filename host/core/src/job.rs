@@ -299,6 +299,8 @@ pub enum OperatorKind {
     FlatMap,
     /// A window aggregate function.
     Aggregate,
+    /// A window process function.
+    Window,
 }
 
 impl OperatorKind {
@@ -309,6 +311,7 @@ impl OperatorKind {
             OperatorKind::Filter => "filter",
             OperatorKind::FlatMap => "flat-map",
             OperatorKind::Aggregate => "window.function",
+            OperatorKind::Window => "window.process",
         }
     }
 }
@@ -334,7 +337,7 @@ pub enum StepOp {
     /// A running aggregate per key.
     Rolling(RollingSpec),
     /// Event-time windows per key.
-    Window(WindowSpec),
+    Window(Box<WindowSpec>),
 }
 
 impl StepOp {
@@ -470,11 +473,16 @@ impl Job {
                     kind: *kind,
                     path: plugin,
                 }),
-                StepOp::Window(w) => w.function.as_ref().map(|f| PluginUse {
-                    step,
-                    kind: OperatorKind::Aggregate,
-                    path: &f.plugin,
-                }),
+                StepOp::Window(w) => w
+                    .function
+                    .as_ref()
+                    .map(|f| (OperatorKind::Aggregate, f))
+                    .or(w.process.as_ref().map(|f| (OperatorKind::Window, f)))
+                    .map(|(kind, f)| PluginUse {
+                        step,
+                        kind,
+                        path: &f.plugin,
+                    }),
                 _ => None,
             })
             .collect()
@@ -896,7 +904,7 @@ impl Resolver<'_> {
                 let mut window = spec.window.clone().ok_or_else(|| {
                     self.invalid(label.clone(), &hint, "a window step needs `window:`".into())
                 })?;
-                if let Some(function) = &mut window.function {
+                for function in window.function.iter_mut().chain(window.process.iter_mut()) {
                     let path = plugin_base.join(&function.plugin);
                     if !path.is_file() {
                         return Err(self.invalid(
@@ -907,10 +915,19 @@ impl Resolver<'_> {
                     }
                     function.plugin = path;
                 }
+                if window.process.is_some()
+                    && (window.function.is_some() || !window.aggregate.is_empty())
+                {
+                    return Err(self.invalid(
+                        format!("{label}.window"),
+                        "process:",
+                        "a window has either a `process` function or aggregates, not both".into(),
+                    ));
+                }
                 window
                     .assigner()
                     .map_err(|m| self.invalid(format!("{label}.window"), "window:", m))?;
-                StepOp::Window(window)
+                StepOp::Window(Box::new(window))
             }
             (_, None) => StepOp::Rolling(spec.rolling.unwrap_or(RollingSpec::Count)),
         };

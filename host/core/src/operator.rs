@@ -50,6 +50,17 @@ pub trait AggregateFunction: Send {
     fn result(&mut self, acc: Vec<u8>) -> Result<Vec<u8>, OperatorError>;
 }
 
+/// A window function that sees every event of one key's window at once.
+pub trait WindowFunction: Send {
+    /// The output of one key's window `[start, end)` from all of its events.
+    fn process(
+        &mut self,
+        key: &[u8],
+        window: (i64, i64),
+        events: Batch,
+    ) -> Result<Batch, OperatorError>;
+}
+
 /// Creates operator instances for plugin steps; lets the core run without knowing WASM.
 pub trait OperatorFactory {
     /// An instance of `step` for subtask `subtask` of `parallelism`.
@@ -71,6 +82,16 @@ pub trait OperatorFactory {
         params_json: &str,
         subtask: u32,
     ) -> Result<Box<dyn AggregateFunction>, OperatorError>;
+
+    /// An instance of the window function `plugin` for subtask `subtask` of `step`.
+    fn window_function(
+        &self,
+        job: &Job,
+        step: &Step,
+        plugin: &std::path::Path,
+        params_json: &str,
+        subtask: u32,
+    ) -> Result<Box<dyn WindowFunction>, OperatorError>;
 }
 
 /// An operator failed; names the step and carries the operator's own error.

@@ -13,7 +13,7 @@ use serde_json::{Map, Number, Value};
 use crate::batch::{Batch, EventRef};
 use crate::memory::Pools;
 use crate::metrics::Counters;
-use crate::operator::{AggregateFunction, Operator, OperatorError};
+use crate::operator::{AggregateFunction, Operator, OperatorError, WindowFunction};
 use crate::sideoutput::SideOutput;
 use crate::time::{Clock, Span};
 
@@ -39,6 +39,9 @@ pub struct WindowSpec {
     pub late_output: Option<String>,
     /// A WASM aggregate function computing one more output field.
     pub function: Option<FunctionSpec>,
+    /// A WASM window function computing the window's output from all its events
+    /// (instead of aggregates).
+    pub process: Option<FunctionSpec>,
     /// `event` time (default) or `processing` time.
     #[serde(default)]
     pub time: TimeDomain,
@@ -304,6 +307,8 @@ struct WindowState {
     events: u64,
     /// The WASM aggregate function's accumulator (empty without one).
     plugin_acc: Vec<u8>,
+    /// The window's events, for a window process function.
+    buffer: Batch,
     fired: bool,
 }
 
@@ -312,6 +317,15 @@ const WINDOW_OVERHEAD: usize = 96;
 
 type WindowKey = (Vec<u8>, (i64, i64));
 
+/// The WASM functions of a window step's subtask.
+#[derive(Default)]
+pub struct WindowFunctions {
+    /// The aggregate function, if the step has one.
+    pub aggregate: Option<Box<dyn AggregateFunction>>,
+    /// The process function, if the step has one.
+    pub process: Option<Box<dyn WindowFunction>>,
+}
+
 /// The window operator of one subtask.
 pub struct WindowOperator {
     step: String,
@@ -319,6 +333,8 @@ pub struct WindowOperator {
     aggregates: Vec<(String, AggregateSpec)>,
     /// A WASM aggregate function and the output field of its result.
     function: Option<(Box<dyn AggregateFunction>, String)>,
+    /// A WASM window function that replaces the aggregate row.
+    process: Option<Box<dyn WindowFunction>>,
     lateness: i64,
     late_output: Option<Arc<SideOutput>>,
     /// Per key, per window `(start, end)`.
@@ -338,18 +354,23 @@ impl WindowOperator {
     pub fn new(
         step: &str,
         spec: &WindowSpec,
-        function: Option<Box<dyn AggregateFunction>>,
+        functions: WindowFunctions,
         late_output: Option<Arc<SideOutput>>,
         pools: Arc<Pools>,
         counters: Arc<Counters>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
         let output = spec.function.as_ref().map(|f| f.output.clone());
+        let WindowFunctions {
+            aggregate: function,
+            process,
+        } = functions;
         Ok(WindowOperator {
             step: step.to_owned(),
             assigner: spec.assigner()?,
             aggregates: spec.aggregate.clone().into_iter().collect(),
             function: function.zip(output),
+            process,
             lateness: spec.allowed_lateness.map_or(0, Span::millis),
             late_output,
             state: BTreeMap::new(),
@@ -380,6 +401,19 @@ impl WindowOperator {
         let Some(state) = self.state.get(key).and_then(|w| w.get(&window)) else {
             return Ok(());
         };
+        if let Some(process) = &mut self.process {
+            let produced = process.process(key, window, state.buffer.clone())?;
+            for i in 0..produced.len() {
+                let e = produced.event(i);
+                out.push(EventRef {
+                    key: e.key.or(Some(key)),
+                    value: e.value,
+                    timestamp: e.timestamp.or(Some(window.1 - 1)),
+                })
+                .map_err(|e| OperatorError::new(&self.step, e.to_string()))?;
+            }
+            return Ok(());
+        }
         let mut object = Map::new();
         object.insert(
             "key".into(),
@@ -448,6 +482,7 @@ impl WindowOperator {
             accs: self.aggregates.iter().map(|(_, a)| Acc::new(a)).collect(),
             events: 0,
             plugin_acc,
+            buffer: Batch::default(),
             fired: false,
         })
     }
@@ -523,6 +558,20 @@ impl WindowOperator {
                     .map_err(|m| OperatorError::new(&self.step, m))?;
             }
             state.events += 1;
+            if self.process.is_some() {
+                let bytes = event.value.len() + event.key.map_or(0, <[u8]>::len) + 16;
+                self.pools.managed.try_reserve(bytes).map_err(|e| {
+                    OperatorError::new(
+                        &self.step,
+                        format!("{e}; raise memory.managed in the job file"),
+                    )
+                })?;
+                self.reserved += bytes;
+                state
+                    .buffer
+                    .push(event)
+                    .map_err(|e| OperatorError::new(&self.step, e.to_string()))?;
+            }
             if self.function.is_some() {
                 // One event always fits a batch.
                 let _ = pending
@@ -582,6 +631,13 @@ impl WindowOperator {
                 let a = std::mem::take(&mut merged.plugin_acc);
                 merged.plugin_acc = function.merge(a, part.plugin_acc)?;
             }
+            for i in 0..part.buffer.len() {
+                merged
+                    .buffer
+                    .push_from(&part.buffer, i)
+                    .map_err(|e| OperatorError::new(&self.step, e.to_string()))?;
+            }
+            merged.events += part.events;
             merged.fired |= part.fired;
         }
         // A merged session that reaches past the watermark fires again in time.
@@ -724,7 +780,7 @@ mod tests {
         let mut op = WindowOperator::new(
             "w",
             &spec("tumbling: 1s\ntime: processing\naggregate: { n: count }"),
-            None,
+            WindowFunctions::default(),
             None,
             pools,
             Arc::default(),

@@ -34,6 +34,7 @@ world!(map, "map-plugin");
 world!(filter, "filter-plugin");
 world!(flat_map, "flat-map-plugin");
 world!(aggregate, "aggregate-plugin");
+world!(window, "window-plugin");
 
 pub use base::eddy::plugin::types::{Batch as WitBatch, Header as WitHeader, PluginError};
 

@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use eddy_core::memory::ByteSize;
 use eddy_core::metrics::PluginCounters;
-use eddy_core::operator::AggregateFunction;
+use eddy_core::operator::{AggregateFunction, WindowFunction};
 use eddy_core::{Batch, Operator, OperatorError, OperatorKind};
 use wasmtime::Store;
 
 use crate::WasmError;
-use crate::bindings::{PluginError, WitBatch, aggregate, filter, flat_map, map};
+use crate::bindings::{PluginError, WitBatch, aggregate, filter, flat_map, map, window};
 use crate::host::{HostState, PluginMetrics};
 use crate::runtime::{Prepared, Starter, world_of};
 
@@ -26,6 +26,8 @@ pub enum Bound {
     FlatMap(flat_map::FlatMapPlugin),
     /// An `aggregate-plugin` instance.
     Aggregate(aggregate::AggregatePlugin),
+    /// A `window-plugin` instance.
+    Window(window::WindowPlugin),
 }
 
 impl Bound {
@@ -35,6 +37,7 @@ impl Bound {
             Bound::Filter(_) => OperatorKind::Filter,
             Bound::FlatMap(_) => OperatorKind::FlatMap,
             Bound::Aggregate(_) => OperatorKind::Aggregate,
+            Bound::Window(_) => OperatorKind::Window,
         }
     }
 }
@@ -140,6 +143,7 @@ impl WasmOperator {
             Bound::Aggregate(b) => b
                 .eddy_plugin_aggregate_function()
                 .call_open(&mut self.store),
+            Bound::Window(b) => b.eddy_plugin_window_function().call_open(&mut self.store),
         };
         self.end(started);
         self.finish("open", result, None)
@@ -155,10 +159,10 @@ impl WasmOperator {
             });
         }
         let n = input.len();
-        if let Bound::Aggregate(_) = self.bound {
+        if let Bound::Aggregate(_) | Bound::Window(_) = self.bound {
             return Err(self.contract(
                 "*",
-                "an aggregate function is not an operator: use it as a window's `function`".into(),
+                "a window function is not an operator: use it in a window step".into(),
             ));
         }
         let wit = WitBatch::from(input);
@@ -196,7 +200,7 @@ impl WasmOperator {
                     .select(&keep)
                     .map_err(|e| self.contract("filter-batch", e.to_string()))
             }
-            Bound::Aggregate(_) => unreachable!("refused above"),
+            Bound::Aggregate(_) | Bound::Window(_) => unreachable!("refused above"),
             Bound::FlatMap(b) => {
                 let result = b
                     .eddy_plugin_flat_map_operator()
@@ -359,6 +363,48 @@ impl AggregateFunction for WasmOperator {
         self.aggregate_call("get-result", None, |g, store| {
             g.call_get_result(store, &acc)
         })
+    }
+}
+
+impl WindowFunction for WasmOperator {
+    fn process(
+        &mut self,
+        key: &[u8],
+        window: (i64, i64),
+        events: Batch,
+    ) -> Result<Batch, OperatorError> {
+        let step = self.store.data().info.step.clone();
+        let Bound::Window(_) = self.bound else {
+            return Err(OperatorError::new(&step, "not a window function"));
+        };
+        if self.poisoned {
+            let e = self.contract("process-window", "the instance trapped earlier".into());
+            return Err(OperatorError::new(&step, e));
+        }
+        let wit = WitBatch::from(events);
+        let bounds = crate::bindings::base::eddy::plugin::types::Window {
+            start: window.0,
+            end: window.1,
+        };
+        let started = self.begin();
+        let result = match &self.bound {
+            Bound::Window(b) => b.eddy_plugin_window_function().call_process_window(
+                &mut self.store,
+                key,
+                bounds,
+                &wit,
+            ),
+            _ => return Err(OperatorError::new(&step, "not a window function")),
+        };
+        self.end(started);
+        let out = self
+            .finish("process-window", result, None)
+            .map_err(|e| OperatorError::new(&step, e))?;
+        let out = Batch::from(out);
+        self.check(&out, "process-window")
+            .and_then(|()| self.check_size(&out, "process-window"))
+            .map_err(|e| OperatorError::new(&step, e))?;
+        Ok(out)
     }
 }
 

@@ -15,7 +15,7 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::WasmError;
-use crate::bindings::{aggregate, base, filter, flat_map, map};
+use crate::bindings::{aggregate, base, filter, flat_map, map, window};
 use crate::cache::ComponentCache;
 use crate::host::{HostState, InstanceInfo, MemoryMeter};
 use crate::operator::{Bound, WasmOperator};
@@ -96,6 +96,8 @@ pub enum Prepared {
     FlatMap(flat_map::FlatMapPluginPre<HostState>),
     /// An `aggregate-plugin`.
     Aggregate(aggregate::AggregatePluginPre<HostState>),
+    /// A `window-plugin`.
+    Window(window::WindowPluginPre<HostState>),
 }
 
 /// What starting an instance needs, shared by the runtime and every operator (which
@@ -152,6 +154,7 @@ impl Starter {
             Prepared::Aggregate(pre) => {
                 Bound::Aggregate(pre.instantiate(&mut store).map_err(link_err)?)
             }
+            Prepared::Window(pre) => Bound::Window(pre.instantiate(&mut store).map_err(link_err)?),
         };
         Ok((store, bound))
     }
@@ -212,6 +215,7 @@ pub fn world_of(kind: OperatorKind) -> (&'static str, String) {
         OperatorKind::Filter => ("filter-plugin", "filter-operator"),
         OperatorKind::FlatMap => ("flat-map-plugin", "flat-map-operator"),
         OperatorKind::Aggregate => ("aggregate-plugin", "aggregate-function"),
+        OperatorKind::Window => ("window-plugin", "window-function"),
     };
     (world, format!("eddy:plugin/{interface}@{WIT_VERSION}"))
 }
@@ -356,6 +360,9 @@ impl Runtime {
             OperatorKind::Aggregate => {
                 Prepared::Aggregate(aggregate::AggregatePluginPre::new(pre).map_err(link_err)?)
             }
+            OperatorKind::Window => {
+                Prepared::Window(window::WindowPluginPre::new(pre).map_err(link_err)?)
+            }
         };
         lock(&self.prepared).insert(cache_key, prepared.clone());
         Ok(prepared)
@@ -390,6 +397,30 @@ impl Runtime {
         let mut op = self.instantiate(&plugin, &prepared, info)?;
         op.open()?;
         Ok(op)
+    }
+}
+
+impl Runtime {
+    /// An opened instance of a plugin that a built-in step calls (window functions).
+    fn function(
+        &self,
+        job: &eddy_core::Job,
+        step: &eddy_core::Step,
+        plugin: &Path,
+        params_json: &str,
+        subtask: u32,
+        kind: OperatorKind,
+    ) -> Result<WasmOperator, eddy_core::OperatorError> {
+        let info = InstanceInfo {
+            job: job.name.clone(),
+            step: step.name.clone(),
+            subtask,
+            parallelism: step.parallelism,
+            params_json: params_json.to_owned(),
+            sandbox: step.sandbox.clone(),
+        };
+        self.operator(plugin, kind, info)
+            .map_err(|e| eddy_core::OperatorError::new(&step.name, e))
     }
 }
 
@@ -444,17 +475,33 @@ impl eddy_core::OperatorFactory for Runtime {
         params_json: &str,
         subtask: u32,
     ) -> Result<Box<dyn eddy_core::operator::AggregateFunction>, eddy_core::OperatorError> {
-        let info = InstanceInfo {
-            job: job.name.clone(),
-            step: step.name.clone(),
+        let function = self.function(
+            job,
+            step,
+            plugin,
+            params_json,
             subtask,
-            parallelism: step.parallelism,
-            params_json: params_json.to_owned(),
-            sandbox: step.sandbox.clone(),
-        };
-        let function = self
-            .operator(plugin, OperatorKind::Aggregate, info)
-            .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
+            OperatorKind::Aggregate,
+        )?;
+        Ok(Box::new(function))
+    }
+
+    fn window_function(
+        &self,
+        job: &eddy_core::Job,
+        step: &eddy_core::Step,
+        plugin: &Path,
+        params_json: &str,
+        subtask: u32,
+    ) -> Result<Box<dyn eddy_core::operator::WindowFunction>, eddy_core::OperatorError> {
+        let function = self.function(
+            job,
+            step,
+            plugin,
+            params_json,
+            subtask,
+            OperatorKind::Window,
+        )?;
         Ok(Box::new(function))
     }
 }

@@ -65,6 +65,16 @@ world!(
     "eddy_sdk::__private::aggregate"
 );
 
+world!(
+    window,
+    "window-plugin",
+    "__export_window_plugin",
+    "eddy_sdk::__private::window"
+);
+
+/// The WIT window record.
+pub type WitWindow = base::eddy::plugin::types::Window;
+
 /// The WIT batch record.
 pub type WitBatch = base::eddy::plugin::types::Batch;
 /// The WIT error record.

@@ -41,7 +41,7 @@ pub use error::Error;
 pub use event::Event;
 pub use run::{
     aggregate_add, aggregate_create, aggregate_merge, aggregate_result, run_filter, run_flat_map,
-    run_map,
+    run_map, run_window,
 };
 pub use serde;
 pub use serde_json::{self, Value, json};
@@ -86,9 +86,66 @@ pub trait Aggregate: Sized + 'static {
     fn result(&mut self, acc: &Self::Acc) -> Result<Value, Error>;
 }
 
+/// A window `[start, end)` in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// First millisecond in the window.
+    pub start: i64,
+    /// First millisecond after it.
+    pub end: i64,
+}
+
+/// A window function that sees every event of one key's window at once.
+pub trait WindowProcess: Sized + 'static {
+    /// Creates the function once per instance, from the step's configuration.
+    fn open(ctx: &Context) -> Result<Self, Error>;
+    /// Emits the output of one key's window from all of its events (in arrival order).
+    fn process(
+        &mut self,
+        key: &[u8],
+        window: Window,
+        events: &[Event<'_>],
+        out: &mut Emitter<'_>,
+    ) -> Result<(), Error>;
+}
+
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
 pub mod __private;
+
+/// Exports a [`WindowProcess`] implementation as the component's `window-function`.
+#[macro_export]
+macro_rules! export_window {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::__private::{PluginError, Vec, WitBatch, WitWindow};
+            struct __EddyExport;
+            impl $crate::__private::window::exports::eddy::plugin::window_function::Guest
+                for __EddyExport
+            {
+                fn open() -> ::core::result::Result<(), PluginError> {
+                    $crate::__private::open::<$ty>(<$ty as $crate::WindowProcess>::open)
+                }
+                fn process_window(
+                    key: Vec<u8>,
+                    window: WitWindow,
+                    input: WitBatch,
+                ) -> ::core::result::Result<WitBatch, PluginError> {
+                    let input = $crate::Batch::from(input);
+                    let window = $crate::Window {
+                        start: window.start,
+                        end: window.end,
+                    };
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        $crate::run_window(op, &key, window, &input).map(WitBatch::from)
+                    })
+                }
+            }
+            $crate::__private::window::__export_window_plugin!(__EddyExport);
+        };
+    };
+}
 
 /// Exports an [`Aggregate`] implementation as the component's `aggregate-function`.
 #[macro_export]

@@ -3,7 +3,7 @@
 
 use eddy_batch::Batch;
 
-use crate::{Aggregate, Emitter, Error, Event, Filter, FlatMap, Map};
+use crate::{Aggregate, Emitter, Error, Event, Filter, FlatMap, Map, Window, WindowProcess};
 
 fn at(index: usize) -> impl FnOnce(Error) -> Error {
     move |mut e| {
@@ -59,6 +59,25 @@ pub fn run_flat_map<T: FlatMap>(op: &mut T, input: &Batch) -> Result<(Batch, Vec
             .map_err(at(i))?;
     }
     Ok((out, origins))
+}
+
+/// Runs a [`WindowProcess`] over one key's window.
+pub fn run_window<W: WindowProcess>(
+    op: &mut W,
+    key: &[u8],
+    window: Window,
+    input: &Batch,
+) -> Result<Batch, Error> {
+    let events: Vec<Event<'_>> = input.iter().map(|inner| Event { inner }).collect();
+    let mut out = Batch::default();
+    let mut origins = Vec::new();
+    let mut emit = Emitter {
+        out: &mut out,
+        origins: &mut origins,
+        origin: 0,
+    };
+    op.process(key, window, &events, &mut emit)?;
+    Ok(out)
 }
 
 fn decode<A: Aggregate>(acc: &[u8]) -> Result<A::Acc, Error> {
