@@ -13,6 +13,7 @@ const PLUGINS: &[&str] = &[
     "hostile",
     "distinct-count",
     "session-summary",
+    "order-summary",
     "eddy-bench-guest",
 ];
 

@@ -162,6 +162,7 @@ cases! {
     window_session => "tests/cases/window-session/job.yaml",
     window_global => "tests/cases/window-global/job.yaml",
     window_process => "tests/cases/window-process/job.yaml",
+    process_function => "tests/cases/process-function/job.yaml",
     window_function => "tests/cases/window-function/job.yaml",
     window_function_session => "tests/cases/window-function-session/job.yaml",
     managed_exhausted => "tests/cases/managed-exhausted/job.yaml",

@@ -116,6 +116,7 @@ struct Task {
     clock: Arc<dyn Clock>,
     /// When processing time was last handed to the chain.
     last_tick: i64,
+    side_outputs: Arc<HashMap<String, Arc<SideOutput>>>,
 }
 
 impl Task {
@@ -227,11 +228,27 @@ impl Task {
         for i in 0..self.chain.len() {
             let node = self.chain[i].node;
             let fired = self.chain[i].op.on_processing_time(now)?;
+            self.route_side(i)?;
             if !fired.is_empty() {
                 self.counters(node)
                     .record(0, fired.len(), fired.byte_size(), Duration::ZERO);
                 self.flow(i + 1, fired, node)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Writes what chain link `i` sent to side outputs into their sinks.
+    fn route_side(&mut self, i: usize) -> Result<(), TaskError> {
+        for (tag, batch) in self.chain[i].op.take_side_outputs() {
+            let Some(out) = self.side_outputs.get(&tag) else {
+                let message = format!(
+                    "side output {tag:?} is not declared: list it in the step's `side-outputs` \
+                     and route it to a sink with `input: {tag}`"
+                );
+                return Err(OperatorError::new(&self.chain[i].step, message).into());
+            };
+            out.write(&batch)?;
         }
         Ok(())
     }
@@ -256,6 +273,7 @@ impl Task {
             let node = self.chain[i].node;
             let t = Instant::now();
             let fired = self.chain[i].op.on_watermark(watermark)?;
+            self.route_side(i)?;
             self.counters(node)
                 .record(0, fired.len(), fired.byte_size(), t.elapsed());
             self.flow(i + 1, fired, node)?;
@@ -289,6 +307,7 @@ impl Task {
             let t = Instant::now();
             let n = batch.len();
             batch = self.apply(i, batch)?;
+            self.route_side(i)?;
             self.counters(node)
                 .record(n, batch.len(), batch.byte_size(), t.elapsed());
             producer = node;
@@ -460,13 +479,15 @@ impl Dataflow {
                 .or_default()
                 .push(open_sink(name, spec)?);
         }
-        let side_outputs: HashMap<String, Arc<SideOutput>> = grouped
-            .into_iter()
-            .map(|(name, sinks)| {
-                let output = Arc::new(SideOutput::new(&name, sinks));
-                (name, output)
-            })
-            .collect();
+        let side_outputs: Arc<HashMap<String, Arc<SideOutput>>> = Arc::new(
+            grouped
+                .into_iter()
+                .map(|(name, sinks)| {
+                    let output = Arc::new(SideOutput::new(&name, sinks));
+                    (name, output)
+                })
+                .collect(),
+        );
         // Tasks are assembled first and given the metrics once every plugin is known.
         let mut parts = Vec::new();
         let mut plugins = Vec::new();
@@ -574,11 +595,12 @@ impl Dataflow {
                 dead_letters: dead_letters.clone(),
                 clock: clock.clone(),
                 last_tick: i64::MIN,
+                side_outputs: side_outputs.clone(),
             })
             .collect();
         Ok(Dataflow {
             plan,
-            side_outputs: side_outputs.into_values().collect(),
+            side_outputs: side_outputs.values().cloned().collect(),
             thread_stack: job.max_stack.0 + (2 << 20),
             tasks,
             dead_letters,

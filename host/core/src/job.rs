@@ -216,6 +216,11 @@ pub struct StepSpec {
     pub filter: Option<PathBuf>,
     /// A WASM component implementing the `flat-map-plugin` world.
     pub flat_map: Option<PathBuf>,
+    /// A WASM component implementing the `process-plugin` world (keyed state, timers).
+    pub process: Option<PathBuf>,
+    /// Side outputs a process step emits to (sinks read them with `input`).
+    #[serde(default)]
+    pub side_outputs: Vec<String>,
     /// Built-in: keys each event by a JSON field (dotted path); the next exchange hashes.
     pub key_by: Option<String>,
     /// Built-in: keeps events for which the expression holds.
@@ -301,6 +306,8 @@ pub enum OperatorKind {
     Aggregate,
     /// A window process function.
     Window,
+    /// A stateful process function over a keyed stream.
+    Process,
 }
 
 impl OperatorKind {
@@ -312,6 +319,7 @@ impl OperatorKind {
             OperatorKind::FlatMap => "flat-map",
             OperatorKind::Aggregate => "window.function",
             OperatorKind::Window => "window.process",
+            OperatorKind::Process => "process",
         }
     }
 }
@@ -380,6 +388,8 @@ pub struct Step {
     pub sandbox: Sandbox,
     /// What to do with an event the step fails on.
     pub on_error: OnError,
+    /// Side outputs the step emits to.
+    pub side_outputs: Vec<String>,
 }
 
 /// A job ready to run: names assigned, paths resolved, everything checked.
@@ -687,9 +697,13 @@ impl Resolver<'_> {
         }
         let side_outputs: Vec<&str> = steps
             .iter()
-            .filter_map(|s| match &s.op {
-                StepOp::Window(w) => w.late_output.as_deref(),
-                _ => None,
+            .flat_map(|s| {
+                let late = match &s.op {
+                    StepOp::Window(w) => w.late_output.as_deref(),
+                    _ => None,
+                };
+                late.into_iter()
+                    .chain(s.side_outputs.iter().map(String::as_str))
             })
             .collect();
         for (name, sink) in &side_sinks {
@@ -826,6 +840,9 @@ impl Resolver<'_> {
         if let Some(p) = &spec.flat_map {
             chosen.push(plugin(OperatorKind::FlatMap, p));
         }
+        if let Some(p) = &spec.process {
+            chosen.push(plugin(OperatorKind::Process, p));
+        }
         for (key, set) in [
             ("key-by", spec.key_by.is_some()),
             ("where", spec.where_.is_some()),
@@ -843,8 +860,8 @@ impl Resolver<'_> {
                 return Err(self.invalid(
                     label,
                     &hint,
-                    "a step needs one of `map`, `filter`, `flat-map` (a component path), \
-                     `key-by`, `where`, `select` or `rolling`"
+                    "a step needs one of `map`, `filter`, `flat-map`, `process` (a component \
+                     path), `key-by`, `where`, `select`, `rolling` or `window`"
                         .into(),
                 ));
             }
@@ -962,6 +979,7 @@ impl Resolver<'_> {
             partition: spec.partition,
             sandbox,
             on_error: spec.on_error,
+            side_outputs: spec.side_outputs,
         })
     }
 }

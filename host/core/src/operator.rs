@@ -26,6 +26,11 @@ pub trait Operator: Send {
         Ok(Batch::default())
     }
 
+    /// Events the operator sent to side outputs since the last call, by tag.
+    fn take_side_outputs(&mut self) -> Vec<(String, Batch)> {
+        Vec::new()
+    }
+
     /// Makes the operator usable again after a failed call (a trapped plugin instance
     /// is replaced by a fresh one), so that a dead-letter policy can go on.
     fn reset(&mut self) -> Result<(), OperatorError> {

@@ -79,6 +79,10 @@ impl Plan {
             let keyed_op = match step.op {
                 StepOp::Rolling(_) => Some("rolling"),
                 StepOp::Window(_) => Some("window"),
+                StepOp::Plugin {
+                    kind: crate::job::OperatorKind::Process,
+                    ..
+                } => Some("process"),
                 _ => None,
             };
             if let Some(op) = keyed_op

@@ -36,6 +36,28 @@ world!(flat_map, "flat-map-plugin");
 world!(aggregate, "aggregate-plugin");
 world!(window, "window-plugin");
 
+/// Bindings of the `process-plugin` world: keyed state resources, timers, side outputs.
+#[allow(missing_docs, reason = "generated from the WIT, which documents it")]
+pub mod process {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "process-plugin",
+        imports: {
+            "eddy:plugin/state": trappable,
+            "eddy:plugin/timers": trappable,
+            "eddy:plugin/side-output": trappable,
+        },
+        with: {
+            "eddy:plugin/types": crate::bindings::base::eddy::plugin::types,
+            "eddy:plugin/host": crate::bindings::base::eddy::plugin::host,
+            "eddy:plugin/config": crate::bindings::base::eddy::plugin::config,
+            "eddy:plugin/state.value-state": crate::keyed::StateHandle,
+            "eddy:plugin/state.list-state": crate::keyed::StateHandle,
+            "eddy:plugin/state.map-state": crate::keyed::StateHandle,
+        },
+    });
+}
+
 pub use base::eddy::plugin::types::{Batch as WitBatch, Header as WitHeader, PluginError};
 
 eddy_core::batch::wit_batch_conversions!(WitBatch, WitHeader);

@@ -114,7 +114,8 @@ impl Drop for MemoryMeter {
 /// The store data of one plugin instance.
 pub struct HostState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
+    pub(crate) keyed: crate::keyed::KeyedState,
     pub(crate) info: InstanceInfo,
     pub(crate) metrics: PluginMetrics,
     pub(crate) stdout: CapturedOutput,
@@ -161,6 +162,7 @@ impl HostState {
         Ok(HostState {
             wasi,
             table: ResourceTable::new(),
+            keyed: crate::keyed::KeyedState::default(),
             info,
             metrics: PluginMetrics::default(),
             stdout,

@@ -9,6 +9,7 @@ pub mod bindings;
 mod cache;
 mod error;
 mod host;
+mod keyed;
 mod operator;
 mod output;
 mod runtime;

@@ -8,11 +8,13 @@ use std::time::Instant;
 use eddy_core::memory::ByteSize;
 use eddy_core::metrics::PluginCounters;
 use eddy_core::operator::{AggregateFunction, WindowFunction};
+use eddy_core::time::{Clock, SystemClock};
 use eddy_core::{Batch, Operator, OperatorError, OperatorKind};
 use wasmtime::Store;
 
 use crate::WasmError;
-use crate::bindings::{PluginError, WitBatch, aggregate, filter, flat_map, map, window};
+use crate::bindings::base::eddy::plugin::types::TimeDomain;
+use crate::bindings::{PluginError, WitBatch, aggregate, filter, flat_map, map, process, window};
 use crate::host::{HostState, PluginMetrics};
 use crate::runtime::{Prepared, Starter, world_of};
 
@@ -28,6 +30,8 @@ pub enum Bound {
     Aggregate(aggregate::AggregatePlugin),
     /// A `window-plugin` instance.
     Window(window::WindowPlugin),
+    /// A `process-plugin` instance.
+    Process(process::ProcessPlugin),
 }
 
 impl Bound {
@@ -38,6 +42,7 @@ impl Bound {
             Bound::FlatMap(_) => OperatorKind::FlatMap,
             Bound::Aggregate(_) => OperatorKind::Aggregate,
             Bound::Window(_) => OperatorKind::Window,
+            Bound::Process(_) => OperatorKind::Process,
         }
     }
 }
@@ -144,6 +149,7 @@ impl WasmOperator {
                 .eddy_plugin_aggregate_function()
                 .call_open(&mut self.store),
             Bound::Window(b) => b.eddy_plugin_window_function().call_open(&mut self.store),
+            Bound::Process(b) => b.eddy_plugin_process_function().call_open(&mut self.store),
         };
         self.end(started);
         self.finish("open", result, None)
@@ -159,6 +165,9 @@ impl WasmOperator {
             });
         }
         let n = input.len();
+        if let Bound::Process(_) = self.bound {
+            return self.process_keyed(input);
+        }
         if let Bound::Aggregate(_) | Bound::Window(_) = self.bound {
             return Err(self.contract(
                 "*",
@@ -200,7 +209,9 @@ impl WasmOperator {
                     .select(&keep)
                     .map_err(|e| self.contract("filter-batch", e.to_string()))
             }
-            Bound::Aggregate(_) | Bound::Window(_) => unreachable!("refused above"),
+            Bound::Aggregate(_) | Bound::Window(_) | Bound::Process(_) => {
+                unreachable!("handled above")
+            }
             Bound::FlatMap(b) => {
                 let result = b
                     .eddy_plugin_flat_map_operator()
@@ -310,6 +321,89 @@ fn preview(value: &[u8]) -> String {
         format!("{text}…")
     } else {
         text.into_owned()
+    }
+}
+
+impl WasmOperator {
+    /// Runs a process function: the events of each key in one call, with that key's
+    /// state current.
+    fn process_keyed(&mut self, input: Batch) -> Result<Batch, WasmError> {
+        let mut groups: std::collections::BTreeMap<Vec<u8>, Batch> = Default::default();
+        for i in 0..input.len() {
+            let key = input.key(i).unwrap_or_default().to_vec();
+            let _ = groups.entry(key).or_default().push_from(&input, i);
+        }
+        let mut out = Batch::default();
+        for (key, events) in groups {
+            let latest = events
+                .timestamps
+                .iter()
+                .copied()
+                .filter(|&t| t != eddy_core::NO_TIMESTAMP)
+                .max();
+            let wit = WitBatch::from(events);
+            self.store.data_mut().keyed.key = key.clone();
+            self.store.data_mut().keyed.now = SystemClock.now_ms();
+            let started = self.begin();
+            let result = match &self.bound {
+                Bound::Process(b) => {
+                    b.eddy_plugin_process_function()
+                        .call_process_batch(&mut self.store, &key, &wit)
+                }
+                _ => unreachable!("only process instances get here"),
+            };
+            self.end(started);
+            let produced = Batch::from(self.finish("process-batch", result, None)?);
+            self.append_keyed(&mut out, produced, &key, latest, "process-batch")?;
+        }
+        Ok(out)
+    }
+
+    /// Fires the timers of `domain` due at `time`, earliest first.
+    fn fire_timers(&mut self, domain: TimeDomain, time: i64) -> Result<Batch, WasmError> {
+        let mut out = Batch::default();
+        if !matches!(self.bound, Bound::Process(_)) {
+            return Ok(out);
+        }
+        while let Some((ts, key)) = self.store.data_mut().keyed.pop_due(domain, time) {
+            self.store.data_mut().keyed.key = key.clone();
+            let started = self.begin();
+            let result = match &self.bound {
+                Bound::Process(b) => b.eddy_plugin_process_function().call_on_timer(
+                    &mut self.store,
+                    &key,
+                    domain,
+                    ts,
+                ),
+                _ => unreachable!("checked above"),
+            };
+            self.end(started);
+            let produced = Batch::from(self.finish("on-timer", result, None)?);
+            self.append_keyed(&mut out, produced, &key, Some(ts), "on-timer")?;
+        }
+        Ok(out)
+    }
+
+    /// Appends a process function's output, keyed by `key` and stamped `ts` unless set.
+    fn append_keyed(
+        &self,
+        out: &mut Batch,
+        produced: Batch,
+        key: &[u8],
+        ts: Option<i64>,
+        function: &str,
+    ) -> Result<(), WasmError> {
+        self.check(&produced, function)?;
+        self.check_size(&produced, function)?;
+        for e in produced.iter() {
+            out.push(eddy_core::EventRef {
+                key: e.key.or(Some(key)),
+                value: e.value,
+                timestamp: e.timestamp.or(ts),
+            })
+            .map_err(|e| self.contract(function, e.to_string()))?;
+        }
+        Ok(())
     }
 }
 
@@ -424,5 +518,21 @@ impl Operator for WasmOperator {
 
     fn plugin_counters(&self) -> Option<Arc<PluginCounters>> {
         Some(self.counters.clone())
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> Result<Batch, OperatorError> {
+        self.store.data_mut().keyed.watermark = watermark;
+        self.fire_timers(TimeDomain::EventTime, watermark)
+            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+    }
+
+    fn on_processing_time(&mut self, now: i64) -> Result<Batch, OperatorError> {
+        self.store.data_mut().keyed.now = now;
+        self.fire_timers(TimeDomain::ProcessingTime, now)
+            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+    }
+
+    fn take_side_outputs(&mut self) -> Vec<(String, Batch)> {
+        std::mem::take(&mut self.store.data_mut().keyed.side)
     }
 }

@@ -15,7 +15,7 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::WasmError;
-use crate::bindings::{aggregate, base, filter, flat_map, map, window};
+use crate::bindings::{aggregate, base, filter, flat_map, map, process, window};
 use crate::cache::ComponentCache;
 use crate::host::{HostState, InstanceInfo, MemoryMeter};
 use crate::operator::{Bound, WasmOperator};
@@ -98,6 +98,8 @@ pub enum Prepared {
     Aggregate(aggregate::AggregatePluginPre<HostState>),
     /// A `window-plugin`.
     Window(window::WindowPluginPre<HostState>),
+    /// A `process-plugin`.
+    Process(process::ProcessPluginPre<HostState>),
 }
 
 /// What starting an instance needs, shared by the runtime and every operator (which
@@ -155,6 +157,9 @@ impl Starter {
                 Bound::Aggregate(pre.instantiate(&mut store).map_err(link_err)?)
             }
             Prepared::Window(pre) => Bound::Window(pre.instantiate(&mut store).map_err(link_err)?),
+            Prepared::Process(pre) => {
+                Bound::Process(pre.instantiate(&mut store).map_err(link_err)?)
+            }
         };
         Ok((store, bound))
     }
@@ -216,6 +221,7 @@ pub fn world_of(kind: OperatorKind) -> (&'static str, String) {
         OperatorKind::FlatMap => ("flat-map-plugin", "flat-map-operator"),
         OperatorKind::Aggregate => ("aggregate-plugin", "aggregate-function"),
         OperatorKind::Window => ("window-plugin", "window-function"),
+        OperatorKind::Process => ("process-plugin", "process-function"),
     };
     (world, format!("eddy:plugin/{interface}@{WIT_VERSION}"))
 }
@@ -241,8 +247,14 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| WasmError::Engine(format!("linking WASI: {e:#}")))?;
-        base::PluginBase::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| WasmError::Engine(format!("linking host interfaces: {e:#}")))?;
+        let link =
+            |e: wasmtime::Error| WasmError::Engine(format!("linking host interfaces: {e:#}"));
+        type Own = wasmtime::component::HasSelf<HostState>;
+        base::PluginBase::add_to_linker::<_, Own>(&mut linker, |s| s).map_err(link)?;
+        process::eddy::plugin::state::add_to_linker::<_, Own>(&mut linker, |s| s).map_err(link)?;
+        process::eddy::plugin::timers::add_to_linker::<_, Own>(&mut linker, |s| s).map_err(link)?;
+        process::eddy::plugin::side_output::add_to_linker::<_, Own>(&mut linker, |s| s)
+            .map_err(link)?;
         let ticker = if config.epoch {
             let stop = Arc::new(AtomicBool::new(false));
             let (flag, ticking) = (stop.clone(), engine.clone());
@@ -362,6 +374,9 @@ impl Runtime {
             }
             OperatorKind::Window => {
                 Prepared::Window(window::WindowPluginPre::new(pre).map_err(link_err)?)
+            }
+            OperatorKind::Process => {
+                Prepared::Process(process::ProcessPluginPre::new(pre).map_err(link_err)?)
             }
         };
         lock(&self.prepared).insert(cache_key, prepared.clone());

@@ -72,6 +72,16 @@ world!(
     "eddy_sdk::__private::window"
 );
 
+world!(
+    process,
+    "process-plugin",
+    "__export_process_plugin",
+    "eddy_sdk::__private::process"
+);
+
+/// The WIT time domain.
+pub type WitTimeDomain = base::eddy::plugin::types::TimeDomain;
+
 /// The WIT window record.
 pub type WitWindow = base::eddy::plugin::types::Window;
 

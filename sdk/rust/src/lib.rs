@@ -41,7 +41,7 @@ pub use error::Error;
 pub use event::Event;
 pub use run::{
     aggregate_add, aggregate_create, aggregate_merge, aggregate_result, run_filter, run_flat_map,
-    run_map, run_window,
+    run_map, run_process, run_timer, run_window,
 };
 pub use serde;
 pub use serde_json::{self, Value, json};
@@ -109,9 +109,93 @@ pub trait WindowProcess: Sized + 'static {
     ) -> Result<(), Error>;
 }
 
+/// Which clock a timer follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// Event time: fires when the watermark passes the timestamp.
+    EventTime,
+    /// Processing time: fires when the host's clock passes the timestamp.
+    ProcessingTime,
+}
+
+/// A timer that fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timer {
+    /// The clock it followed.
+    pub domain: TimeDomain,
+    /// When it was due, in ms.
+    pub timestamp: i64,
+}
+
+/// A stateful, event-driven function over a keyed stream: keyed state
+/// ([`keyed::ValueState`] and friends, owned by the host), timers and side outputs.
+pub trait Process: Sized + 'static {
+    /// Creates the function once per instance, from the step's configuration; declare
+    /// state handles here.
+    fn open(ctx: &Context) -> Result<Self, Error>;
+    /// Handles the events of one key (its state is the current one).
+    fn process(
+        &mut self,
+        key: &[u8],
+        events: &[Event<'_>],
+        out: &mut Emitter<'_>,
+    ) -> Result<(), Error>;
+    /// A timer registered for `key` fired.
+    fn on_timer(&mut self, key: &[u8], timer: Timer, out: &mut Emitter<'_>) -> Result<(), Error> {
+        let _ = (key, timer, out);
+        Ok(())
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub mod keyed;
+
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
 pub mod __private;
+
+/// Exports a [`Process`] implementation as the component's `process-function`.
+#[macro_export]
+macro_rules! export_process {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::__private::{PluginError, Vec, WitBatch, WitTimeDomain};
+            struct __EddyExport;
+            impl $crate::__private::process::exports::eddy::plugin::process_function::Guest
+                for __EddyExport
+            {
+                fn open() -> ::core::result::Result<(), PluginError> {
+                    $crate::__private::open::<$ty>(<$ty as $crate::Process>::open)
+                }
+                fn process_batch(
+                    key: Vec<u8>,
+                    input: WitBatch,
+                ) -> ::core::result::Result<WitBatch, PluginError> {
+                    let input = $crate::Batch::from(input);
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        $crate::run_process(op, &key, &input).map(WitBatch::from)
+                    })
+                }
+                fn on_timer(
+                    key: Vec<u8>,
+                    domain: WitTimeDomain,
+                    timestamp: i64,
+                ) -> ::core::result::Result<WitBatch, PluginError> {
+                    let domain = match domain {
+                        WitTimeDomain::EventTime => $crate::TimeDomain::EventTime,
+                        WitTimeDomain::ProcessingTime => $crate::TimeDomain::ProcessingTime,
+                    };
+                    let timer = $crate::Timer { domain, timestamp };
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        $crate::run_timer(op, &key, timer).map(WitBatch::from)
+                    })
+                }
+            }
+            $crate::__private::process::__export_process_plugin!(__EddyExport);
+        };
+    };
+}
 
 /// Exports a [`WindowProcess`] implementation as the component's `window-function`.
 #[macro_export]

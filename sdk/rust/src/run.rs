@@ -3,7 +3,9 @@
 
 use eddy_batch::Batch;
 
-use crate::{Aggregate, Emitter, Error, Event, Filter, FlatMap, Map, Window, WindowProcess};
+use crate::{
+    Aggregate, Emitter, Error, Event, Filter, FlatMap, Map, Process, Timer, Window, WindowProcess,
+};
 
 fn at(index: usize) -> impl FnOnce(Error) -> Error {
     move |mut e| {
@@ -77,6 +79,33 @@ pub fn run_window<W: WindowProcess>(
         origin: 0,
     };
     op.process(key, window, &events, &mut emit)?;
+    Ok(out)
+}
+
+/// Runs a [`Process`] function over the events of one key.
+pub fn run_process<P: Process>(op: &mut P, key: &[u8], input: &Batch) -> Result<Batch, Error> {
+    let events: Vec<Event<'_>> = input.iter().map(|inner| Event { inner }).collect();
+    let mut out = Batch::default();
+    let mut origins = Vec::new();
+    let mut emit = Emitter {
+        out: &mut out,
+        origins: &mut origins,
+        origin: 0,
+    };
+    op.process(key, &events, &mut emit)?;
+    Ok(out)
+}
+
+/// Runs a [`Process`] function's timer callback.
+pub fn run_timer<P: Process>(op: &mut P, key: &[u8], timer: Timer) -> Result<Batch, Error> {
+    let mut out = Batch::default();
+    let mut origins = Vec::new();
+    let mut emit = Emitter {
+        out: &mut out,
+        origins: &mut origins,
+        origin: 0,
+    };
+    op.on_timer(key, timer, &mut emit)?;
     Ok(out)
 }
 
