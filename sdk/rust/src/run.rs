@@ -63,6 +63,19 @@ pub fn run_flat_map<T: FlatMap>(op: &mut T, input: &Batch) -> Result<(Batch, Vec
     Ok((out, origins))
 }
 
+/// Runs `f` with an emitter into a fresh batch, for outputs that do not descend from
+/// single input events (so no origins are kept).
+fn collect(f: impl FnOnce(&mut Emitter<'_>) -> Result<(), Error>) -> Result<Batch, Error> {
+    let mut out = Batch::default();
+    let mut origins = Vec::new();
+    f(&mut Emitter {
+        out: &mut out,
+        origins: &mut origins,
+        origin: 0,
+    })?;
+    Ok(out)
+}
+
 /// Runs a [`WindowProcess`] over one key's window.
 pub fn run_window<W: WindowProcess>(
     op: &mut W,
@@ -71,42 +84,18 @@ pub fn run_window<W: WindowProcess>(
     input: &Batch,
 ) -> Result<Batch, Error> {
     let events: Vec<Event<'_>> = input.iter().map(|inner| Event { inner }).collect();
-    let mut out = Batch::default();
-    let mut origins = Vec::new();
-    let mut emit = Emitter {
-        out: &mut out,
-        origins: &mut origins,
-        origin: 0,
-    };
-    op.process(key, window, &events, &mut emit)?;
-    Ok(out)
+    collect(|emit| op.process(key, window, &events, emit))
 }
 
 /// Runs a [`Process`] function over the events of one key.
 pub fn run_process<P: Process>(op: &mut P, key: &[u8], input: &Batch) -> Result<Batch, Error> {
     let events: Vec<Event<'_>> = input.iter().map(|inner| Event { inner }).collect();
-    let mut out = Batch::default();
-    let mut origins = Vec::new();
-    let mut emit = Emitter {
-        out: &mut out,
-        origins: &mut origins,
-        origin: 0,
-    };
-    op.process(key, &events, &mut emit)?;
-    Ok(out)
+    collect(|emit| op.process(key, &events, emit))
 }
 
 /// Runs a [`Process`] function's timer callback.
 pub fn run_timer<P: Process>(op: &mut P, key: &[u8], timer: Timer) -> Result<Batch, Error> {
-    let mut out = Batch::default();
-    let mut origins = Vec::new();
-    let mut emit = Emitter {
-        out: &mut out,
-        origins: &mut origins,
-        origin: 0,
-    };
-    op.on_timer(key, timer, &mut emit)?;
-    Ok(out)
+    collect(|emit| op.on_timer(key, timer, emit))
 }
 
 fn decode<A: Aggregate>(acc: &[u8]) -> Result<A::Acc, Error> {
