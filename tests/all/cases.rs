@@ -163,6 +163,8 @@ cases! {
     window_global => "tests/cases/window-global/job.yaml",
     window_process => "tests/cases/window-process/job.yaml",
     process_function => "tests/cases/process-function/job.yaml",
+    window_join => "tests/cases/window-join/job.yaml",
+    interval_join => "tests/cases/interval-join/job.yaml",
     window_function => "tests/cases/window-function/job.yaml",
     window_function_session => "tests/cases/window-function-session/job.yaml",
     managed_exhausted => "tests/cases/managed-exhausted/job.yaml",

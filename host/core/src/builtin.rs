@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use crate::batch::{Batch, EventRef};
 use crate::expr::Expr;
 use crate::job::{Job, RollingSpec, Step, StepOp};
+use crate::join::JoinOperator;
 use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{Operator, OperatorError, OperatorFactory};
@@ -138,6 +139,10 @@ pub fn builtin_operator(
     let pools = ctx.pools;
     Some(Ok(match &step.op {
         StepOp::Plugin { .. } => return None,
+        StepOp::Join(spec) => match JoinOperator::new(&name, spec, pools.clone()) {
+            Ok(op) => Box::new(op),
+            Err(m) => return Some(Err(OperatorError::new(&name, m))),
+        },
         StepOp::Window(spec) => match window_operator(step, spec, ctx) {
             Ok(op) => op,
             Err(e) => return Some(Err(e)),

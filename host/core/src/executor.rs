@@ -12,6 +12,7 @@ use crate::channel::{Channel, Closed, Message};
 use crate::deadletter::DeadLetters;
 use crate::exchange::{Exchange, SendError};
 use crate::job::{Job, StepOp};
+use crate::join::JoinInput;
 use crate::memory::Pools;
 use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, PluginEntry, Role};
 use crate::operator::{Operator, OperatorError, OperatorFactory};
@@ -497,7 +498,11 @@ impl Dataflow {
                     let mut sources = Vec::new();
                     for (j, (name, spec)) in job.sources.iter().enumerate() {
                         if i < source_parallelism(spec) {
-                            sources.push((j, open_source(name, spec, i)?));
+                            let mut source = open_source(name, spec, i)?;
+                            if let Some(StepOp::Join(join)) = job.steps.first().map(|s| &s.op) {
+                                source = JoinInput::wrap(name, source, join);
+                            }
+                            sources.push((j, source));
                         }
                     }
                     Input::Sources(sources)

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::expr::Expr;
+use crate::join::JoinSpec;
 use crate::memory::{ByteSize, MemoryBudget, MemorySpec};
 use crate::sandbox::{DEFAULT_MAX_STACK, OnError, Sandbox, SandboxSpec};
 use crate::time::Span;
@@ -232,6 +233,8 @@ pub struct StepSpec {
     pub rolling: Option<RollingSpec>,
     /// Built-in: event-time windows per key with aggregates.
     pub window: Option<WindowSpec>,
+    /// Built-in: a window or interval join of two sources (the first step only).
+    pub join: Option<Box<JoinSpec>>,
     /// Parameters handed to the plugin as a JSON object.
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
@@ -346,6 +349,8 @@ pub enum StepOp {
     Rolling(RollingSpec),
     /// Event-time windows per key.
     Window(Box<WindowSpec>),
+    /// A join of two sources.
+    Join(Box<JoinSpec>),
 }
 
 impl StepOp {
@@ -369,6 +374,18 @@ impl StepOp {
                 Ok(Assigner::Global(count)) => format!("window global every {count} events"),
                 Err(_) => "window".into(),
             },
+            StepOp::Join(j) => format!(
+                "{} join {}.{} = {}.{}",
+                if j.window.is_some() {
+                    "window"
+                } else {
+                    "interval"
+                },
+                j.left.source,
+                j.left.key,
+                j.right.source,
+                j.right.key
+            ),
         }
     }
 }
@@ -686,6 +703,41 @@ impl Resolver<'_> {
                 Ok((name, s))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        for (i, step) in steps.iter().enumerate() {
+            let StepOp::Join(join) = &step.op else {
+                continue;
+            };
+            let what = format!("steps[{i}] ({})", step.name);
+            if i != 0 {
+                return Err(self.invalid(what, "join:", "a join must be the first step".into()));
+            }
+            for side in [&join.left, &join.right] {
+                let Some((_, source)) = sources.iter().find(|(n, _)| *n == side.source) else {
+                    return Err(self.invalid(
+                        what,
+                        "join:",
+                        format!("no source named {:?}", side.source),
+                    ));
+                };
+                if source.event_time().is_none() {
+                    return Err(self.invalid(
+                        what,
+                        "join:",
+                        format!("source {:?} needs `event-time` to be joined", side.source),
+                    ));
+                }
+            }
+            if let Some((name, _)) = sources
+                .iter()
+                .find(|(n, _)| *n != join.left.source && *n != join.right.source)
+            {
+                return Err(self.invalid(
+                    what,
+                    "join:",
+                    format!("source {name:?} is neither side of the join"),
+                ));
+            }
+        }
         let (side_sinks, sinks): (Vec<_>, Vec<_>) =
             sinks.into_iter().partition(|(_, s)| s.input().is_some());
         if sinks.is_empty() {
@@ -849,6 +901,7 @@ impl Resolver<'_> {
             ("select", spec.select.is_some()),
             ("rolling", spec.rolling.is_some()),
             ("window", spec.window.is_some()),
+            ("join", spec.join.is_some()),
         ] {
             if set {
                 chosen.push((key, None));
@@ -945,6 +998,14 @@ impl Resolver<'_> {
                     .assigner()
                     .map_err(|m| self.invalid(format!("{label}.window"), "window:", m))?;
                 StepOp::Window(Box::new(window))
+            }
+            ("join", None) => {
+                let join = spec.join.clone().ok_or_else(|| {
+                    self.invalid(label.clone(), &hint, "a join step needs `join:`".into())
+                })?;
+                join.check()
+                    .map_err(|m| self.invalid(format!("{label}.join"), "join:", m))?;
+                StepOp::Join(join)
             }
             (_, None) => StepOp::Rolling(spec.rolling.unwrap_or(RollingSpec::Count)),
         };

@@ -10,6 +10,7 @@ pub mod executor;
 pub mod expr;
 pub mod generator;
 pub mod job;
+pub mod join;
 pub mod memory;
 pub mod metrics;
 pub mod operator;

@@ -65,12 +65,15 @@ impl Plan {
         let mut after_key_by = false;
         for (i, step) in job.steps.iter().enumerate() {
             let prev_p = stages.last().map_or(1, |s| s.parallelism);
-            let edge = edge(step.partition, after_key_by, prev_p, step.parallelism).map_err(
-                |message| PlanError {
-                    step: step.name.clone(),
-                    message,
-                },
-            )?;
+            // A join's sources key their events for it: its input always hashes.
+            let keyed_input = after_key_by || matches!(step.op, StepOp::Join(_));
+            let edge =
+                edge(step.partition, keyed_input, prev_p, step.parallelism).map_err(|message| {
+                    PlanError {
+                        step: step.name.clone(),
+                        message,
+                    }
+                })?;
             keyed = match edge {
                 Partition::Hash => true,
                 Partition::Forward => keyed,

@@ -194,7 +194,7 @@ impl WindowSpec {
 
 impl Assigner {
     /// The windows `[start, end)` an event at `ts` belongs to (a session's is its own).
-    fn windows(self, ts: i64) -> Vec<(i64, i64)> {
+    pub(crate) fn windows(self, ts: i64) -> Vec<(i64, i64)> {
         match self {
             Assigner::Tumbling(size) => {
                 let start = ts - ts.rem_euclid(size);
