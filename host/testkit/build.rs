@@ -14,6 +14,7 @@ const PLUGINS: &[&str] = &[
     "distinct-count",
     "session-summary",
     "order-summary",
+    "top-count",
     "eddy-bench-guest",
 ];
 

@@ -137,6 +137,8 @@ cases! {
     example_amount_filter => "plugins/amount-filter/job.yaml",
     example_word_split => "plugins/word-split/job.yaml",
     example_hostile => "plugins/hostile/job.yaml",
+    example_hot_items => "plugins/jobs/hot-items.yaml",
+    example_sessions => "plugins/jobs/sessions.yaml",
     malformed_yaml => "tests/cases/malformed-yaml/job.yaml",
     unknown_field => "tests/cases/unknown-field/job.yaml",
     missing_plugin => "tests/cases/missing-plugin/job.yaml",
