@@ -15,6 +15,7 @@ const PLUGINS: &[&str] = &[
     "session-summary",
     "order-summary",
     "top-count",
+    "max-rows",
     "eddy-bench-guest",
 ];
 

@@ -139,6 +139,7 @@ cases! {
     example_hostile => "plugins/hostile/job.yaml",
     example_hot_items => "plugins/jobs/hot-items.yaml",
     example_sessions => "plugins/jobs/sessions.yaml",
+    example_highest_bid => "plugins/jobs/highest-bid.yaml",
     malformed_yaml => "tests/cases/malformed-yaml/job.yaml",
     unknown_field => "tests/cases/unknown-field/job.yaml",
     missing_plugin => "tests/cases/missing-plugin/job.yaml",

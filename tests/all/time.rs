@@ -75,8 +75,8 @@ fn without_idleness_a_silent_input_holds_the_windows_back() {
     );
 }
 
-fn generated_windows(parallelism: u32) -> String {
-    let scratch = Scratch::new(&format!("windows_p{parallelism}"));
+fn generated_windows(test: &str, parallelism: u32) -> String {
+    let scratch = Scratch::new(&format!("{test}_p{parallelism}"));
     let job = format!(
         "name: windows\nparallelism: {parallelism}\nsources:\n  - type: generator\n    count: 20000\n    seed: 3\n    event-time: {{ field: ts }}\nsteps:\n  - key-by: customer\n  - window:\n      sliding: {{ size: 20s, slide: 5s }}\n      aggregate: {{ orders: count, largest: {{ max: amount }}, smallest: {{ min: amount }} }}\n      function: {{ plugin: distinct_count.wasm, params: {{ field: currency }}, output: currencies }}\nsinks:\n  - type: stdout\n"
     );
@@ -97,9 +97,9 @@ fn windows_are_identical_at_parallelism_1_and_2() {
         lines.sort();
         lines
     };
-    let one = sorted(generated_windows(1));
+    let one = sorted(generated_windows("parallel", 1));
     assert!(one.len() > 1000, "{} windows", one.len());
-    assert_eq!(one, sorted(generated_windows(2)));
+    assert_eq!(one, sorted(generated_windows("parallel", 2)));
     let total: u64 = one
         .iter()
         .map(|l| {
@@ -117,8 +117,8 @@ fn windows_are_identical_at_parallelism_1_and_2() {
 
 #[test]
 fn the_same_event_time_job_twice_gives_byte_identical_output() {
-    let first = generated_windows(1);
-    assert_eq!(first, generated_windows(1));
+    let first = generated_windows("rerun_a", 1);
+    assert_eq!(first, generated_windows("rerun_b", 1));
 }
 
 #[test]

@@ -227,8 +227,8 @@ pub struct StepSpec {
     /// Built-in: keeps events for which the expression holds.
     #[serde(rename = "where")]
     pub where_: Option<String>,
-    /// Built-in: replaces each event by an object of named expressions.
-    pub select: Option<BTreeMap<String, String>>,
+    /// Built-in: replaces each event by an object of named expressions (in this order).
+    pub select: Option<indexmap::IndexMap<String, String>>,
     /// Built-in: a running aggregate per key, emitted on every event.
     pub rolling: Option<RollingSpec>,
     /// Built-in: event-time windows per key with aggregates.
