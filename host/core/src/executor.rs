@@ -20,7 +20,7 @@ use crate::plan::{Plan, PlanError};
 use crate::sandbox::OnError;
 use crate::sideoutput::SideOutput;
 use crate::sink::{Sink, SinkError, open_sink};
-use crate::source::{Source, SourceError, open_source, source_parallelism};
+use crate::source::{Alignments, Source, SourceError, open_source, source_parallelism};
 use crate::time::{Clock, SystemClock};
 use crate::watermark::{Change, WatermarkTracker};
 
@@ -489,6 +489,7 @@ impl Dataflow {
                 })
                 .collect(),
         );
+        let alignments = Alignments::default();
         // Tasks are assembled first and given the metrics once every plugin is known.
         let mut parts = Vec::new();
         let mut plugins = Vec::new();
@@ -498,7 +499,7 @@ impl Dataflow {
                     let mut sources = Vec::new();
                     for (j, (name, spec)) in job.sources.iter().enumerate() {
                         if i < source_parallelism(spec) {
-                            let mut source = open_source(name, spec, i)?;
+                            let mut source = open_source(name, spec, i, &alignments)?;
                             if let Some(StepOp::Join(join)) = job.steps.first().map(|s| &s.op) {
                                 source = JoinInput::wrap(name, source, join);
                             }

@@ -7,6 +7,7 @@ use crate::batch::Batch;
 use crate::generator::Generator;
 use crate::job::{EventTimeSpec, Format, SourceSpec};
 use crate::time::Span;
+use crate::watermark::AlignmentGroup;
 
 /// A producer of batches.
 pub trait Source: Send {
@@ -74,12 +75,36 @@ pub fn open_source(
     name: &str,
     spec: &SourceSpec,
     subtask: u32,
+    alignment: &Alignments,
 ) -> Result<Box<dyn Source>, SourceError> {
     let source = open_plain(name, spec, subtask)?;
     Ok(match spec.event_time() {
         None => source,
-        Some(event_time) => Box::new(TimedSource::new(name, source, event_time)),
+        Some(event_time) => {
+            let group = event_time.align.as_ref().map(|a| {
+                let group = alignment.group(&a.group, a.max_drift.millis());
+                let split = group.join();
+                (group, split)
+            });
+            Box::new(TimedSource::new(name, source, event_time, group))
+        }
     })
+}
+
+/// The alignment groups of a job, created as sources join them.
+#[derive(Debug, Default)]
+pub struct Alignments {
+    groups: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<AlignmentGroup>>>,
+}
+
+impl Alignments {
+    fn group(&self, name: &str, max_drift: i64) -> std::sync::Arc<AlignmentGroup> {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups
+            .entry(name.to_owned())
+            .or_insert_with(|| std::sync::Arc::new(AlignmentGroup::new(max_drift)))
+            .clone()
+    }
 }
 
 fn open_plain(name: &str, spec: &SourceSpec, subtask: u32) -> Result<Box<dyn Source>, SourceError> {
@@ -317,10 +342,16 @@ struct TimedSource {
     idle_timeout: Option<Duration>,
     max_seen: Option<i64>,
     last_event: Instant,
+    alignment: Option<(std::sync::Arc<AlignmentGroup>, usize)>,
 }
 
 impl TimedSource {
-    fn new(name: &str, inner: Box<dyn Source>, spec: &EventTimeSpec) -> Self {
+    fn new(
+        name: &str,
+        inner: Box<dyn Source>,
+        spec: &EventTimeSpec,
+        alignment: Option<(std::sync::Arc<AlignmentGroup>, usize)>,
+    ) -> Self {
         TimedSource {
             name: name.to_owned(),
             inner,
@@ -329,13 +360,24 @@ impl TimedSource {
             idle_timeout: spec.idle_timeout.map(|s| s.0),
             max_seen: None,
             last_event: Instant::now(),
+            alignment,
         }
     }
 }
 
 impl Source for TimedSource {
     fn poll(&mut self, max: usize) -> Result<Option<Batch>, SourceError> {
+        if let Some((group, split)) = &self.alignment {
+            group.report(*split, self.watermark().unwrap_or(i64::MIN), self.idle());
+            if !group.may_read(*split) {
+                std::thread::sleep(Duration::from_millis(1));
+                return Ok(Some(Batch::default()));
+            }
+        }
         let Some(mut batch) = self.inner.poll(max)? else {
+            if let Some((group, split)) = &self.alignment {
+                group.end(*split);
+            }
             return Ok(None);
         };
         if batch.is_empty() {
@@ -424,8 +466,20 @@ mod tests {
             parallelism: None,
             event_time: None,
         };
-        let a = drain(open_source("g", &spec, 0).unwrap().as_mut(), 4).unwrap();
-        let b = drain(open_source("g", &spec, 0).unwrap().as_mut(), 7).unwrap();
+        let a = drain(
+            open_source("g", &spec, 0, &Alignments::default())
+                .unwrap()
+                .as_mut(),
+            4,
+        )
+        .unwrap();
+        let b = drain(
+            open_source("g", &spec, 0, &Alignments::default())
+                .unwrap()
+                .as_mut(),
+            7,
+        )
+        .unwrap();
         assert_eq!(a.len(), 10);
         assert_eq!(a, b);
     }
@@ -441,9 +495,23 @@ mod tests {
             parallelism: Some(p),
             event_time: None,
         };
-        let single = drain(open_source("g", &spec(1), 0).unwrap().as_mut(), 4).unwrap();
+        let single = drain(
+            open_source("g", &spec(1), 0, &Alignments::default())
+                .unwrap()
+                .as_mut(),
+            4,
+        )
+        .unwrap();
         let mut split: Vec<String> = (0..3)
-            .flat_map(|i| drain(open_source("g", &spec(3), i).unwrap().as_mut(), 2).unwrap())
+            .flat_map(|i| {
+                drain(
+                    open_source("g", &spec(3), i, &Alignments::default())
+                        .unwrap()
+                        .as_mut(),
+                    2,
+                )
+                .unwrap()
+            })
             .collect();
         let mut sorted = single.clone();
         split.sort();

@@ -133,3 +133,89 @@ mod tests {
         assert_eq!(t.end(0).watermark, Some(END_OF_TIME));
     }
 }
+
+/// Splits that read in step: a split whose watermark runs ahead of the slowest active
+/// split of its group by more than the allowed drift pauses until the others catch up,
+/// so that one fast split does not fill state with events the others are far behind.
+#[derive(Debug)]
+pub struct AlignmentGroup {
+    max_drift: i64,
+    /// Per split: watermark, idle, ended.
+    splits: std::sync::Mutex<Vec<(i64, bool, bool)>>,
+}
+
+impl AlignmentGroup {
+    /// A group allowing `max_drift` ms between its splits.
+    pub fn new(max_drift: i64) -> Self {
+        AlignmentGroup {
+            max_drift,
+            splits: std::sync::Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(i64, bool, bool)>> {
+        self.splits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins the group; returns the split's number.
+    pub fn join(&self) -> usize {
+        let mut splits = self.lock();
+        splits.push((BEGINNING_OF_TIME, false, false));
+        splits.len() - 1
+    }
+
+    /// Split `split` is at `watermark` and is idle or not.
+    pub fn report(&self, split: usize, watermark: i64, idle: bool) {
+        if let Some(s) = self.lock().get_mut(split) {
+            s.0 = s.0.max(watermark);
+            s.1 = idle;
+        }
+    }
+
+    /// Split `split` ended.
+    pub fn end(&self, split: usize) {
+        if let Some(s) = self.lock().get_mut(split) {
+            s.2 = true;
+        }
+    }
+
+    /// Whether split `split` may read on: it is not ahead of the slowest active split
+    /// by more than the drift.
+    pub fn may_read(&self, split: usize) -> bool {
+        let splits = self.lock();
+        let Some(own) = splits.get(split).map(|s| s.0) else {
+            return true;
+        };
+        let slowest = splits
+            .iter()
+            .filter(|(_, idle, ended)| !idle && !ended)
+            .map(|s| s.0)
+            .min();
+        slowest.is_none_or(|min| own <= min.saturating_add(self.max_drift))
+    }
+}
+
+#[cfg(test)]
+mod alignment_tests {
+    use super::*;
+
+    #[test]
+    fn a_split_ahead_by_more_than_the_drift_waits() {
+        let group = AlignmentGroup::new(100);
+        let (a, b) = (group.join(), group.join());
+        group.report(a, 1_000, false);
+        group.report(b, 950, false);
+        assert!(group.may_read(a), "50 ms ahead is within the drift");
+        group.report(a, 1_200, false);
+        assert!(!group.may_read(a), "250 ms ahead must wait");
+        assert!(group.may_read(b));
+        group.report(b, 1_150, false);
+        assert!(group.may_read(a), "caught up");
+        group.report(a, 5_000, false);
+        group.report(b, 1_150, true);
+        assert!(group.may_read(a), "an idle split holds nobody back");
+        group.report(b, 1_150, false);
+        group.end(b);
+        assert!(group.may_read(a), "an ended split holds nobody back");
+    }
+}
