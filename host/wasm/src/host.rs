@@ -162,7 +162,7 @@ impl HostState {
         Ok(HostState {
             wasi,
             table: ResourceTable::new(),
-            keyed: crate::keyed::KeyedState::default(),
+            keyed: crate::keyed::KeyedState::new(meter.pools.clone()),
             info,
             metrics: PluginMetrics::default(),
             stdout,

@@ -29,9 +29,41 @@ struct Stamped<T> {
     written: i64,
 }
 
+/// What an entry of state weighs in managed memory.
+trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for Vec<u8> {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Weigh for Vec<Vec<u8>> {
+    fn weight(&self) -> usize {
+        self.iter().map(|v| v.len() + 8).sum()
+    }
+}
+
+impl Weigh for BTreeMap<Vec<u8>, Vec<u8>> {
+    fn weight(&self) -> usize {
+        self.iter().map(|(k, v)| k.len() + v.len() + 16).sum()
+    }
+}
+
+/// Bytes an entry costs beyond its contents (name, key, bookkeeping).
+fn entry_weight<T: Weigh>(id: &StateId, value: &T) -> usize {
+    id.0.len() + id.1.len() + 64 + value.weight()
+}
+
 /// The keyed state of one instance, with the key and clocks of the current call.
 #[derive(Debug, Default)]
 pub struct KeyedState {
+    /// The pools whose managed memory the state is charged to.
+    pub(crate) pools: Option<std::sync::Arc<eddy_core::memory::Pools>>,
+    /// Bytes charged so far.
+    charged: usize,
     /// The key being processed.
     pub(crate) key: Vec<u8>,
     /// Processing time of the current call (ms).
@@ -55,19 +87,49 @@ fn domain_code(domain: TimeDomain) -> u8 {
 }
 
 impl KeyedState {
-    fn live<T>(
-        map: &mut Table<T>,
+    /// Empty state charged to `pools.managed`.
+    pub(crate) fn new(pools: Option<std::sync::Arc<eddy_core::memory::Pools>>) -> Self {
+        let mut state = KeyedState::default();
+        state.pools = pools;
+        state
+    }
+
+    fn live<'a, T: Weigh>(
+        map: &'a mut Table<T>,
         id: StateId,
         ttl: Option<u64>,
         now: i64,
-    ) -> Option<&mut Stamped<T>> {
+        freed: &mut usize,
+    ) -> Option<&'a mut Stamped<T>> {
         let expired = map
             .get(&id)
             .is_some_and(|s| ttl.is_some_and(|t| now.saturating_sub(s.written) >= t as i64));
-        if expired {
-            map.remove(&id);
+        if expired && let Some(gone) = map.remove(&id) {
+            *freed += entry_weight(&id, &gone.value);
         }
         map.get_mut(&id)
+    }
+
+    /// Adjusts the managed memory charged for an entry that went from `before` to
+    /// `after` bytes; more memory than the pool has is an error that traps the plugin.
+    fn recharge(&mut self, before: usize, after: usize) -> wasmtime::Result<()> {
+        if after > before {
+            if let Some(pools) = &self.pools {
+                pools.managed.try_reserve(after - before).map_err(|e| {
+                    wasmtime::Error::msg(format!(
+                        "keyed state: {e}; raise memory.managed in the job file"
+                    ))
+                })?;
+            }
+            self.charged += after - before;
+        } else {
+            let freed = (before - after).min(self.charged);
+            if let Some(pools) = &self.pools {
+                pools.managed.release(freed);
+            }
+            self.charged -= freed;
+        }
+        Ok(())
     }
 
     fn id(&self, handle: &StateHandle) -> StateId {
@@ -95,16 +157,33 @@ fn handle(state: &HostState, r: &Resource<StateHandle>) -> Result<StateHandle> {
 
 impl state::Host for HostState {}
 
-impl HostState {
-    /// The current key's entry of state `h` in `map`, expired entries removed.
-    fn current<'a, T>(
-        keyed: &'a mut KeyedState,
+impl Drop for KeyedState {
+    fn drop(&mut self) {
+        if let Some(pools) = &self.pools {
+            pools.managed.release(self.charged);
+        }
+    }
+}
+
+impl KeyedState {
+    /// Runs `change` on the current key's entry of state `h` (expired ones removed first,
+    /// `None` when there is none) and charges the difference to managed memory.
+    fn update<T: Weigh, R>(
+        &mut self,
         pick: fn(&mut KeyedState) -> &mut Table<T>,
         h: &StateHandle,
-    ) -> Option<&'a mut Stamped<T>> {
-        let id = keyed.id(h);
-        let now = keyed.now;
-        KeyedState::live(pick(keyed), id, h.ttl_ms, now)
+        change: impl FnOnce(&mut Table<T>, &StateId, i64) -> R,
+    ) -> wasmtime::Result<R> {
+        let id = self.id(h);
+        let now = self.now;
+        let mut freed = 0;
+        let table = pick(self);
+        KeyedState::live(table, id.clone(), h.ttl_ms, now, &mut freed);
+        let before = table.get(&id).map_or(0, |s| entry_weight(&id, &s.value));
+        let result = change(table, &id, now);
+        let after = table.get(&id).map_or(0, |s| entry_weight(&id, &s.value));
+        self.recharge(before + freed, after)?;
+        Ok(result)
     }
 }
 
@@ -115,22 +194,39 @@ impl state::HostValueState for HostState {
 
     fn get(&mut self, r: Resource<StateHandle>) -> Result<Option<Vec<u8>>> {
         let h = handle(self, &r)?;
-        Ok(Self::current(&mut self.keyed, |k| &mut k.values, &h).map(|s| s.value.clone()))
+        self.keyed.update(
+            |k| &mut k.values,
+            &h,
+            |t, id, _| t.get(id).map(|s| s.value.clone()),
+        )
     }
 
     fn set(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> Result<()> {
         let h = handle(self, &r)?;
-        let id = self.keyed.id(&h);
-        let written = self.keyed.now;
-        self.keyed.values.insert(id, Stamped { value, written });
-        Ok(())
+        self.keyed.update(
+            |k| &mut k.values,
+            &h,
+            |t, id, now| {
+                t.insert(
+                    id.clone(),
+                    Stamped {
+                        value,
+                        written: now,
+                    },
+                );
+            },
+        )
     }
 
     fn clear(&mut self, r: Resource<StateHandle>) -> Result<()> {
         let h = handle(self, &r)?;
-        let id = self.keyed.id(&h);
-        self.keyed.values.remove(&id);
-        Ok(())
+        self.keyed.update(
+            |k| &mut k.values,
+            &h,
+            |t, id, _| {
+                t.remove(id);
+            },
+        )
     }
 
     fn drop(&mut self, r: Resource<StateHandle>) -> Result<()> {
@@ -146,52 +242,55 @@ impl state::HostListState for HostState {
 
     fn get(&mut self, r: Resource<StateHandle>) -> Result<Vec<Vec<u8>>> {
         let h = handle(self, &r)?;
-        Ok(Self::current(&mut self.keyed, |k| &mut k.lists, &h)
-            .map(|s| s.value.clone())
-            .unwrap_or_default())
+        self.keyed.update(
+            |k| &mut k.lists,
+            &h,
+            |t, id, _| t.get(id).map(|s| s.value.clone()).unwrap_or_default(),
+        )
     }
 
     fn add(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> Result<()> {
         let h = handle(self, &r)?;
-        let now = self.keyed.now;
-        match Self::current(&mut self.keyed, |k| &mut k.lists, &h) {
-            Some(s) => {
-                s.value.push(value);
-                s.written = now;
-            }
-            None => {
-                let id = self.keyed.id(&h);
-                self.keyed.lists.insert(
-                    id,
-                    Stamped {
-                        value: vec![value],
-                        written: now,
-                    },
-                );
-            }
-        }
-        Ok(())
+        self.keyed.update(
+            |k| &mut k.lists,
+            &h,
+            |t, id, now| {
+                let entry = t.entry(id.clone()).or_insert(Stamped {
+                    value: Vec::new(),
+                    written: now,
+                });
+                entry.value.push(value);
+                entry.written = now;
+            },
+        )
     }
 
     fn replace(&mut self, r: Resource<StateHandle>, values: Vec<Vec<u8>>) -> Result<()> {
         let h = handle(self, &r)?;
-        let id = self.keyed.id(&h);
-        let written = self.keyed.now;
-        self.keyed.lists.insert(
-            id,
-            Stamped {
-                value: values,
-                written,
+        self.keyed.update(
+            |k| &mut k.lists,
+            &h,
+            |t, id, now| {
+                t.insert(
+                    id.clone(),
+                    Stamped {
+                        value: values,
+                        written: now,
+                    },
+                );
             },
-        );
-        Ok(())
+        )
     }
 
     fn clear(&mut self, r: Resource<StateHandle>) -> Result<()> {
         let h = handle(self, &r)?;
-        let id = self.keyed.id(&h);
-        self.keyed.lists.remove(&id);
-        Ok(())
+        self.keyed.update(
+            |k| &mut k.lists,
+            &h,
+            |t, id, _| {
+                t.remove(id);
+            },
+        )
     }
 
     fn drop(&mut self, r: Resource<StateHandle>) -> Result<()> {
@@ -207,58 +306,69 @@ impl state::HostMapState for HostState {
 
     fn get(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
         let h = handle(self, &r)?;
-        Ok(Self::current(&mut self.keyed, |k| &mut k.maps, &h)
-            .and_then(|s| s.value.get(&key).cloned()))
+        self.keyed.update(
+            |k| &mut k.maps,
+            &h,
+            |t, id, _| t.get(id).and_then(|s| s.value.get(&key).cloned()),
+        )
     }
 
     fn put(&mut self, r: Resource<StateHandle>, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
         let h = handle(self, &r)?;
-        let now = self.keyed.now;
-        match Self::current(&mut self.keyed, |k| &mut k.maps, &h) {
-            Some(s) => {
-                s.value.insert(key, value);
-                s.written = now;
-            }
-            None => {
-                let id = self.keyed.id(&h);
-                let value = BTreeMap::from([(key, value)]);
-                self.keyed.maps.insert(
-                    id,
-                    Stamped {
-                        value,
-                        written: now,
-                    },
-                );
-            }
-        }
-        Ok(())
+        self.keyed.update(
+            |k| &mut k.maps,
+            &h,
+            |t, id, now| {
+                let entry = t.entry(id.clone()).or_insert(Stamped {
+                    value: BTreeMap::new(),
+                    written: now,
+                });
+                entry.value.insert(key, value);
+                entry.written = now;
+            },
+        )
     }
 
     fn remove(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> Result<()> {
         let h = handle(self, &r)?;
-        if let Some(s) = Self::current(&mut self.keyed, |k| &mut k.maps, &h) {
-            s.value.remove(&key);
-        }
-        Ok(())
+        self.keyed.update(
+            |k| &mut k.maps,
+            &h,
+            |t, id, _| {
+                if let Some(s) = t.get_mut(id) {
+                    s.value.remove(&key);
+                }
+            },
+        )
     }
 
     fn entries(&mut self, r: Resource<StateHandle>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let h = handle(self, &r)?;
-        Ok(Self::current(&mut self.keyed, |k| &mut k.maps, &h)
-            .map(|s| {
-                s.value
-                    .iter()
-                    .map(|(a, b)| (a.clone(), b.clone()))
-                    .collect()
-            })
-            .unwrap_or_default())
+        self.keyed.update(
+            |k| &mut k.maps,
+            &h,
+            |t, id, _| {
+                t.get(id)
+                    .map(|s| {
+                        s.value
+                            .iter()
+                            .map(|(a, b)| (a.clone(), b.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            },
+        )
     }
 
     fn clear(&mut self, r: Resource<StateHandle>) -> Result<()> {
         let h = handle(self, &r)?;
-        let id = self.keyed.id(&h);
-        self.keyed.maps.remove(&id);
-        Ok(())
+        self.keyed.update(
+            |k| &mut k.maps,
+            &h,
+            |t, id, _| {
+                t.remove(id);
+            },
+        )
     }
 
     fn drop(&mut self, r: Resource<StateHandle>) -> Result<()> {
@@ -315,13 +425,14 @@ mod tests {
                 written: 1_000,
             },
         );
-        assert!(KeyedState::live(&mut map, id.clone(), Some(500), 1_499).is_some());
-        assert!(
-            KeyedState::live(&mut map, id.clone(), None, 99_999).is_some(),
-            "no TTL, no expiry"
-        );
-        assert!(KeyedState::live(&mut map, id.clone(), Some(500), 1_500).is_none());
+        let mut freed = 0;
+        assert!(KeyedState::live(&mut map, id.clone(), Some(500), 1_499, &mut freed).is_some());
+        let no_ttl = KeyedState::live(&mut map, id.clone(), None, 99_999, &mut freed);
+        assert!(no_ttl.is_some(), "no TTL, no expiry");
+        assert_eq!(freed, 0);
+        assert!(KeyedState::live(&mut map, id.clone(), Some(500), 1_500, &mut freed).is_none());
         assert!(map.is_empty(), "an expired entry is removed");
+        assert_eq!(freed, 1 + 1 + 64 + 1, "and its memory is freed");
     }
 
     #[test]

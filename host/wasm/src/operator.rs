@@ -294,7 +294,7 @@ impl WasmOperator {
                         "overflowed its stack (sandbox.max-stack)".to_owned()
                     }
                     Some(code) => code.to_string(),
-                    None => format!("{trap:#}"),
+                    None => trap.root_cause().to_string(),
                 };
                 if let Some(refused) = self.store.data_mut().meter.refused.take() {
                     message.push_str(&format!(" (after a refused memory growth: {refused})"));
