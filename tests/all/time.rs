@@ -151,16 +151,20 @@ fn processing_time_windows_fire_by_the_clock_and_lose_nothing() {
 
 #[test]
 fn joins_give_the_same_pairs_at_parallelism_2() {
-    for case in ["window-join", "interval-join"] {
-        let folder = eddy_testkit::repo_root().join("tests/cases").join(case);
-        let scratch = Scratch::with_case(&format!("{case}_p2"), &folder);
-        let job = std::fs::read_to_string(scratch.0.join("job.yaml")).expect("job");
+    for (case, file) in [
+        ("plugins/jobs", "new-users"),
+        ("tests/cases/interval-join", "job"),
+    ] {
+        let folder = eddy_testkit::repo_root().join(case);
+        let scratch = Scratch::with_case(&format!("{file}_p2"), &folder);
+        let job = std::fs::read_to_string(scratch.0.join(format!("{file}.yaml"))).expect("job");
         let job = job.replacen("sources:", "parallelism: 2\nsources:", 1);
-        std::fs::write(scratch.0.join("job.yaml"), job).expect("job");
-        let out = eddy(&["run", "--quiet", "job.yaml"], &scratch.0);
+        std::fs::write(scratch.0.join("p2.yaml"), job).expect("job");
+        let out = eddy(&["run", "--quiet", "p2.yaml"], &scratch.0);
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{case}: {stderr}");
-        let expected = std::fs::read_to_string(folder.join("job.expected")).expect("expected");
+        let expected =
+            std::fs::read_to_string(folder.join(format!("{file}.expected"))).expect("expected");
         let sorted = |s: &str| {
             let mut lines: Vec<&str> = s.lines().collect();
             lines.sort_unstable();
