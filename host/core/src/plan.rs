@@ -206,11 +206,13 @@ impl fmt::Display for PlanView<'_> {
             }
             let mut chain: Vec<String> = Vec::new();
             if stage.sources {
-                chain.extend(
-                    job.sources.iter().map(|(name, spec)| {
-                        format!("source {name} (×{})", source_parallelism(spec))
-                    }),
-                );
+                // A union of sources feeds the chain together.
+                let sources: Vec<String> = job
+                    .sources
+                    .iter()
+                    .map(|(name, spec)| format!("source {name} (×{})", source_parallelism(spec)))
+                    .collect();
+                chain.push(sources.join(" + "));
             }
             chain.extend(stage.steps.iter().map(|&s| {
                 let step = &job.steps[s];
