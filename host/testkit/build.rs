@@ -90,7 +90,30 @@ fn main() {
             path_str(&file)
         ));
     }
+    consts.push_str(&python_plugin(&root, &target));
     std::fs::write(out.join("plugins.rs"), consts).expect("cannot write plugins.rs");
+}
+
+/// Builds the Python twin of `currency-convert` with componentize-py.
+fn python_plugin(root: &Path, target: &Path) -> String {
+    let file = target.join("python/currency_convert_py.wasm");
+    std::fs::create_dir_all(target.join("python")).expect("python output dir");
+    let status = Command::new("componentize-py")
+        .arg("-d")
+        .arg(root.join("wit"))
+        .args(["-w", "map-plugin", "componentize", "-p"])
+        .arg(root.join("plugins/currency-convert-py"))
+        .arg("-p")
+        .arg(root.join("sdk/python"))
+        .args(["app", "-o"])
+        .arg(&file)
+        .status()
+        .expect("componentize-py is needed to build the Python plugin: run .ci/setup (pip install componentize-py==0.25.1)");
+    assert!(status.success(), "building the Python plugin failed");
+    format!(
+        "/// The Python twin of `currency-convert`.\npub const CURRENCY_CONVERT_PY: &str = {:?};\n",
+        path_str(&file)
+    )
 }
 
 fn path_str(p: &Path) -> String {

@@ -4,6 +4,7 @@
 mod cases;
 mod cli;
 mod engine;
+mod polyglot;
 mod sandbox;
 mod support;
 mod time;

@@ -23,6 +23,9 @@ use crate::operator::{Bound, WasmOperator};
 /// The package version every export and import name carries.
 pub const WIT_VERSION: &str = "0.1.0";
 
+/// Core instances a component may hold (Python components hold about a dozen).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+
 /// How often the epoch advances: the granularity of CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -236,10 +239,12 @@ impl Runtime {
             .max_wasm_stack(config.max_stack);
         if config.pooling {
             let mut pool = PoolingAllocationConfig::default();
+            // Components built from other languages hold several core modules (an
+            // interpreter, libc, adapters): leave room for them in every slot.
             pool.total_component_instances(config.max_instances)
-                .total_core_instances(config.max_instances * 4)
-                .total_memories(config.max_instances * 2)
-                .total_tables(config.max_instances * 4)
+                .total_core_instances(config.max_instances * CORE_INSTANCES_PER_COMPONENT)
+                .total_memories(config.max_instances * 4)
+                .total_tables(config.max_instances * CORE_INSTANCES_PER_COMPONENT)
                 .max_memory_size(config.max_memory_bytes);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
