@@ -167,6 +167,7 @@ cases! {
     window_global => "tests/cases/window-global/job.yaml",
     window_process => "tests/cases/window-process/job.yaml",
     process_function => "tests/cases/process-function/job.yaml",
+    process_dead_letter => "tests/cases/process-dead-letter/job.yaml",
     process_state_exhausted => "tests/cases/process-state-exhausted/job.yaml",
     interval_join => "tests/cases/interval-join/job.yaml",
     window_function => "tests/cases/window-function/job.yaml",

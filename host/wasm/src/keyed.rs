@@ -22,6 +22,10 @@ pub struct StateHandle {
 type StateId = (String, Vec<u8>);
 /// Entries of one kind of state.
 type Table<T> = HashMap<StateId, Stamped<T>>;
+/// Entries as they were before a call changed them (`None`: absent).
+type UndoLog<T> = Vec<(StateId, Option<Stamped<T>>)>;
+/// A timer: when, domain code, key.
+type TimerEntry = (i64, u8, Vec<u8>);
 
 #[derive(Clone, Debug)]
 struct Stamped<T> {
@@ -57,6 +61,66 @@ fn entry_weight<T: Weigh>(id: &StateId, value: &T) -> usize {
     id.0.len() + id.1.len() + 64 + value.weight()
 }
 
+/// One kind of state: where its table and its undo records live.
+trait Kind {
+    type T: Weigh + Clone;
+    const CODE: u8;
+    fn table(k: &mut KeyedState) -> &mut Table<Self::T>;
+    fn log(j: &mut Journal) -> &mut UndoLog<Self::T>;
+}
+
+struct Values;
+struct Lists;
+struct Maps;
+
+impl Kind for Values {
+    type T = Vec<u8>;
+    const CODE: u8 = 0;
+    fn table(k: &mut KeyedState) -> &mut Table<Vec<u8>> {
+        &mut k.values
+    }
+    fn log(j: &mut Journal) -> &mut UndoLog<Vec<u8>> {
+        &mut j.values
+    }
+}
+
+impl Kind for Lists {
+    type T = Vec<Vec<u8>>;
+    const CODE: u8 = 1;
+    fn table(k: &mut KeyedState) -> &mut Table<Vec<Vec<u8>>> {
+        &mut k.lists
+    }
+    fn log(j: &mut Journal) -> &mut UndoLog<Vec<Vec<u8>>> {
+        &mut j.lists
+    }
+}
+
+impl Kind for Maps {
+    type T = BTreeMap<Vec<u8>, Vec<u8>>;
+    const CODE: u8 = 2;
+    fn table(k: &mut KeyedState) -> &mut Table<Self::T> {
+        &mut k.maps
+    }
+    fn log(j: &mut Journal) -> &mut UndoLog<Self::T> {
+        &mut j.maps
+    }
+}
+
+/// What the current call changed, so that a failed call leaves no trace: its writes,
+/// timers and side outputs are undone before the events are tried again.
+#[derive(Debug, Default)]
+struct Journal {
+    active: bool,
+    seen: std::collections::HashSet<(u8, StateId)>,
+    values: UndoLog<Vec<u8>>,
+    lists: UndoLog<Vec<Vec<u8>>>,
+    maps: UndoLog<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Timers added (`true`) or removed (`false`), in order.
+    timers: Vec<(bool, TimerEntry)>,
+    side: usize,
+    charged: usize,
+}
+
 /// The keyed state of one instance, with the key and clocks of the current call.
 #[derive(Debug, Default)]
 pub struct KeyedState {
@@ -74,9 +138,10 @@ pub struct KeyedState {
     lists: Table<Vec<Vec<u8>>>,
     maps: Table<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Registered timers: (time, 0 = event time / 1 = processing time, key).
-    timers: BTreeSet<(i64, u8, Vec<u8>)>,
+    timers: BTreeSet<TimerEntry>,
     /// Side-output events of the current call, by tag.
     pub(crate) side: Vec<(String, Batch)>,
+    journal: Journal,
 }
 
 fn domain_code(domain: TimeDomain) -> u8 {
@@ -144,7 +209,7 @@ impl KeyedState {
             .iter()
             .find(|(t, d, _)| *d == code && *t <= time)
             .cloned()?;
-        self.timers.remove(&due);
+        self.set_timer(due.clone(), false);
         Some((due.0, due.2))
     }
 }
@@ -166,24 +231,81 @@ impl Drop for KeyedState {
 }
 
 impl KeyedState {
-    /// Runs `change` on the current key's entry of state `h` (expired ones removed first,
-    /// `None` when there is none) and charges the difference to managed memory.
-    fn update<T: Weigh, R>(
+    /// Runs `change` on the current key's entry of state `h` (expired ones removed first)
+    /// and charges the difference to managed memory; remembers the entry as it was
+    /// before the call's first change, to undo a failed call.
+    fn update<K: Kind, R>(
         &mut self,
-        pick: fn(&mut KeyedState) -> &mut Table<T>,
         h: &StateHandle,
-        change: impl FnOnce(&mut Table<T>, &StateId, i64) -> R,
+        change: impl FnOnce(&mut Table<K::T>, &StateId, i64) -> R,
     ) -> wasmtime::Result<R> {
         let id = self.id(h);
         let now = self.now;
+        if self.journal.active && self.journal.seen.insert((K::CODE, id.clone())) {
+            let old = K::table(self).get(&id).cloned();
+            K::log(&mut self.journal).push((id.clone(), old));
+        }
         let mut freed = 0;
-        let table = pick(self);
+        let table = K::table(self);
         KeyedState::live(table, id.clone(), h.ttl_ms, now, &mut freed);
         let before = table.get(&id).map_or(0, |s| entry_weight(&id, &s.value));
         let result = change(table, &id, now);
         let after = table.get(&id).map_or(0, |s| entry_weight(&id, &s.value));
         self.recharge(before + freed, after)?;
         Ok(result)
+    }
+
+    /// Adds (`true`) or removes a timer, remembering the change for an undo.
+    fn set_timer(&mut self, timer: TimerEntry, add: bool) {
+        let changed = if add {
+            self.timers.insert(timer.clone())
+        } else {
+            self.timers.remove(&timer)
+        };
+        if changed && self.journal.active {
+            self.journal.timers.push((add, timer));
+        }
+    }
+
+    /// Starts a call whose effects can be undone.
+    pub(crate) fn begin(&mut self) {
+        self.journal = Journal {
+            active: true,
+            side: self.side.len(),
+            charged: self.charged,
+            ..Journal::default()
+        };
+    }
+
+    /// The call succeeded: its effects stay.
+    pub(crate) fn commit(&mut self) {
+        self.journal = Journal::default();
+    }
+
+    /// The call failed: puts back what it changed and drops what it emitted.
+    pub(crate) fn rollback(&mut self) {
+        let journal = std::mem::take(&mut self.journal);
+        fn restore<T>(table: &mut Table<T>, log: UndoLog<T>) {
+            for (id, old) in log {
+                match old {
+                    Some(entry) => table.insert(id, entry),
+                    None => table.remove(&id),
+                };
+            }
+        }
+        restore(&mut self.values, journal.values);
+        restore(&mut self.lists, journal.lists);
+        restore(&mut self.maps, journal.maps);
+        for (added, timer) in journal.timers.into_iter().rev() {
+            if added {
+                self.timers.remove(&timer);
+            } else {
+                self.timers.insert(timer);
+            }
+        }
+        self.side.truncate(journal.side);
+        // Restoring entries restores their weight: settle the pool on the old charge.
+        let _ = self.recharge(self.charged, journal.charged);
     }
 }
 
@@ -194,39 +316,28 @@ impl state::HostValueState for HostState {
 
     fn get(&mut self, r: Resource<StateHandle>) -> Result<Option<Vec<u8>>> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.values,
-            &h,
-            |t, id, _| t.get(id).map(|s| s.value.clone()),
-        )
+        self.keyed
+            .update::<Values, _>(&h, |t, id, _| t.get(id).map(|s| s.value.clone()))
     }
 
     fn set(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.values,
-            &h,
-            |t, id, now| {
-                t.insert(
-                    id.clone(),
-                    Stamped {
-                        value,
-                        written: now,
-                    },
-                );
-            },
-        )
+        self.keyed.update::<Values, _>(&h, |t, id, now| {
+            t.insert(
+                id.clone(),
+                Stamped {
+                    value,
+                    written: now,
+                },
+            );
+        })
     }
 
     fn clear(&mut self, r: Resource<StateHandle>) -> Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.values,
-            &h,
-            |t, id, _| {
-                t.remove(id);
-            },
-        )
+        self.keyed.update::<Values, _>(&h, |t, id, _| {
+            t.remove(id);
+        })
     }
 
     fn drop(&mut self, r: Resource<StateHandle>) -> Result<()> {
@@ -242,55 +353,41 @@ impl state::HostListState for HostState {
 
     fn get(&mut self, r: Resource<StateHandle>) -> Result<Vec<Vec<u8>>> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.lists,
-            &h,
-            |t, id, _| t.get(id).map(|s| s.value.clone()).unwrap_or_default(),
-        )
+        self.keyed.update::<Lists, _>(&h, |t, id, _| {
+            t.get(id).map(|s| s.value.clone()).unwrap_or_default()
+        })
     }
 
     fn add(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.lists,
-            &h,
-            |t, id, now| {
-                let entry = t.entry(id.clone()).or_insert(Stamped {
-                    value: Vec::new(),
-                    written: now,
-                });
-                entry.value.push(value);
-                entry.written = now;
-            },
-        )
+        self.keyed.update::<Lists, _>(&h, |t, id, now| {
+            let entry = t.entry(id.clone()).or_insert(Stamped {
+                value: Vec::new(),
+                written: now,
+            });
+            entry.value.push(value);
+            entry.written = now;
+        })
     }
 
     fn replace(&mut self, r: Resource<StateHandle>, values: Vec<Vec<u8>>) -> Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.lists,
-            &h,
-            |t, id, now| {
-                t.insert(
-                    id.clone(),
-                    Stamped {
-                        value: values,
-                        written: now,
-                    },
-                );
-            },
-        )
+        self.keyed.update::<Lists, _>(&h, |t, id, now| {
+            t.insert(
+                id.clone(),
+                Stamped {
+                    value: values,
+                    written: now,
+                },
+            );
+        })
     }
 
     fn clear(&mut self, r: Resource<StateHandle>) -> Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.lists,
-            &h,
-            |t, id, _| {
-                t.remove(id);
-            },
-        )
+        self.keyed.update::<Lists, _>(&h, |t, id, _| {
+            t.remove(id);
+        })
     }
 
     fn drop(&mut self, r: Resource<StateHandle>) -> Result<()> {
@@ -306,69 +403,51 @@ impl state::HostMapState for HostState {
 
     fn get(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.maps,
-            &h,
-            |t, id, _| t.get(id).and_then(|s| s.value.get(&key).cloned()),
-        )
+        self.keyed.update::<Maps, _>(&h, |t, id, _| {
+            t.get(id).and_then(|s| s.value.get(&key).cloned())
+        })
     }
 
     fn put(&mut self, r: Resource<StateHandle>, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.maps,
-            &h,
-            |t, id, now| {
-                let entry = t.entry(id.clone()).or_insert(Stamped {
-                    value: BTreeMap::new(),
-                    written: now,
-                });
-                entry.value.insert(key, value);
-                entry.written = now;
-            },
-        )
+        self.keyed.update::<Maps, _>(&h, |t, id, now| {
+            let entry = t.entry(id.clone()).or_insert(Stamped {
+                value: BTreeMap::new(),
+                written: now,
+            });
+            entry.value.insert(key, value);
+            entry.written = now;
+        })
     }
 
     fn remove(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.maps,
-            &h,
-            |t, id, _| {
-                if let Some(s) = t.get_mut(id) {
-                    s.value.remove(&key);
-                }
-            },
-        )
+        self.keyed.update::<Maps, _>(&h, |t, id, _| {
+            if let Some(s) = t.get_mut(id) {
+                s.value.remove(&key);
+            }
+        })
     }
 
     fn entries(&mut self, r: Resource<StateHandle>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.maps,
-            &h,
-            |t, id, _| {
-                t.get(id)
-                    .map(|s| {
-                        s.value
-                            .iter()
-                            .map(|(a, b)| (a.clone(), b.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            },
-        )
+        self.keyed.update::<Maps, _>(&h, |t, id, _| {
+            t.get(id)
+                .map(|s| {
+                    s.value
+                        .iter()
+                        .map(|(a, b)| (a.clone(), b.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
     }
 
     fn clear(&mut self, r: Resource<StateHandle>) -> Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update(
-            |k| &mut k.maps,
-            &h,
-            |t, id, _| {
-                t.remove(id);
-            },
-        )
+        self.keyed.update::<Maps, _>(&h, |t, id, _| {
+            t.remove(id);
+        })
     }
 
     fn drop(&mut self, r: Resource<StateHandle>) -> Result<()> {

@@ -87,10 +87,13 @@ impl WasmOperator {
     /// Replaces the instance by a fresh, opened one (after a trap).
     pub fn restart(&mut self) -> Result<(), WasmError> {
         let info = self.store.data().info.clone();
+        // The keyed state belongs to the host, not to the instance: it carries over.
+        let keyed = std::mem::take(&mut self.store.data_mut().keyed);
         // Free the old instance's pool slot and memory before taking new ones.
         let placeholder = self.starter.empty_store(&self.path, info.clone())?;
         drop(std::mem::replace(&mut self.store, placeholder));
-        let (store, bound) = self.starter.start(&self.path, &self.prepared, info)?;
+        let (mut store, bound) = self.starter.start(&self.path, &self.prepared, info)?;
+        store.data_mut().keyed = keyed;
         self.store = store;
         self.bound = bound;
         self.poisoned = false;
@@ -333,6 +336,9 @@ impl WasmOperator {
             let key = input.key(i).unwrap_or_default().to_vec();
             let _ = groups.entry(key).or_default().push_from(&input, i);
         }
+        // One journal for the whole batch: if any key's call fails, none of the batch's
+        // state changes stay, so replaying its events applies each exactly once.
+        self.store.data_mut().keyed.begin();
         let mut out = Batch::default();
         for (key, events) in groups {
             let latest = events
@@ -342,8 +348,9 @@ impl WasmOperator {
                 .filter(|&t| t != eddy_core::NO_TIMESTAMP)
                 .max();
             let wit = WitBatch::from(events);
-            self.store.data_mut().keyed.key = key.clone();
-            self.store.data_mut().keyed.now = SystemClock.now_ms();
+            let keyed = &mut self.store.data_mut().keyed;
+            keyed.key = key.clone();
+            keyed.now = SystemClock.now_ms();
             let started = self.begin();
             let result = match &self.bound {
                 Bound::Process(b) => {
@@ -353,9 +360,19 @@ impl WasmOperator {
                 _ => unreachable!("only process instances get here"),
             };
             self.end(started);
-            let produced = Batch::from(self.finish("process-batch", result, None)?);
-            self.append_keyed(&mut out, produced, &key, latest, "process-batch")?;
+            let produced = match self.finish("process-batch", result, None) {
+                Ok(produced) => Batch::from(produced),
+                Err(e) => {
+                    self.store.data_mut().keyed.rollback();
+                    return Err(e);
+                }
+            };
+            if let Err(e) = self.append_keyed(&mut out, produced, &key, latest, "process-batch") {
+                self.store.data_mut().keyed.rollback();
+                return Err(e);
+            }
         }
+        self.store.data_mut().keyed.commit();
         Ok(out)
     }
 
@@ -365,6 +382,7 @@ impl WasmOperator {
         if !matches!(self.bound, Bound::Process(_)) {
             return Ok(out);
         }
+        self.store.data_mut().keyed.begin();
         while let Some((ts, key)) = self.store.data_mut().keyed.pop_due(domain, time) {
             self.store.data_mut().keyed.key = key.clone();
             let started = self.begin();
@@ -378,9 +396,15 @@ impl WasmOperator {
                 _ => unreachable!("checked above"),
             };
             self.end(started);
-            let produced = Batch::from(self.finish("on-timer", result, None)?);
-            self.append_keyed(&mut out, produced, &key, Some(ts), "on-timer")?;
+            let fired = self.finish("on-timer", result, None).and_then(|produced| {
+                self.append_keyed(&mut out, Batch::from(produced), &key, Some(ts), "on-timer")
+            });
+            if let Err(e) = fired {
+                self.store.data_mut().keyed.rollback();
+                return Err(e);
+            }
         }
+        self.store.data_mut().keyed.commit();
         Ok(out)
     }
 

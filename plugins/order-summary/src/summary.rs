@@ -50,6 +50,9 @@ impl Process for OrderSummary {
     ) -> Result<(), Error> {
         for event in events {
             let order: Order = event.json()?;
+            // A negative amount is a bug upstream: the plugin stops hard (a trap), which
+            // the tests use to show that host-owned state survives a restarted instance.
+            assert!(order.amount >= 0.0, "negative amount {}", order.amount);
             let end = order.ts - order.ts.rem_euclid(BUCKET) + BUCKET;
             let (orders, cents) = self.buckets.get(&end.to_string())?.unwrap_or((0, 0));
             let cents = cents + (order.amount * 100.0).round() as i64;
