@@ -387,8 +387,10 @@ impl WindowOperator {
     }
 
     /// A window whose cleanup time has passed can take no more events.
+    /// In processing time nothing is late: an event that arrives in the millisecond a
+    /// window fired still joins it, and the window fires again at the next tick.
     fn expired(&self, end: i64) -> bool {
-        (end - 1).saturating_add(self.lateness) <= self.watermark
+        self.clock.is_none() && (end - 1).saturating_add(self.lateness) <= self.watermark
     }
 
     fn emit(
@@ -586,7 +588,7 @@ impl WindowOperator {
                 continue;
             }
             // A late event inside the allowed lateness: the window fires again.
-            if window.1 - 1 <= self.watermark {
+            if self.clock.is_none() && window.1 - 1 <= self.watermark {
                 state.fired = true;
                 self.counters.late_updates.fetch_add(1, Ordering::Relaxed);
                 if !updates.iter().any(|(k, w)| k == key && *w == window) {
@@ -801,6 +803,14 @@ mod tests {
         assert_eq!(
             rows(&fired),
             [r#"{"key":"a","window_start":10000,"window_end":11000,"n":2}"#]
+        );
+        // An event in the very millisecond its window fired still counts.
+        clock.set(10_999);
+        op.process(keyed("a", "{}")).unwrap();
+        let straggler = op.on_processing_time(11_000).unwrap();
+        assert_eq!(
+            rows(&straggler),
+            [r#"{"key":"a","window_start":10000,"window_end":11000,"n":1}"#]
         );
         let rest = op.on_watermark(crate::watermark::END_OF_TIME).unwrap();
         assert_eq!(
