@@ -121,7 +121,7 @@ sinks:
             break;
         }
         lines += chunk[..n].iter().filter(|&&b| b == b'\n').count();
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let mut err = String::new();
     stderr.read_to_string(&mut err).expect("read stderr");
