@@ -117,7 +117,7 @@ fn tenant_quotas_and_roots_are_enforced() {
     write(
         &scratch.0,
         "tenants.yaml",
-        "tenants:\n  acme:\n    root: acme\n    max-cpu-deadline-ms: 100\n    max-instances: 2\n",
+        "tenants:\n  acme:\n    root: acme\n    max-cpu-deadline-ms: 100\n    max-instances: 2\n    max-output: 64mb\n    max-stack: 1mb\n",
     );
     let job = |extra: &str, sink: &str| {
         format!(
@@ -151,6 +151,30 @@ fn tenant_quotas_and_roots_are_enforced() {
             .contains("does not allow 3 plugin instances (max-instances 2)"),
         "{}",
         text(&wide).1
+    );
+    let big_output = run(job(
+        "    sandbox: { cpu-deadline-ms: 50, max-output: 128mb }\n",
+        "acme/out.jsonl",
+    ));
+    assert!(
+        text(&big_output)
+            .1
+            .contains("a max-output of 128.0 MiB (max-output 64.0 MiB)"),
+        "{}",
+        text(&big_output).1
+    );
+    let deep = run(
+        job("    sandbox: { cpu-deadline-ms: 50 }\n", "acme/out.jsonl").replace(
+            "tenant: acme\n",
+            "tenant: acme\nsandbox: { max-stack: 4mb }\n",
+        ),
+    );
+    assert!(
+        text(&deep)
+            .1
+            .contains("a WASM stack of 4.0 MiB (max-stack 1.0 MiB)"),
+        "{}",
+        text(&deep).1
     );
     let escape = run(job(
         "    sandbox: { cpu-deadline-ms: 50 }\n",

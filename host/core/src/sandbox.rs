@@ -16,6 +16,8 @@ pub const DEFAULT_CPU_DEADLINE: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_OUTPUT: ByteSize = ByteSize(64 << 20);
 /// WASM stack when nothing says otherwise.
 pub const DEFAULT_MAX_STACK: ByteSize = ByteSize(512 << 10);
+/// Table elements (function references) an instance may hold when nothing says otherwise.
+pub const DEFAULT_MAX_TABLE_ELEMENTS: u64 = 1_000_000;
 
 /// The `sandbox` section, at job level (defaults for every plugin step) or on a step.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -29,6 +31,8 @@ pub struct SandboxSpec {
     pub max_output: Option<ByteSize>,
     /// WASM stack size, bounding recursion (job level only: it is an engine setting).
     pub max_stack: Option<ByteSize>,
+    /// Most table elements (function references) one instance may hold.
+    pub max_table_elements: Option<u64>,
     /// Host directories the plugin may open.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
@@ -75,6 +79,8 @@ pub struct Sandbox {
     pub fuel: Option<u64>,
     /// Most bytes one call may return.
     pub max_output: ByteSize,
+    /// Most table elements one instance may hold.
+    pub max_table_elements: u64,
     /// Granted directories: host path, guest path, writable.
     pub dirs: Vec<DirGrant>,
     /// Granted environment.
@@ -92,6 +98,7 @@ impl Default for Sandbox {
             cpu_deadline: DEFAULT_CPU_DEADLINE,
             fuel: None,
             max_output: DEFAULT_MAX_OUTPUT,
+            max_table_elements: DEFAULT_MAX_TABLE_ELEMENTS,
             dirs: Vec::new(),
             env: BTreeMap::new(),
             network: Vec::new(),
@@ -107,6 +114,7 @@ impl SandboxSpec {
             cpu_deadline_ms: step.cpu_deadline_ms.or(self.cpu_deadline_ms),
             fuel: step.fuel.or(self.fuel),
             max_output: step.max_output.or(self.max_output),
+            max_table_elements: step.max_table_elements.or(self.max_table_elements),
             max_stack: self.max_stack,
             dirs: [self.dirs.clone(), step.dirs.clone()].concat(),
             env: self
@@ -154,6 +162,9 @@ impl SandboxSpec {
                 .map_or(default.cpu_deadline, Duration::from_millis),
             fuel: self.fuel,
             max_output: self.max_output.unwrap_or(default.max_output),
+            max_table_elements: self
+                .max_table_elements
+                .unwrap_or(default.max_table_elements),
             dirs,
             env: self.env.clone(),
             network,

@@ -26,6 +26,12 @@ pub struct Quotas {
     pub max_cpu_deadline_ms: Option<u64>,
     /// Most fuel per plugin call; when set, every plugin step must meter fuel.
     pub max_fuel: Option<u64>,
+    /// Largest output one plugin call may return.
+    pub max_output: Option<ByteSize>,
+    /// Largest WASM stack a job may ask for.
+    pub max_stack: Option<ByteSize>,
+    /// Most table elements one plugin instance may hold.
+    pub max_table_elements: Option<u64>,
     /// Whether plugins may be granted network addresses (default: no).
     #[serde(default)]
     pub network: bool,
@@ -124,6 +130,14 @@ impl Tenants {
                 "{instances} plugin instances (max-instances {max})"
             )));
         }
+        if let Some(max) = quotas.max_stack
+            && job.max_stack > max
+        {
+            return Err(deny(format!(
+                "a WASM stack of {} (max-stack {max})",
+                job.max_stack
+            )));
+        }
         if let Some(max) = quotas.max_memory
             && job.memory.process > max
         {
@@ -150,6 +164,22 @@ impl Tenants {
                     "step {:?} {} fuel per call (max-fuel {max}: set sandbox.fuel)",
                     step.name,
                     sandbox.fuel.map_or("unmetered".into(), |f| f.to_string())
+                )));
+            }
+            if let Some(max) = quotas.max_output
+                && sandbox.max_output > max
+            {
+                return Err(deny(format!(
+                    "step {:?} a max-output of {} (max-output {max})",
+                    step.name, sandbox.max_output
+                )));
+            }
+            if let Some(max) = quotas.max_table_elements
+                && sandbox.max_table_elements > max
+            {
+                return Err(deny(format!(
+                    "step {:?} {} table elements (max-table-elements {max})",
+                    step.name, sandbox.max_table_elements
                 )));
             }
             if !quotas.network && !sandbox.network.is_empty() {

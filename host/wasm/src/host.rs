@@ -44,6 +44,7 @@ pub struct PluginMetrics {
 /// pool, so that many instances cannot together exceed the budget.
 pub struct MemoryMeter {
     instance_max: usize,
+    max_table_elements: usize,
     pools: Option<Arc<Pools>>,
     reserved: usize,
     /// Why the last refused growth was refused, for the error that follows it.
@@ -55,10 +56,17 @@ impl MemoryMeter {
     pub fn new(instance_max: usize, pools: Option<Arc<Pools>>) -> Self {
         MemoryMeter {
             instance_max,
+            max_table_elements: eddy_core::sandbox::DEFAULT_MAX_TABLE_ELEMENTS as usize,
             pools,
             reserved: 0,
             refused: None,
         }
+    }
+
+    /// The same meter, capping tables at `elements`.
+    pub fn with_tables(mut self, elements: u64) -> Self {
+        self.max_table_elements = usize::try_from(elements).unwrap_or(usize::MAX);
+        self
     }
 
     /// Bytes of linear memory the instance holds.
@@ -99,7 +107,14 @@ impl wasmtime::ResourceLimiter for MemoryMeter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        if desired > self.max_table_elements {
+            self.refused = Some(format!(
+                "a table of {desired} elements would exceed sandbox.max-table-elements ({})",
+                self.max_table_elements
+            ));
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 

@@ -138,7 +138,8 @@ impl Starter {
         prepared: &Prepared,
         info: InstanceInfo,
     ) -> Result<(Store<HostState>, Bound), WasmError> {
-        let meter = MemoryMeter::new(self.max_memory_bytes, self.pools.clone());
+        let meter = MemoryMeter::new(self.max_memory_bytes, self.pools.clone())
+            .with_tables(info.sandbox.max_table_elements);
         let state = HostState::new(info, meter).map_err(|message| WasmError::Link {
             path: path.to_owned(),
             message,
