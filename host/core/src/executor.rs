@@ -388,7 +388,6 @@ impl Task {
 
 /// A job with every task built, ready to run.
 pub struct Dataflow {
-    plan: Plan,
     side_outputs: Vec<Arc<SideOutput>>,
     /// Native stack of task threads: WASM runs on it, so it must hold the WASM stack.
     thread_stack: usize,
@@ -484,7 +483,7 @@ impl Dataflow {
             grouped
                 .into_iter()
                 .map(|(name, sinks)| {
-                    let output = Arc::new(SideOutput::new(&name, sinks));
+                    let output = Arc::new(SideOutput::new(sinks));
                     (name, output)
                 })
                 .collect(),
@@ -605,7 +604,6 @@ impl Dataflow {
             })
             .collect();
         Ok(Dataflow {
-            plan,
             side_outputs: side_outputs.values().cloned().collect(),
             thread_stack: job.max_stack.0 + (2 << 20),
             tasks,
@@ -613,11 +611,6 @@ impl Dataflow {
             channels: channels.into_iter().flatten().collect(),
             metrics,
         })
-    }
-
-    /// The plan being run.
-    pub fn plan(&self) -> &Plan {
-        &self.plan
     }
 
     /// Live metrics, readable while the job runs.

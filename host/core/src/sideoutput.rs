@@ -8,22 +8,15 @@ use crate::sink::{Sink, SinkError};
 
 /// One named side output and its sinks.
 pub struct SideOutput {
-    name: String,
     sinks: Mutex<Vec<Box<dyn Sink>>>,
 }
 
 impl SideOutput {
-    /// The side output `name`, written to `sinks`.
-    pub fn new(name: &str, sinks: Vec<Box<dyn Sink>>) -> Self {
+    /// A side output written to `sinks`.
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
         SideOutput {
-            name: name.to_owned(),
             sinks: Mutex::new(sinks),
         }
-    }
-
-    /// Its name.
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// Writes a batch to every sink of the side output.
