@@ -38,6 +38,7 @@ fn info() -> InstanceInfo {
         step: "to-eur".into(),
         subtask: 0,
         parallelism: 1,
+        max_parallelism: 128,
         params_json: params().to_string(),
         sandbox: Sandbox::default(),
     }

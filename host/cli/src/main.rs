@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
+use eddy_core::checkpoint::storage;
+use eddy_core::checkpoint::{CheckpointError, Storage};
 use eddy_core::memory::{ByteSize, Pools};
 use eddy_core::plan::{Plan, PlanView};
 use eddy_core::tenant::Tenants;
@@ -85,6 +87,10 @@ enum Command {
         /// Print a live status line every second (default: when stderr is a terminal).
         #[arg(long)]
         status: bool,
+        /// Resume from a checkpoint or savepoint directory, or from the job's latest
+        /// completed checkpoint when no directory is given.
+        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "latest")]
+        restore: Option<PathBuf>,
     },
 }
 
@@ -150,11 +156,15 @@ fn run(cli: Cli) -> Result<()> {
             env,
             quiet,
             status,
+            restore,
         } => {
             let jobs = jobs
                 .iter()
                 .map(|file| env.load(file))
                 .collect::<Result<Vec<_>>>()?;
+            if jobs.len() > 1 && restore.as_ref().is_some_and(|r| r != Path::new("latest")) {
+                bail!("--restore DIR names one job's checkpoint: run one job with it");
+            }
             ctrlc::set_handler(|| {
                 if STOP.swap(true, Ordering::SeqCst) {
                     std::process::exit(130);
@@ -166,7 +176,10 @@ fn run(cli: Cli) -> Result<()> {
             let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = jobs
                     .iter()
-                    .map(|job| scope.spawn(move || run_job(job, quiet, live)))
+                    .map(|job| {
+                        let restore = restore.as_deref();
+                        scope.spawn(move || run_job(job, restore, quiet, live))
+                    })
                     .collect();
                 handles
                     .into_iter()
@@ -195,28 +208,76 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Builds and runs one job to its end.
-fn run_job(job: &Job, quiet: bool, live: bool) -> Result<()> {
+/// Builds and runs one job to its end, restarting it from its latest checkpoint after
+/// a failure as long as its restart strategy allows.
+fn run_job(job: &Job, restore: Option<&Path>, quiet: bool, live: bool) -> Result<()> {
+    let storage = job
+        .checkpoints
+        .as_ref()
+        .map(|c| Storage::new(c.dir.clone().unwrap_or_default(), &job.name, c.retain()));
+    let mut restored = match (restore, &storage) {
+        (None, _) => None,
+        (Some(dir), _) if dir != Path::new("latest") => Some(storage::load(dir)?),
+        (Some(_), Some(storage)) => Some(storage.latest()?),
+        (Some(_), None) => bail!(
+            "job {:?} has no `checkpoints` section, so there is no latest checkpoint to \
+             restore; name a checkpoint directory",
+            job.name
+        ),
+    };
     let pools = Arc::new(Pools::new(&job.memory));
     let runtime = runtime(job, Some(pools.clone()))?;
-    let dataflow = Dataflow::build(job, &runtime, pools)?;
-    let metrics = dataflow.metrics();
-    if let Some(addr) = job.prometheus {
-        let bound = eddy_core::metrics::serve_prometheus(addr, metrics.clone())
-            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-        tracing::info!(job = %job.name, "Prometheus metrics on http://{bound}/metrics");
+    let mut attempt = 0;
+    loop {
+        if let Some(r) = &restored {
+            tracing::info!(job = %job.name, "restoring checkpoint {} from {}", r.id, r.path.display());
+        }
+        let clock = Arc::new(eddy_core::time::SystemClock);
+        let dataflow =
+            Dataflow::build_with(job, &runtime, pools.clone(), clock, restored.as_ref())?;
+        let metrics = dataflow.metrics();
+        // The endpoint serves the first attempt's metrics.
+        if let Some(addr) = job.prometheus.filter(|_| attempt == 0) {
+            let bound = eddy_core::metrics::serve_prometheus(addr, metrics.clone())
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+            tracing::info!(job = %job.name, "Prometheus metrics on http://{bound}/metrics");
+        }
+        let live = live.then(|| status::spawn(metrics.clone()));
+        let result = dataflow.run(&STOP);
+        if let Some(live) = live {
+            live.stop();
+        }
+        let error = match result {
+            Ok(summary) => {
+                if !quiet {
+                    status::print_summary(&job.file, &summary, job.memory.process);
+                    status::print_plugins(&metrics);
+                }
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let Some(storage) = &storage else {
+            return Err(error.into());
+        };
+        attempt += 1;
+        let Some(delay) = job.restart.delay(attempt) else {
+            return Err(anyhow::anyhow!(
+                "{error} (no restart left after {} attempt(s))",
+                attempt - 1
+            ));
+        };
+        tracing::warn!(
+            job = %job.name,
+            "job failed: {error}; restarting from the latest checkpoint in {delay:?} (restart {attempt})"
+        );
+        std::thread::sleep(delay);
+        restored = match storage.latest() {
+            Ok(r) => Some(r),
+            Err(CheckpointError::NoneFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
     }
-    let live = live.then(|| status::spawn(metrics.clone()));
-    let result = dataflow.run(&STOP);
-    if let Some(live) = live {
-        live.stop();
-    }
-    let summary = result?;
-    if !quiet {
-        status::print_summary(&job.file, &summary, job.memory.process);
-        status::print_plugins(&metrics);
-    }
-    Ok(())
 }
 
 /// The WASM runtime sized for `job`: every plugin subtask gets an equal share of the

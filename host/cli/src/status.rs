@@ -101,6 +101,9 @@ pub fn print_summary(file: &Path, summary: &RunSummary, budget: ByteSize) {
         .map(|(name, peak, cap)| format!("{name} {} of {}", ByteSize(*peak), ByteSize(*cap)))
         .collect();
     eprintln!("  memory peaks: {}", pools.join(", "));
+    if let Some((id, dir)) = &summary.checkpoint {
+        eprintln!("  last checkpoint: {id} in {}", dir.display());
+    }
     if let Some(rss) = peak_rss() {
         eprintln!("  peak RSS {} (process budget {budget})", ByteSize(rss));
     }

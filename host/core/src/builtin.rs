@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::batch::{Batch, EventRef};
+use crate::exchange::key_group;
 use crate::expr::Expr;
 use crate::job::{Job, RollingSpec, Step, StepOp};
 use crate::join::JoinOperator;
@@ -13,8 +14,9 @@ use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::sideoutput::SideOutput;
+use crate::state::{Decoder, Encoder, StateEntry};
 use crate::time::Clock;
-use crate::window::{FunctionSpec, WindowFunctions, WindowOperator, WindowSpec};
+use crate::window::{FunctionSpec, WindowEnv, WindowFunctions, WindowOperator, WindowSpec};
 
 /// A built-in step failed on an event.
 #[derive(Debug, thiserror::Error)]
@@ -122,9 +124,12 @@ fn window_operator(
             process,
         },
         late,
-        ctx.pools.clone(),
-        ctx.counters,
-        ctx.clock,
+        WindowEnv {
+            pools: ctx.pools.clone(),
+            counters: ctx.counters,
+            clock: ctx.clock,
+            max_parallelism: ctx.job.max_parallelism,
+        },
     )
     .map_err(|m| OperatorError::new(&step.name, m))?;
     Ok(Box::new(op))
@@ -139,10 +144,12 @@ pub fn builtin_operator(
     let pools = ctx.pools;
     Some(Ok(match &step.op {
         StepOp::Plugin { .. } => return None,
-        StepOp::Join(spec) => match JoinOperator::new(&name, spec, pools.clone()) {
-            Ok(op) => Box::new(op),
-            Err(m) => return Some(Err(OperatorError::new(&name, m))),
-        },
+        StepOp::Join(spec) => {
+            match JoinOperator::new(&name, spec, pools.clone(), ctx.job.max_parallelism) {
+                Ok(op) => Box::new(op),
+                Err(m) => return Some(Err(OperatorError::new(&name, m))),
+            }
+        }
         StepOp::Window(spec) => match window_operator(step, spec, ctx) {
             Ok(op) => op,
             Err(e) => return Some(Err(e)),
@@ -165,6 +172,7 @@ pub fn builtin_operator(
             state: HashMap::new(),
             reserved: 0,
             pools: pools.clone(),
+            max_parallelism: ctx.job.max_parallelism,
         }),
     }))
 }
@@ -272,6 +280,22 @@ struct Rolling {
     state: HashMap<Vec<u8>, Aggregate>,
     reserved: usize,
     pools: Arc<Pools>,
+    max_parallelism: u32,
+}
+
+impl Rolling {
+    /// Charges a new key's state to managed memory.
+    fn reserve(&mut self, key: &[u8]) -> Result<(), OperatorError> {
+        let cost = key.len() + STATE_OVERHEAD;
+        self.pools.managed.try_reserve(cost).map_err(|e| {
+            OperatorError::new(
+                &self.step,
+                format!("{e}; raise memory.managed in the job file"),
+            )
+        })?;
+        self.reserved += cost;
+        Ok(())
+    }
 }
 
 impl Operator for Rolling {
@@ -286,14 +310,7 @@ impl Operator for Rolling {
                 ));
             };
             if !self.state.contains_key(key) {
-                let cost = key.len() + STATE_OVERHEAD;
-                self.pools.managed.try_reserve(cost).map_err(|e| {
-                    OperatorError::new(
-                        &self.step,
-                        format!("{e}; raise memory.managed in the job file"),
-                    )
-                })?;
-                self.reserved += cost;
+                self.reserve(key)?;
             }
             let agg = self.state.entry(key.to_vec()).or_insert_with(|| Aggregate {
                 int_sum: Some(0),
@@ -338,6 +355,44 @@ impl Operator for Rolling {
             push_object(&self.step, &mut out, event, &object)?;
         }
         Ok(out)
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
+        Ok(self
+            .state
+            .iter()
+            .map(|(key, agg)| {
+                let mut e = Encoder::new();
+                e.bytes(key)
+                    .u64(agg.count)
+                    .opt_i64(agg.int_sum)
+                    .f64(agg.float_sum);
+                StateEntry {
+                    key_group: Some(key_group(key, self.max_parallelism)),
+                    bytes: e.finish(),
+                }
+            })
+            .collect())
+    }
+
+    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
+        for entry in entries {
+            let mut d = Decoder::new(&entry.bytes);
+            let decoded = (|| -> Result<_, crate::state::StateError> {
+                let key = d.bytes()?.to_vec();
+                let agg = Aggregate {
+                    count: d.u64()?,
+                    int_sum: d.opt_i64()?,
+                    float_sum: d.f64()?,
+                };
+                Ok((key, agg))
+            })();
+            let (key, agg) = decoded
+                .map_err(|e| OperatorError::new(&self.step, format!("checkpoint state: {e}")))?;
+            self.reserve(&key)?;
+            self.state.insert(key, agg);
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Message {
     Idle(bool),
     /// The sender has no more input: after one from every sender, the input ended.
     EndOfInput,
+    /// Everything the sender sent before belongs to checkpoint `id`, nothing after.
+    Barrier(u64),
 }
 
 impl Message {
@@ -27,7 +29,10 @@ impl Message {
     pub fn byte_size(&self) -> usize {
         match self {
             Message::Data(b) => b.byte_size(),
-            Message::Watermark(_) | Message::Idle(_) | Message::EndOfInput => 0,
+            Message::Watermark(_)
+            | Message::Idle(_)
+            | Message::EndOfInput
+            | Message::Barrier(_) => 0,
         }
     }
 }

@@ -56,6 +56,9 @@ impl DeadLetters {
 
     /// Makes what was written final (file sinks publish).
     pub fn finish(&self) -> Result<(), SinkError> {
-        self.sink.lock().unwrap_or_else(|p| p.into_inner()).finish()
+        self.sink
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .publish()
     }
 }

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use crate::batch::Batch;
 use crate::builtin::{BuiltinContext, builtin_operator};
 use crate::channel::{Channel, Closed, Message};
+use crate::checkpoint::align::Aligner;
+use crate::checkpoint::coordinator::{Barriers, CoordinatorError, Schedule};
+use crate::checkpoint::{CheckpointError, Coordinator, Restored, Storage, TaskId, TaskSnapshot};
 use crate::deadletter::DeadLetters;
 use crate::exchange::{Exchange, SendError};
 use crate::job::{Job, StepOp};
@@ -21,6 +24,7 @@ use crate::sandbox::OnError;
 use crate::sideoutput::SideOutput;
 use crate::sink::{Sink, SinkError, open_sink};
 use crate::source::{Alignments, Source, SourceError, open_source, source_parallelism};
+use crate::state::entries_for;
 use crate::time::{Clock, SystemClock};
 use crate::watermark::{Change, WatermarkTracker};
 
@@ -45,6 +49,12 @@ pub enum RunError {
     /// An exchange could not carry a batch.
     #[error(transparent)]
     Exchange(SendError),
+    /// Checkpoints cannot be written or restored.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint coordinator failed.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
     /// A task thread could not be started.
     #[error("cannot start a task thread: {0}")]
     Thread(std::io::Error),
@@ -66,6 +76,8 @@ pub struct RunSummary {
     pub pools: Vec<(&'static str, usize, usize)>,
     /// Wall-clock time of the run.
     pub elapsed: Duration,
+    /// The last checkpoint that completed: id and directory.
+    pub checkpoint: Option<(u64, std::path::PathBuf)>,
 }
 
 /// A task failed, or stopped because another one did.
@@ -118,6 +130,13 @@ struct Task {
     /// When processing time was last handed to the chain.
     last_tick: i64,
     side_outputs: Arc<HashMap<String, Arc<SideOutput>>>,
+    /// This task's index, in reports to the checkpoint coordinator.
+    id: TaskId,
+    barriers: Barriers,
+    /// Whether the job checkpoints (sources must then report positions).
+    checkpointing: bool,
+    /// The last checkpoint this task snapshotted for.
+    last_barrier: u64,
 }
 
 impl Task {
@@ -134,6 +153,10 @@ impl Task {
                 while live.iter().any(|l| *l) && !stop.load(Ordering::Relaxed) {
                     if abort.load(Ordering::Relaxed) {
                         return Err(TaskError::Aborted);
+                    }
+                    let due = self.barriers.requested();
+                    if due > self.last_barrier {
+                        self.checkpoint(due, &sources)?;
                     }
                     self.tick()?;
                     for i in 0..sources.len() {
@@ -174,51 +197,119 @@ impl Task {
                     let change = tracker.end(i);
                     self.on_change(change)?;
                 }
+                if abort.load(Ordering::Relaxed) {
+                    return Err(TaskError::Aborted);
+                }
+                self.finish(&sources)?;
             }
             Input::Channel { channel, senders } => {
                 let mut tracker = WatermarkTracker::new(senders as usize);
-                let mut ended = 0;
-                while ended < senders {
+                let mut aligner = Aligner::new(senders as usize);
+                while !aligner.done() {
                     self.tick()?;
-                    let (from, message) = match channel.recv_timeout(TICK) {
-                        Ok(Some(received)) => received,
-                        Ok(None) => continue,
-                        Err(Closed) => return Err(TaskError::Aborted),
+                    let (from, message) = match aligner.replayed() {
+                        Some(held) => held,
+                        None => match channel.recv_timeout(TICK) {
+                            Ok(Some(received)) => received,
+                            Ok(None) => continue,
+                            Err(Closed) => return Err(TaskError::Aborted),
+                        },
                     };
-                    let from = from as usize;
-                    let change = match message {
-                        Message::Data(batch) => {
+                    let from_index = from as usize;
+                    let change = match aligner.offer(from, message) {
+                        None => Change::default(),
+                        Some(Message::Data(batch)) => {
                             let first = self.chain.first().map_or(usize::MAX, |c| c.node);
                             self.push(batch, first)?;
                             Change::default()
                         }
-                        Message::Watermark(w) => tracker.update(from, w),
-                        Message::Idle(idle) => tracker.set_idle(from, idle),
-                        Message::EndOfInput => {
-                            ended += 1;
-                            tracker.end(from)
-                        }
+                        Some(Message::Watermark(w)) => tracker.update(from_index, w),
+                        Some(Message::Idle(idle)) => tracker.set_idle(from_index, idle),
+                        Some(Message::EndOfInput) => tracker.end(from_index),
+                        // Barriers are the aligner's.
+                        Some(Message::Barrier(_)) => Change::default(),
                     };
                     self.on_change(change)?;
+                    if let Some(id) = aligner.aligned() {
+                        self.checkpoint(id, &[])?;
+                    }
                 }
+                if abort.load(Ordering::Relaxed) {
+                    return Err(TaskError::Aborted);
+                }
+                self.finish(&[])?;
             }
         }
-        if abort.load(Ordering::Relaxed) {
-            return Err(TaskError::Aborted);
-        }
-        match &mut self.output {
-            Output::Exchange(exchange) => exchange
-                .broadcast(Message::EndOfInput)
-                .map_err(|_| TaskError::Aborted),
-            Output::Sinks(sinks) => {
-                for (_, sink) in sinks {
-                    sink.finish()?;
-                }
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
+    /// A snapshot of the task: sources' positions, operators' state, and the sinks'
+    /// prepared output (for checkpoint `barrier`, or final when `None`).
+    fn snapshot(
+        &mut self,
+        sources: &[(usize, Box<dyn Source>)],
+        barrier: Option<u64>,
+    ) -> Result<TaskSnapshot, TaskError> {
+        let mut snapshot = TaskSnapshot::default();
+        if self.checkpointing {
+            for (node, source) in sources {
+                let name = self.metrics.nodes[*node].name.clone();
+                snapshot
+                    .sources
+                    .push((name, self.subtask as u32, source.position()?));
+            }
+            for link in &mut self.chain {
+                snapshot
+                    .steps
+                    .push((link.step.clone(), link.op.snapshot()?));
+            }
+        }
+        if let Output::Sinks(sinks) = &mut self.output {
+            for (node, sink) in sinks.iter_mut() {
+                let prepared = match barrier {
+                    Some(id) => sink.prepare(id)?,
+                    None => sink.finish()?,
+                };
+                let name = self.metrics.nodes[*node].name.clone();
+                snapshot.sinks.push((name, prepared));
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Checkpoint `id`'s barrier has arrived on every input: snapshot, pass it on,
+    /// acknowledge.
+    fn checkpoint(
+        &mut self,
+        id: u64,
+        sources: &[(usize, Box<dyn Source>)],
+    ) -> Result<(), TaskError> {
+        let snapshot = self.snapshot(sources, Some(id))?;
+        if let Output::Exchange(exchange) = &mut self.output {
+            exchange
+                .broadcast(Message::Barrier(id))
+                .map_err(|_| TaskError::Aborted)?;
+        }
+        self.barriers.ack(self.id, id, snapshot);
+        self.last_barrier = id;
+        Ok(())
+    }
+
+    /// The input ended: the end travels on and the final state goes to the coordinator
+    /// (which commits the sinks once every task has finished).
+    fn finish(&mut self, sources: &[(usize, Box<dyn Source>)]) -> Result<(), TaskError> {
+        if let Output::Exchange(exchange) = &mut self.output {
+            exchange
+                .broadcast(Message::EndOfInput)
+                .map_err(|_| TaskError::Aborted)?;
+        }
+        let snapshot = self.snapshot(sources, None)?;
+        self.barriers.finished(self.id, snapshot);
+        Ok(())
+    }
+}
+
+impl Task {
     /// Hands processing time to the chain every [`TICK`] (processing-time windows).
     fn tick(&mut self) -> Result<(), TaskError> {
         let now = self.clock.now_ms();
@@ -395,6 +486,7 @@ pub struct Dataflow {
     dead_letters: Option<Arc<DeadLetters>>,
     channels: Vec<Arc<Channel>>,
     metrics: Arc<JobMetrics>,
+    coordinator: Coordinator,
 }
 
 impl Dataflow {
@@ -405,17 +497,32 @@ impl Dataflow {
         factory: &dyn OperatorFactory,
         pools: Arc<Pools>,
     ) -> Result<Dataflow, RunError> {
-        Dataflow::build_with_clock(job, factory, pools, Arc::new(SystemClock))
+        Dataflow::build_with(job, factory, pools, Arc::new(SystemClock), None)
     }
 
-    /// [`Dataflow::build`] with a processing-time clock of the caller's choosing.
-    pub fn build_with_clock(
+    /// [`Dataflow::build`] with a processing-time clock of the caller's choosing, and
+    /// with every source, operator and sink restored from `restore` if given.
+    pub fn build_with(
         job: &Job,
         factory: &dyn OperatorFactory,
         pools: Arc<Pools>,
         clock: Arc<dyn Clock>,
+        restore: Option<&Restored>,
     ) -> Result<Dataflow, RunError> {
         let plan = Plan::new(job)?;
+        if let Some(r) = restore
+            && r.max_parallelism != plan.max_parallelism
+        {
+            return Err(CheckpointError::Incompatible {
+                path: r.path.clone(),
+                message: format!(
+                    "it has {} key groups (max-parallelism) and the job {}: keyed state \
+                     cannot be split differently",
+                    r.max_parallelism, plan.max_parallelism
+                ),
+            }
+            .into());
+        }
         let source_stage_p = plan.stages[0].parallelism as usize;
         let counters = |n: usize| {
             (0..n)
@@ -450,7 +557,7 @@ impl Dataflow {
             Some((name, spec)) => Some(Arc::new(DeadLetters::new(
                 &job.name,
                 &job.tenant,
-                open_sink(name, spec)?,
+                open_sink(name, spec, None)?,
             ))),
             None => None,
         };
@@ -477,7 +584,7 @@ impl Dataflow {
             grouped
                 .entry(input)
                 .or_default()
-                .push(open_sink(name, spec)?);
+                .push(open_sink(name, spec, None)?);
         }
         let side_outputs: Arc<HashMap<String, Arc<SideOutput>>> = Arc::new(
             grouped
@@ -499,6 +606,9 @@ impl Dataflow {
                     for (j, (name, spec)) in job.sources.iter().enumerate() {
                         if i < source_parallelism(spec) {
                             let mut source = open_source(name, spec, i, &alignments)?;
+                            if let Some(r) = restore {
+                                restore_source(r, name, spec, i, source.as_mut())?;
+                            }
                             if let Some(StepOp::Join(join)) = job.steps.first().map(|s| &s.op) {
                                 source = JoinInput::wrap(name, source, join);
                             }
@@ -526,10 +636,19 @@ impl Dataflow {
                             subtask: i,
                             clock: clock.clone(),
                         };
-                        let op = match builtin_operator(step, ctx) {
+                        let mut op = match builtin_operator(step, ctx) {
                             Some(op) => op?,
                             None => factory.create(job, step, i, step.parallelism)?,
                         };
+                        if let Some(r) = restore {
+                            let entries = r.step_entries(&step.name);
+                            op.restore(entries_for(
+                                &entries,
+                                i,
+                                step.parallelism,
+                                plan.max_parallelism,
+                            ))?;
+                        }
                         if let (Some(counters), StepOp::Plugin { plugin, .. }) =
                             (op.plugin_counters(), &step.op)
                         {
@@ -557,7 +676,10 @@ impl Dataflow {
                         .sinks
                         .iter()
                         .enumerate()
-                        .map(|(k, (name, spec))| Ok((sink_base + k, open_sink(name, spec)?)))
+                        .map(|(k, (name, spec))| {
+                            let prepared = restore.and_then(|r| r.sink_prepared(name));
+                            Ok((sink_base + k, open_sink(name, spec, prepared)?))
+                        })
                         .collect::<Result<Vec<_>, SinkError>>()?;
                     Output::Sinks(sinks)
                 } else {
@@ -587,9 +709,33 @@ impl Dataflow {
             pools: pools.clone(),
             started: Instant::now(),
         });
+        let schedule = match &job.checkpoints {
+            None => None,
+            Some(spec) => {
+                let dir = spec.dir.clone().unwrap_or_default();
+                let storage = Storage::new(dir, &job.name, spec.retain());
+                Some(Schedule {
+                    first_id: storage.next_id()?,
+                    storage,
+                    interval: spec.interval.0,
+                    timeout: spec.timeout(),
+                })
+            }
+        };
+        let coordinator = Coordinator::new(
+            schedule,
+            parts.iter().map(|p| p.0.clone()).collect(),
+            plan.max_parallelism,
+            job.sinks.clone(),
+        );
         let tasks = parts
             .into_iter()
-            .map(|(name, subtask, input, chain, output)| Task {
+            .enumerate()
+            .map(|(id, (name, subtask, input, chain, output))| Task {
+                id,
+                barriers: coordinator.barriers(),
+                checkpointing: job.checkpoints.is_some(),
+                last_barrier: 0,
                 name,
                 subtask,
                 input,
@@ -610,6 +756,7 @@ impl Dataflow {
             dead_letters,
             channels: channels.into_iter().flatten().collect(),
             metrics,
+            coordinator,
         })
     }
 
@@ -634,7 +781,24 @@ impl Dataflow {
                 c.close();
             }
         };
-        std::thread::scope(|scope| {
+        let mut coordinator = self.coordinator;
+        let coordinator = std::thread::scope(|scope| {
+            let (abort_ref, fail_ref) = (&abort, &fail);
+            let checkpoints = std::thread::Builder::new()
+                .name("checkpoints".into())
+                .spawn_scoped(scope, move || {
+                    if let Err(e) = coordinator.run(abort_ref) {
+                        fail_ref(e.into());
+                    }
+                    coordinator
+                });
+            let checkpoints = match checkpoints {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    fail(RunError::Thread(e));
+                    None
+                }
+            };
             for task in self.tasks {
                 let name = task.name.clone();
                 let (abort, fail) = (&abort, &fail);
@@ -664,6 +828,7 @@ impl Dataflow {
                     fail(RunError::Thread(e));
                 }
             }
+            checkpoints.and_then(|handle| handle.join().ok())
         });
         if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
@@ -676,6 +841,7 @@ impl Dataflow {
         }
         Ok(RunSummary {
             elapsed: started.elapsed(),
+            checkpoint: coordinator.and_then(|c| c.completed),
             ..summary(&self.metrics)
         })
     }
@@ -694,5 +860,36 @@ pub fn summary(metrics: &JobMetrics) -> RunSummary {
             .map(|p| (p.name(), p.peak(), p.capacity()))
             .collect(),
         elapsed: metrics.started.elapsed(),
+        checkpoint: None,
+    }
+}
+
+/// Seeks subtask `subtask` of source `name` to its position in checkpoint `r`.
+fn restore_source(
+    r: &Restored,
+    name: &str,
+    spec: &crate::job::SourceSpec,
+    subtask: u32,
+    source: &mut dyn Source,
+) -> Result<(), RunError> {
+    let had = r.source_subtasks(name);
+    if had == 0 {
+        tracing::warn!(
+            "checkpoint {} has no position for source {name:?}: it starts from the beginning",
+            r.id
+        );
+        return Ok(());
+    }
+    let now = source_parallelism(spec) as usize;
+    match r.source_position(name, subtask) {
+        Some(position) if had == now => Ok(source.seek(position)?),
+        _ => Err(CheckpointError::Incompatible {
+            path: r.path.clone(),
+            message: format!(
+                "source {name:?} ran as {had} subtask(s) and now runs as {now}: a source's \
+                 parallelism must stay the same across a restore"
+            ),
+        }
+        .into()),
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::checkpoint::{CheckpointSpec, RestartSpec};
 use crate::expr::Expr;
 use crate::join::JoinSpec;
 use crate::memory::{ByteSize, MemoryBudget, MemorySpec};
@@ -50,6 +51,12 @@ pub struct JobSpec {
     /// Where steps with `on-error: dead-letter` send the events they fail on.
     #[serde(default)]
     pub dead_letter: Option<SinkSpec>,
+    /// Periodic checkpoints, for exactly-once results across failures (off unless set).
+    #[serde(default)]
+    pub checkpoints: Option<CheckpointSpec>,
+    /// How a failed job restarts from its latest checkpoint.
+    #[serde(default)]
+    pub restart: RestartSpec,
     /// Where events come from; several sources are read as a union.
     pub sources: Vec<SourceSpec>,
     /// Operators applied in order.
@@ -452,6 +459,10 @@ pub struct Job {
     pub dead_letter: Option<(String, SinkSpec)>,
     /// WASM stack size of the job's plugins.
     pub max_stack: ByteSize,
+    /// Checkpointing, with its directory resolved.
+    pub checkpoints: Option<CheckpointSpec>,
+    /// The restart strategy.
+    pub restart: RestartSpec,
 }
 
 /// Why a job file cannot run, always naming the file and, where known, the line.
@@ -830,7 +841,40 @@ impl Resolver<'_> {
                 format!("{tenant:?} is not a tenant name (letters, digits, `-`, `_`)"),
             ));
         }
+        let checkpoints = match spec.checkpoints {
+            None => None,
+            Some(mut c) => {
+                if let Some((name, _)) = sources
+                    .iter()
+                    .find(|(_, s)| matches!(s, SourceSpec::Stdin { .. }))
+                {
+                    return Err(self.invalid(
+                        "checkpoints".into(),
+                        "checkpoints:",
+                        format!(
+                            "source {name:?} reads stdin, which cannot be replayed after a \
+                             failure; read a file instead, or turn checkpoints off"
+                        ),
+                    ));
+                }
+                if c.interval.0.is_zero() {
+                    return Err(self.invalid(
+                        "checkpoints.interval".into(),
+                        "interval:",
+                        "must be longer than 0".into(),
+                    ));
+                }
+                let dir = c
+                    .dir
+                    .take()
+                    .unwrap_or_else(|| Path::new(".eddy/checkpoints").join(&spec.name));
+                c.dir = Some(base.join(dir));
+                Some(c)
+            }
+        };
         Ok(Job {
+            checkpoints,
+            restart: spec.restart,
             name: spec.name,
             tenant,
             dead_letter,

@@ -10,9 +10,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::batch::{Batch, EventRef, Header};
+use crate::exchange::key_group;
 use crate::memory::Pools;
 use crate::operator::{Operator, OperatorError};
 use crate::source::{Source, SourceError};
+use crate::state::{Decoder, Encoder, StateEntry, StateError};
 use crate::time::Span;
 use crate::window::{Assigner, WindowSpec};
 
@@ -161,6 +163,14 @@ impl Source for JoinInput {
     fn idle(&self) -> bool {
         self.inner.idle()
     }
+
+    fn position(&self) -> Result<Vec<u8>, SourceError> {
+        self.inner.position()
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        self.inner.seek(position)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +179,25 @@ struct Held {
     value: Value,
     /// Bytes charged to managed memory for it.
     cost: usize,
+}
+
+/// One key's held events as [`JoinOperator::snapshot`] wrote them.
+fn decode_held(d: &mut Decoder<'_>) -> Result<(Vec<u8>, [Vec<Held>; 2]), StateError> {
+    let key = d.bytes()?.to_vec();
+    let mut sides: [Vec<Held>; 2] = [Vec::new(), Vec::new()];
+    for side in &mut sides {
+        for _ in 0..d.count()? {
+            let ts = d.i64()?;
+            let raw = d.bytes()?;
+            let value = serde_json::from_slice(raw).map_err(|e| StateError(e.to_string()))?;
+            side.push(Held {
+                ts,
+                value,
+                cost: raw.len() + key.len() + 64,
+            });
+        }
+    }
+    Ok((key, sides))
 }
 
 /// The join operator of one subtask.
@@ -181,11 +210,17 @@ pub struct JoinOperator {
     watermark: i64,
     reserved: usize,
     pools: Arc<Pools>,
+    max_parallelism: u32,
 }
 
 impl JoinOperator {
     /// The join of `spec` for step `step`.
-    pub fn new(step: &str, spec: &JoinSpec, pools: Arc<Pools>) -> Result<Self, String> {
+    pub fn new(
+        step: &str,
+        spec: &JoinSpec,
+        pools: Arc<Pools>,
+        max_parallelism: u32,
+    ) -> Result<Self, String> {
         Ok(JoinOperator {
             step: step.to_owned(),
             window: spec.check()?,
@@ -197,6 +232,7 @@ impl JoinOperator {
             watermark: crate::watermark::BEGINNING_OF_TIME,
             reserved: 0,
             pools,
+            max_parallelism,
         })
     }
 
@@ -350,6 +386,58 @@ impl Operator for JoinOperator {
         self.pools.managed.release(freed);
         self.reserved -= freed;
         Ok(out)
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
+        let mut entries = vec![StateEntry {
+            key_group: None,
+            bytes: self.watermark.to_le_bytes().to_vec(),
+        }];
+        for (key, sides) in &self.held {
+            let mut e = Encoder::new();
+            e.bytes(key);
+            for side in sides {
+                e.count(side.len());
+                for h in side {
+                    let value =
+                        serde_json::to_vec(&h.value).map_err(|e| self.err(e.to_string()))?;
+                    e.i64(h.ts).bytes(&value);
+                }
+            }
+            entries.push(StateEntry {
+                key_group: Some(key_group(key, self.max_parallelism)),
+                bytes: e.finish(),
+            });
+        }
+        Ok(entries)
+    }
+
+    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
+        for entry in entries {
+            let mut d = Decoder::new(&entry.bytes);
+            if entry.key_group.is_none() {
+                let w = d
+                    .i64()
+                    .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+                // Former subtasks saw the same watermarks; the least is safe.
+                self.watermark = if self.watermark == crate::watermark::BEGINNING_OF_TIME {
+                    w
+                } else {
+                    self.watermark.min(w)
+                };
+                continue;
+            }
+            let (key, sides) =
+                decode_held(&mut d).map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+            let cost: usize = sides.iter().flatten().map(|h| h.cost).sum();
+            self.pools
+                .managed
+                .try_reserve(cost)
+                .map_err(|e| self.err(format!("{e}; raise memory.managed in the job file")))?;
+            self.reserved += cost;
+            self.held.insert(key, sides);
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod builtin;
 pub mod channel;
+pub mod checkpoint;
 pub mod deadletter;
 pub mod exchange;
 pub mod executor;
@@ -19,6 +20,7 @@ pub mod sandbox;
 pub mod sideoutput;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod tenant;
 pub mod time;
 pub mod watermark;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::batch::Batch;
 use crate::job::{Job, Step};
 use crate::metrics::PluginCounters;
+use crate::state::StateEntry;
 
 /// A transformation of batches; one instance per operator subtask.
 ///
@@ -34,6 +35,20 @@ pub trait Operator: Send {
     /// Makes the operator usable again after a failed call (a trapped plugin instance
     /// is replaced by a fresh one), so that a dead-letter policy can go on.
     fn reset(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// A checkpoint barrier arrived: the operator's state, as entries by key group so
+    /// that a restore at another parallelism can split it. Stateless operators keep
+    /// the default.
+    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
+        Ok(Vec::new())
+    }
+
+    /// Takes up the state of a checkpoint: the entries of this subtask's key groups
+    /// (from any number of former subtasks) and every operator-wide entry.
+    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
+        let _ = entries;
         Ok(())
     }
 

@@ -40,7 +40,7 @@ impl SideOutput {
     pub fn finish(&self) -> Result<(), SinkError> {
         let mut sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
         for sink in sinks.iter_mut() {
-            sink.finish()?;
+            sink.publish()?;
         }
         Ok(())
     }

@@ -1,11 +1,12 @@
 //! Built-in sources: files and stdin of JSON or raw lines, and a deterministic generator.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
 use crate::generator::Generator;
 use crate::job::{EventTimeSpec, Format, SourceSpec};
+use crate::state::{Decoder, Encoder, StateError};
 use crate::time::Span;
 use crate::watermark::AlignmentGroup;
 
@@ -24,6 +25,13 @@ pub trait Source: Send {
     fn idle(&self) -> bool {
         false
     }
+
+    /// Where the source is, for a checkpoint: reading on from here after [`Source::seek`]
+    /// yields exactly the events that followed.
+    fn position(&self) -> Result<Vec<u8>, SourceError>;
+
+    /// Continues from a position [`Source::position`] returned.
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError>;
 }
 
 /// A source failed; names the source and the position in its input.
@@ -51,7 +59,7 @@ pub enum SourceError {
         /// What is wrong with the record.
         message: String,
     },
-    /// The input is too large to pack into a batch.
+    /// The source cannot do what was asked (replay, a batch that large).
     #[error("source {source_name:?}: {message}")]
     Other {
         /// Name of the source.
@@ -151,6 +159,8 @@ pub struct LineSource<R> {
     format: Format,
     reader: BufReader<R>,
     line: u64,
+    /// Bytes of the input consumed.
+    offset: u64,
     buf: Vec<u8>,
     done: bool,
 }
@@ -164,6 +174,7 @@ impl<R: Read> LineSource<R> {
             format,
             reader: BufReader::with_capacity(1 << 16, reader),
             line: 0,
+            offset: 0,
             buf: Vec::new(),
             done: false,
         }
@@ -179,8 +190,37 @@ impl<R: Read> LineSource<R> {
     }
 }
 
-impl<R: Read + Send> Source for LineSource<R> {
+impl<R: Read + Seek + Send> Source for LineSource<R> {
     fn poll(&mut self, max: usize) -> Result<Option<Batch>, SourceError> {
+        self.read_batch(max)
+    }
+
+    fn position(&self) -> Result<Vec<u8>, SourceError> {
+        let mut e = Encoder::new();
+        e.u64(self.offset).u64(self.line).u8(u8::from(self.done));
+        Ok(e.finish())
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        let mut d = Decoder::new(position);
+        let (offset, line, done) =
+            (|| Ok::<_, StateError>((d.u64()?, d.u64()?, d.u8()? != 0)))()
+                .map_err(|e| self.malformed(format!("checkpointed position: {e}")))?;
+        self.reader
+            .seek(SeekFrom::Start(offset))
+            .map_err(|error| SourceError::Io {
+                source_name: self.name.clone(),
+                input: self.input.clone(),
+                error,
+            })?;
+        (self.offset, self.line, self.done) = (offset, line, done);
+        Ok(())
+    }
+}
+
+impl<R: Read> LineSource<R> {
+    /// Up to `max` lines as events, or `None` at the end of the input.
+    fn read_batch(&mut self, max: usize) -> Result<Option<Batch>, SourceError> {
         if self.done {
             return Ok(None);
         }
@@ -200,6 +240,7 @@ impl<R: Read + Send> Source for LineSource<R> {
                 break;
             }
             self.line += 1;
+            self.offset += n as u64;
             let mut record: &[u8] = &self.buf;
             while let [rest @ .., b'\n' | b'\r'] = record {
                 record = rest;
@@ -263,11 +304,44 @@ impl Source for GeneratorSource {
         }
         Ok(Some(batch))
     }
+
+    fn position(&self) -> Result<Vec<u8>, SourceError> {
+        let mut e = Encoder::new();
+        e.u64(self.next).u64(self.stride);
+        Ok(e.finish())
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        let mut d = Decoder::new(position);
+        let (next, stride) =
+            (|| Ok::<_, StateError>((d.u64()?, d.u64()?)))().map_err(|e| SourceError::Other {
+                source_name: self.name.clone(),
+                message: format!("checkpointed position: {e}"),
+            })?;
+        if stride != self.stride || next % stride != self.next % stride {
+            return Err(SourceError::Other {
+                source_name: self.name.clone(),
+                message: format!(
+                    "the checkpoint was taken with the generator at parallelism {stride}, \
+                     not {}: restore with the same source parallelism",
+                    self.stride
+                ),
+            });
+        }
+        self.next = next;
+        // Pacing starts over from here.
+        if let Some((start, _, first)) = &mut self.pacing {
+            *start = Instant::now();
+            *first = next;
+        }
+        Ok(())
+    }
 }
 
 /// Standard input read by a thread of its own, so that polling never blocks: a quiet
 /// stdin can go idle, and Ctrl-C is noticed.
 struct Stdin {
+    name: String,
     batches: std::sync::mpsc::Receiver<Result<Option<Batch>, SourceError>>,
     done: bool,
 }
@@ -282,7 +356,7 @@ impl Stdin {
             .spawn(move || {
                 loop {
                     // Line by line, so that a slow writer's events are not held back.
-                    let polled = lines.poll(1);
+                    let polled = lines.read_batch(1);
                     let last = !matches!(polled, Ok(Some(_)));
                     if tx.send(polled).is_err() || last {
                         break;
@@ -290,6 +364,7 @@ impl Stdin {
                 }
             });
         Stdin {
+            name: name.to_owned(),
             batches: rx,
             done: false,
         }
@@ -328,6 +403,17 @@ impl Source for Stdin {
             }
         }
         Ok(Some(batch))
+    }
+
+    fn position(&self) -> Result<Vec<u8>, SourceError> {
+        Err(SourceError::Other {
+            source_name: self.name.clone(),
+            message: "stdin cannot be replayed, so it cannot take part in checkpoints".into(),
+        })
+    }
+
+    fn seek(&mut self, _position: &[u8]) -> Result<(), SourceError> {
+        self.position().map(drop)
     }
 }
 
@@ -420,6 +506,25 @@ impl Source for TimedSource {
         self.idle_timeout
             .is_some_and(|t| self.last_event.elapsed() >= t)
     }
+
+    fn position(&self) -> Result<Vec<u8>, SourceError> {
+        let mut e = Encoder::new();
+        e.opt_i64(self.max_seen).bytes(&self.inner.position()?);
+        Ok(e.finish())
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        let mut d = Decoder::new(position);
+        let (max_seen, inner) =
+            (|| Ok::<_, StateError>((d.opt_i64()?, d.bytes()?)))().map_err(|e| {
+                SourceError::Other {
+                    source_name: self.name.clone(),
+                    message: format!("checkpointed position: {e}"),
+                }
+            })?;
+        self.max_seen = max_seen;
+        self.inner.seek(inner)
+    }
 }
 
 #[cfg(test)]
@@ -440,14 +545,24 @@ mod tests {
     #[test]
     fn json_lines_skip_blank_lines_and_strip_newlines() {
         let text = "{\"a\":1}\r\n\n{\"a\":2}";
-        let mut src = LineSource::new("s", "mem".into(), Format::Json, text.as_bytes());
+        let mut src = LineSource::new(
+            "s",
+            "mem".into(),
+            Format::Json,
+            std::io::Cursor::new(text.as_bytes()),
+        );
         assert_eq!(drain(&mut src, 1).unwrap(), vec!["{\"a\":1}", "{\"a\":2}"]);
     }
 
     #[test]
     fn malformed_json_names_the_line() {
         let text = "{\"a\":1}\n{oops\n";
-        let mut src = LineSource::new("s", "in.jsonl".into(), Format::Json, text.as_bytes());
+        let mut src = LineSource::new(
+            "s",
+            "in.jsonl".into(),
+            Format::Json,
+            std::io::Cursor::new(text.as_bytes()),
+        );
         let msg = drain(&mut src, 10).unwrap_err().to_string();
         assert!(
             msg.starts_with("source \"s\": in.jsonl:2: malformed JSON"),

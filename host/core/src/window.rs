@@ -11,10 +11,12 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 use crate::batch::{Batch, EventRef};
+use crate::exchange::key_group;
 use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{AggregateFunction, Operator, OperatorError, WindowFunction};
 use crate::sideoutput::SideOutput;
+use crate::state::{Decoder, Encoder, StateEntry, StateError};
 use crate::time::{Clock, Span};
 
 /// The `window` step of a job file.
@@ -287,6 +289,36 @@ impl Acc {
     }
 }
 
+impl Acc {
+    fn encode(&self, e: &mut Encoder) {
+        match self {
+            Acc::Count(n) => {
+                e.u8(0).u64(*n);
+            }
+            Acc::Sum(int, float, n) => {
+                e.u8(1).opt_i64(*int).f64(*float).u64(*n);
+            }
+            Acc::Extreme(best) => {
+                let text = best.as_ref().map(Number::to_string);
+                e.u8(2).opt_bytes(text.as_deref().map(str::as_bytes));
+            }
+        }
+    }
+
+    fn decode(d: &mut Decoder<'_>) -> Result<Acc, StateError> {
+        Ok(match d.u8()? {
+            0 => Acc::Count(d.u64()?),
+            1 => Acc::Sum(d.opt_i64()?, d.f64()?, d.u64()?),
+            2 => Acc::Extreme(
+                d.opt_bytes()?
+                    .map(|b| serde_json::from_slice(b).map_err(|e| StateError(e.to_string())))
+                    .transpose()?,
+            ),
+            tag => return Err(StateError(format!("aggregate tag {tag}"))),
+        })
+    }
+}
+
 /// Keeps `candidate` in `best` if it is smaller (`min`) or larger (`max`).
 fn keep_extreme(best: &mut Option<Number>, candidate: &Number, spec: &AggregateSpec) {
     let value = candidate.as_f64().unwrap_or(f64::NAN);
@@ -326,6 +358,21 @@ pub struct WindowFunctions {
     pub process: Option<Box<dyn WindowFunction>>,
 }
 
+/// What a window operator works with beside its spec.
+pub struct WindowEnv {
+    /// The pools its state is charged to.
+    pub pools: Arc<Pools>,
+    /// The counters of its subtask (late events).
+    pub counters: Arc<Counters>,
+    /// The clock of processing-time windows.
+    pub clock: Arc<dyn Clock>,
+    /// Key groups, which its state is checkpointed by.
+    pub max_parallelism: u32,
+}
+
+/// One key's windows.
+type Windows = BTreeMap<(i64, i64), WindowState>;
+
 /// The window operator of one subtask.
 pub struct WindowOperator {
     step: String,
@@ -346,6 +393,7 @@ pub struct WindowOperator {
     counters: Arc<Counters>,
     /// The clock of processing-time windows (`None` in event time).
     clock: Option<Arc<dyn Clock>>,
+    max_parallelism: u32,
 }
 
 impl WindowOperator {
@@ -356,10 +404,14 @@ impl WindowOperator {
         spec: &WindowSpec,
         functions: WindowFunctions,
         late_output: Option<Arc<SideOutput>>,
-        pools: Arc<Pools>,
-        counters: Arc<Counters>,
-        clock: Arc<dyn Clock>,
+        env: WindowEnv,
     ) -> Result<Self, String> {
+        let WindowEnv {
+            pools,
+            counters,
+            clock,
+            max_parallelism,
+        } = env;
         let output = spec.function.as_ref().map(|f| f.output.clone());
         let WindowFunctions {
             aggregate: function,
@@ -379,6 +431,7 @@ impl WindowOperator {
             pools,
             counters,
             clock: (spec.time == TimeDomain::Processing).then_some(clock),
+            max_parallelism,
         })
     }
 
@@ -694,6 +747,92 @@ impl Operator for WindowOperator {
         }
         self.fire(now)
     }
+
+    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
+        let mut entries = vec![StateEntry {
+            key_group: None,
+            bytes: self.watermark.to_le_bytes().to_vec(),
+        }];
+        for (key, windows) in &self.state {
+            let mut e = Encoder::new();
+            e.bytes(key).count(windows.len());
+            for (&(start, end), w) in windows {
+                e.i64(start).i64(end).u64(w.events).u8(u8::from(w.fired));
+                e.bytes(&w.plugin_acc).batch(&w.buffer).count(w.accs.len());
+                for acc in &w.accs {
+                    acc.encode(&mut e);
+                }
+            }
+            entries.push(StateEntry {
+                key_group: Some(key_group(key, self.max_parallelism)),
+                bytes: e.finish(),
+            });
+        }
+        Ok(entries)
+    }
+
+    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
+        for entry in entries {
+            let mut d = Decoder::new(&entry.bytes);
+            if entry.key_group.is_none() {
+                let w = d
+                    .i64()
+                    .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+                // Former subtasks saw the same watermarks; the least is safe.
+                self.watermark = if self.watermark == crate::watermark::BEGINNING_OF_TIME {
+                    w
+                } else {
+                    self.watermark.min(w)
+                };
+                continue;
+            }
+            let (key, windows) =
+                decode_windows(&mut d).map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+            for w in windows.values() {
+                self.reserve(&key)?;
+                if self.process.is_some() {
+                    let bytes: usize = w
+                        .buffer
+                        .iter()
+                        .map(|e| e.value.len() + e.key.map_or(0, <[u8]>::len) + 16)
+                        .sum();
+                    self.pools.managed.try_reserve(bytes).map_err(|e| {
+                        self.err(format!("{e}; raise memory.managed in the job file"))
+                    })?;
+                    self.reserved += bytes;
+                }
+            }
+            self.state.insert(key, windows);
+        }
+        Ok(())
+    }
+}
+
+/// One key's windows as [`WindowOperator::snapshot`] wrote them.
+fn decode_windows(d: &mut Decoder<'_>) -> Result<(Vec<u8>, Windows), StateError> {
+    let key = d.bytes()?.to_vec();
+    let mut windows = BTreeMap::new();
+    for _ in 0..d.count()? {
+        let window = (d.i64()?, d.i64()?);
+        let events = d.u64()?;
+        let fired = d.u8()? != 0;
+        let plugin_acc = d.bytes()?.to_vec();
+        let buffer = d.batch()?;
+        let accs = (0..d.count()?)
+            .map(|_| Acc::decode(d))
+            .collect::<Result<_, _>>()?;
+        windows.insert(
+            window,
+            WindowState {
+                accs,
+                events,
+                plugin_acc,
+                buffer,
+                fired,
+            },
+        );
+    }
+    Ok((key, windows))
 }
 
 impl WindowOperator {
@@ -784,9 +923,12 @@ mod tests {
             &spec("tumbling: 1s\ntime: processing\naggregate: { n: count }"),
             WindowFunctions::default(),
             None,
-            pools,
-            Arc::default(),
-            clock.clone(),
+            WindowEnv {
+                pools,
+                counters: Arc::default(),
+                clock: clock.clone(),
+                max_parallelism: 128,
+            },
         )
         .unwrap();
         op.process(keyed("a", "{}")).unwrap();

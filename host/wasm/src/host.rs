@@ -25,6 +25,8 @@ pub struct InstanceInfo {
     pub subtask: u32,
     /// Subtasks of the step.
     pub parallelism: u32,
+    /// Key groups of the job, which keyed state is checkpointed by.
+    pub max_parallelism: u32,
     /// The step's params as a JSON object.
     pub params_json: String,
     /// Limits and grants.

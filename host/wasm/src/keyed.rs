@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use eddy_core::Batch;
+use eddy_core::exchange::key_group;
+use eddy_core::state::{Decoder, Encoder, StateEntry, StateError};
 use wasmtime::component::Resource;
 
 use crate::bindings::base::eddy::plugin::types::TimeDomain;
@@ -211,6 +213,114 @@ impl KeyedState {
             .cloned()?;
         self.set_timer(due.clone(), false);
         Some((due.0, due.2))
+    }
+}
+
+/// One key's state, gathered from the tables for a checkpoint entry.
+#[derive(Default)]
+struct KeyParts<'a> {
+    values: Vec<(&'a str, &'a Stamped<Vec<u8>>)>,
+    lists: Vec<(&'a str, &'a Stamped<Vec<Vec<u8>>>)>,
+    maps: Vec<(&'a str, &'a Stamped<<Maps as Kind>::T>)>,
+    timers: Vec<(i64, u8)>,
+}
+
+impl KeyedState {
+    /// Every key's state and timers, one entry per key in the key's group.
+    pub(crate) fn snapshot(&self, max_parallelism: u32) -> Vec<StateEntry> {
+        let mut keys: BTreeMap<&[u8], KeyParts<'_>> = BTreeMap::new();
+        for ((name, key), v) in &self.values {
+            keys.entry(key).or_default().values.push((name, v));
+        }
+        for ((name, key), v) in &self.lists {
+            keys.entry(key).or_default().lists.push((name, v));
+        }
+        for ((name, key), v) in &self.maps {
+            keys.entry(key).or_default().maps.push((name, v));
+        }
+        for (time, domain, key) in &self.timers {
+            keys.entry(key).or_default().timers.push((*time, *domain));
+        }
+        keys.into_iter()
+            .map(|(key, parts)| {
+                let mut e = Encoder::new();
+                e.bytes(key).count(parts.values.len());
+                for (name, v) in parts.values {
+                    e.bytes(name.as_bytes()).i64(v.written).bytes(&v.value);
+                }
+                e.count(parts.lists.len());
+                for (name, v) in parts.lists {
+                    e.bytes(name.as_bytes()).i64(v.written).count(v.value.len());
+                    for item in &v.value {
+                        e.bytes(item);
+                    }
+                }
+                e.count(parts.maps.len());
+                for (name, v) in parts.maps {
+                    e.bytes(name.as_bytes()).i64(v.written).count(v.value.len());
+                    for (k, item) in &v.value {
+                        e.bytes(k).bytes(item);
+                    }
+                }
+                e.count(parts.timers.len());
+                for (time, domain) in parts.timers {
+                    e.i64(time).u8(domain);
+                }
+                StateEntry {
+                    key_group: Some(key_group(key, max_parallelism)),
+                    bytes: e.finish(),
+                }
+            })
+            .collect()
+    }
+
+    /// Takes up checkpointed entries, charging them to managed memory.
+    pub(crate) fn restore(&mut self, entries: Vec<StateEntry>) -> wasmtime::Result<()> {
+        for entry in entries {
+            let charge = self
+                .restore_entry(&entry.bytes)
+                .map_err(|e| wasmtime::Error::msg(format!("checkpoint state: {e}")))?;
+            self.recharge(0, charge)?;
+        }
+        Ok(())
+    }
+
+    /// Adds one key's entry; returns the weight it adds.
+    fn restore_entry(&mut self, bytes: &[u8]) -> std::result::Result<usize, StateError> {
+        let mut d = Decoder::new(bytes);
+        let key = d.bytes()?.to_vec();
+        let mut weight = 0;
+        for _ in 0..d.count()? {
+            let id = (d.str()?.to_owned(), key.clone());
+            let written = d.i64()?;
+            let value = d.bytes()?.to_vec();
+            weight += entry_weight(&id, &value);
+            self.values.insert(id, Stamped { value, written });
+        }
+        for _ in 0..d.count()? {
+            let id = (d.str()?.to_owned(), key.clone());
+            let written = d.i64()?;
+            let value = (0..d.count()?)
+                .map(|_| d.bytes().map(<[u8]>::to_vec))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            weight += entry_weight(&id, &value);
+            self.lists.insert(id, Stamped { value, written });
+        }
+        for _ in 0..d.count()? {
+            let id = (d.str()?.to_owned(), key.clone());
+            let written = d.i64()?;
+            let mut value = BTreeMap::new();
+            for _ in 0..d.count()? {
+                value.insert(d.bytes()?.to_vec(), d.bytes()?.to_vec());
+            }
+            weight += entry_weight(&id, &value);
+            self.maps.insert(id, Stamped { value, written });
+        }
+        for _ in 0..d.count()? {
+            self.timers.insert((d.i64()?, d.u8()?, key.clone()));
+        }
+        d.end()?;
+        Ok(weight)
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use eddy_core::memory::ByteSize;
 use eddy_core::metrics::PluginCounters;
 use eddy_core::operator::{AggregateFunction, WindowFunction};
+use eddy_core::state::StateEntry;
 use eddy_core::time::{Clock, SystemClock};
 use eddy_core::{Batch, Operator, OperatorError, OperatorKind};
 use wasmtime::Store;
@@ -558,5 +559,18 @@ impl Operator for WasmOperator {
 
     fn take_side_outputs(&mut self) -> Vec<(String, Batch)> {
         std::mem::take(&mut self.store.data_mut().keyed.side)
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
+        let data = self.store.data();
+        Ok(data.keyed.snapshot(data.info.max_parallelism))
+    }
+
+    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
+        self.store
+            .data_mut()
+            .keyed
+            .restore(entries)
+            .map_err(|e| OperatorError::new(&self.store.data().info.step, e.to_string()))
     }
 }

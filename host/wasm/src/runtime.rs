@@ -437,6 +437,7 @@ impl Runtime {
             step: step.name.clone(),
             subtask,
             parallelism: step.parallelism,
+            max_parallelism: job.max_parallelism,
             params_json: params_json.to_owned(),
             sandbox: step.sandbox.clone(),
         };
@@ -479,6 +480,7 @@ impl eddy_core::OperatorFactory for Runtime {
             step: step.name.clone(),
             subtask,
             parallelism,
+            max_parallelism: job.max_parallelism,
             params_json: params_json.clone(),
             sandbox: step.sandbox.clone(),
         };

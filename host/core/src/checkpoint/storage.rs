@@ -1,0 +1,427 @@
+//! Checkpoints on disk: `chk-<id>/` (or `savepoint-<id>/`) holding one snapshot file
+//! per task and a `_metadata` file written last, atomically (write, fsync, rename,
+//! fsync the directory). A directory without metadata never completed and is ignored;
+//! a snapshot file whose size or CRC differs from the metadata is reported as corrupt.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::TaskSnapshot;
+use crate::state::StateEntry;
+
+/// Name of the file whose presence makes a checkpoint complete.
+const METADATA: &str = "_metadata";
+/// Version of the metadata format.
+const FORMAT: u32 = 1;
+
+/// A checkpoint cannot be written or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file system refused.
+    #[error("checkpoint storage: {path}: {error}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// A checkpoint's files are damaged or incomplete.
+    #[error("checkpoint {path} is corrupt: {message}")]
+    Corrupt {
+        /// The checkpoint directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The checkpoint cannot restore this job.
+    #[error("cannot restore {path}: {message}")]
+    Incompatible {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// Why not.
+        message: String,
+    },
+    /// `--restore` found nothing to restore.
+    #[error("no completed checkpoint in {0}")]
+    NoneFound(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |error| CheckpointError::Io {
+        path: path.to_owned(),
+        error,
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Metadata {
+    format: u32,
+    id: u64,
+    job: String,
+    savepoint: bool,
+    /// Wall-clock time of completion, ms since the epoch.
+    completed_ms: u64,
+    max_parallelism: u32,
+    tasks: Vec<TaskFile>,
+}
+
+/// One task's snapshot file, as the metadata records it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TaskFile {
+    file: String,
+    bytes: u64,
+    crc32: u32,
+}
+
+/// The checkpoint directory of one job.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    dir: PathBuf,
+    job: String,
+    retain: usize,
+}
+
+/// A checkpoint read back: every task's snapshot, indexed for restoring.
+#[derive(Debug)]
+pub struct Restored {
+    /// Its id.
+    pub id: u64,
+    /// Its directory.
+    pub path: PathBuf,
+    /// The key groups its keyed state is organized in.
+    pub max_parallelism: u32,
+    snapshots: Vec<TaskSnapshot>,
+}
+
+impl Restored {
+    /// The position of subtask `subtask` of source `name`.
+    pub fn source_position(&self, name: &str, subtask: u32) -> Option<&[u8]> {
+        self.snapshots
+            .iter()
+            .flat_map(|s| &s.sources)
+            .find(|(n, i, _)| n == name && *i == subtask)
+            .map(|(_, _, p)| p.as_slice())
+    }
+
+    /// How many subtasks of source `name` the checkpoint has positions for.
+    pub fn source_subtasks(&self, name: &str) -> usize {
+        self.snapshots
+            .iter()
+            .flat_map(|s| &s.sources)
+            .filter(|(n, _, _)| n == name)
+            .count()
+    }
+
+    /// The state entries of step `name` over all of its subtasks.
+    pub fn step_entries(&self, name: &str) -> Vec<StateEntry> {
+        self.snapshots
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter(|(n, _)| n == name)
+            .flat_map(|(_, entries)| entries.iter().cloned())
+            .collect()
+    }
+
+    /// What sink `name` prepared for this checkpoint.
+    pub fn sink_prepared(&self, name: &str) -> Option<&[u8]> {
+        self.snapshots
+            .iter()
+            .flat_map(|s| &s.sinks)
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.as_slice())
+    }
+}
+
+fn parse_id(name: &str) -> Option<(u64, bool)> {
+    if let Some(id) = name.strip_prefix("chk-") {
+        return id.parse().ok().map(|id| (id, false));
+    }
+    name.strip_prefix("savepoint-")
+        .and_then(|id| id.parse().ok())
+        .map(|id| (id, true))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+impl Storage {
+    /// Checkpoints of job `job` under `dir`, keeping the newest `retain` completed ones.
+    pub fn new(dir: PathBuf, job: &str, retain: usize) -> Self {
+        Storage {
+            dir,
+            job: job.to_owned(),
+            retain,
+        }
+    }
+
+    /// The directory checkpoints are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn checkpoint_dir(&self, id: u64, savepoint: bool) -> PathBuf {
+        let kind = if savepoint { "savepoint" } else { "chk" };
+        self.dir.join(format!("{kind}-{id}"))
+    }
+
+    /// Every checkpoint directory: id, savepoint or not, path.
+    fn entries(&self) -> Result<Vec<(u64, bool, PathBuf)>, CheckpointError> {
+        let listing = match fs::read_dir(&self.dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.dir)(e)),
+        };
+        let mut found = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(io(&self.dir))?;
+            if let Some((id, savepoint)) = entry.file_name().to_str().and_then(parse_id) {
+                found.push((id, savepoint, entry.path()));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// An id above every checkpoint ever started here, so that a new run never writes
+    /// into an old checkpoint's directory.
+    pub fn next_id(&self) -> Result<u64, CheckpointError> {
+        Ok(self.entries()?.last().map_or(1, |(id, _, _)| id + 1))
+    }
+
+    /// Writes task `task`'s snapshot for checkpoint `id` and fsyncs it.
+    pub fn write_task(
+        &self,
+        id: u64,
+        savepoint: bool,
+        task: &str,
+        snapshot: &TaskSnapshot,
+    ) -> Result<TaskFile, CheckpointError> {
+        let dir = self.checkpoint_dir(id, savepoint);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let file = format!("{task}.state");
+        let path = dir.join(&file);
+        let bytes = snapshot.encode();
+        File::create(&path)
+            .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+            .map_err(io(&path))?;
+        Ok(TaskFile {
+            file,
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+        })
+    }
+
+    /// Completes checkpoint `id` by writing its metadata atomically, then deletes
+    /// checkpoints beyond the retained ones; returns its directory.
+    pub fn complete(
+        &self,
+        id: u64,
+        savepoint: bool,
+        max_parallelism: u32,
+        tasks: Vec<TaskFile>,
+    ) -> Result<PathBuf, CheckpointError> {
+        let dir = self.checkpoint_dir(id, savepoint);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let metadata = Metadata {
+            format: FORMAT,
+            id,
+            job: self.job.clone(),
+            savepoint,
+            completed_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            max_parallelism,
+            tasks,
+        };
+        let json = serde_json::to_vec_pretty(&metadata).map_err(|e| CheckpointError::Corrupt {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+        let staging = dir.join("_metadata.tmp");
+        File::create(&staging)
+            .and_then(|mut f| f.write_all(&json).and_then(|()| f.sync_all()))
+            .map_err(io(&staging))?;
+        let path = dir.join(METADATA);
+        fs::rename(&staging, &path).map_err(io(&path))?;
+        sync_dir(&dir)?;
+        if !savepoint {
+            self.prune(id)?;
+        }
+        Ok(dir)
+    }
+
+    /// Deletes the directory of a checkpoint that will not complete.
+    pub fn abandon(&self, id: u64, savepoint: bool) {
+        let dir = self.checkpoint_dir(id, savepoint);
+        if let Err(e) = fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot delete abandoned checkpoint {}: {e}", dir.display());
+        }
+    }
+
+    /// Keeps the newest `retain` completed checkpoints up to `latest`; deletes older
+    /// ones and unfinished ones started before it.
+    fn prune(&self, latest: u64) -> Result<(), CheckpointError> {
+        let mut completed = 0;
+        for (id, savepoint, path) in self.entries()?.into_iter().rev() {
+            if savepoint || id > latest {
+                continue;
+            }
+            let complete = path.join(METADATA).exists();
+            if complete && completed < self.retain {
+                completed += 1;
+                continue;
+            }
+            if let Err(e) = fs::remove_dir_all(&path) {
+                tracing::warn!("cannot delete old checkpoint {}: {e}", path.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest completed checkpoint (not savepoint) that reads back intact; corrupt
+    /// ones are skipped with a warning, so recovery falls back to an older one.
+    pub fn latest(&self) -> Result<Restored, CheckpointError> {
+        for (_, savepoint, path) in self.entries()?.into_iter().rev() {
+            if savepoint || !path.join(METADATA).exists() {
+                continue;
+            }
+            match load(&path) {
+                Ok(restored) => return Ok(restored),
+                Err(e @ CheckpointError::Corrupt { .. }) => {
+                    tracing::warn!("skipping checkpoint: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CheckpointError::NoneFound(self.dir.clone()))
+    }
+}
+
+/// Reads the checkpoint or savepoint in directory `path`, checking every file against
+/// its metadata.
+pub fn load(path: &Path) -> Result<Restored, CheckpointError> {
+    let corrupt = |message: String| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        message,
+    };
+    let meta_path = path.join(METADATA);
+    let text = match fs::read(&meta_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(corrupt(format!(
+                "it has no {METADATA} file, so it never completed"
+            )));
+        }
+        Err(e) => return Err(io(&meta_path)(e)),
+    };
+    let metadata: Metadata = serde_json::from_slice(&text)
+        .map_err(|e| corrupt(format!("{METADATA} is not valid: {e}")))?;
+    if metadata.format != FORMAT {
+        return Err(CheckpointError::Incompatible {
+            path: path.to_owned(),
+            message: format!(
+                "format version {} (this eddy reads {FORMAT})",
+                metadata.format
+            ),
+        });
+    }
+    let mut snapshots = Vec::new();
+    for task in &metadata.tasks {
+        let file = path.join(&task.file);
+        let bytes = fs::read(&file).map_err(|e| corrupt(format!("{}: {e}", task.file)))?;
+        if bytes.len() as u64 != task.bytes || crc32fast::hash(&bytes) != task.crc32 {
+            return Err(corrupt(format!(
+                "{} has {} bytes with CRC {:08x}, the metadata says {} bytes with CRC {:08x}",
+                task.file,
+                bytes.len(),
+                crc32fast::hash(&bytes),
+                task.bytes,
+                task.crc32
+            )));
+        }
+        snapshots.push(
+            TaskSnapshot::decode(&bytes).map_err(|e| corrupt(format!("{}: {e}", task.file)))?,
+        );
+    }
+    Ok(Restored {
+        id: metadata.id,
+        path: path.to_owned(),
+        max_parallelism: metadata.max_parallelism,
+        snapshots,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(pos: u8) -> TaskSnapshot {
+        TaskSnapshot {
+            sources: vec![("in".into(), 0, vec![pos])],
+            ..TaskSnapshot::default()
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("eddy-storage-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn only_completed_checkpoints_restore_and_old_ones_are_pruned() {
+        let dir = temp("prune");
+        let storage = Storage::new(dir.clone(), "j", 2);
+        assert!(matches!(
+            storage.latest(),
+            Err(CheckpointError::NoneFound(_))
+        ));
+        for id in 1..=4 {
+            let f = storage
+                .write_task(id, false, "t", &snapshot(id as u8))
+                .unwrap();
+            storage.complete(id, false, 128, vec![f]).unwrap();
+        }
+        // Started, never completed.
+        storage.write_task(5, false, "t", &snapshot(5)).unwrap();
+        let latest = storage.latest().unwrap();
+        assert_eq!(latest.id, 4);
+        assert_eq!(latest.source_position("in", 0), Some(&[4u8][..]));
+        assert!(!dir.join("chk-1").exists() && !dir.join("chk-2").exists());
+        assert!(dir.join("chk-3").exists());
+        assert_eq!(storage.next_id().unwrap(), 6);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_checkpoint_is_named_and_skipped() {
+        let dir = temp("corrupt");
+        let storage = Storage::new(dir.clone(), "j", 3);
+        for id in 1..=2 {
+            let f = storage
+                .write_task(id, false, "t", &snapshot(id as u8))
+                .unwrap();
+            storage.complete(id, false, 128, vec![f]).unwrap();
+        }
+        let file = dir.join("chk-2/t.state");
+        let mut bytes = fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&file, bytes).unwrap();
+        let err = load(&dir.join("chk-2")).unwrap_err().to_string();
+        assert!(
+            err.contains("chk-2") && err.contains("t.state") && err.contains("CRC"),
+            "{err}"
+        );
+        assert_eq!(storage.latest().unwrap().id, 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
