@@ -5,6 +5,7 @@ mod cases;
 mod cli;
 mod engine;
 mod polyglot;
+mod recovery;
 mod sandbox;
 mod support;
 mod time;

@@ -1,0 +1,278 @@
+//! Exactly-once recovery through the real binary: a keyed, windowed job with WASM
+//! operators and a two-phase-commit file sink is killed with SIGKILL at random moments
+//! and resumed with `--restore`; its committed output must equal an uninterrupted
+//! run's, with nothing lost and nothing twice. Also: rescaling 2 → 1 → 3 across
+//! restores, and a corrupt checkpoint that recovery steps over.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eddy_testkit::plugins::PLUGIN_DIR;
+
+use crate::support::{ChildGuard, Scratch, command, eddy, text};
+
+/// Kills per run of the kill test; `EDDY_KILLS` raises it for a longer manual run.
+const DEFAULT_KILLS: usize = 20;
+
+/// Generated orders → WASM map → keyed WASM process function (map state and
+/// event-time timers) → keyed tumbling window → file sink.
+fn job(parallelism: u32, rate: Option<u32>, checkpoints: bool) -> String {
+    let rate = rate.map(|r| format!("rate: {r}")).unwrap_or_default();
+    let checkpoints = if checkpoints {
+        "checkpoints: { interval: 100ms, dir: checkpoints }"
+    } else {
+        ""
+    };
+    format!(
+        "name: recovery
+parallelism: {parallelism}
+{checkpoints}
+sources:
+  - type: generator
+    name: orders
+    shape: orders
+    count: 40000
+    seed: 5
+    parallelism: 2
+    {rate}
+    event-time: {{ field: ts }}
+steps:
+  - name: to-eur
+    map: currency_convert.wasm
+    params: {{ rates: {{ USD: 0.92, GBP: 1.17, JPY: 0.0062, CHF: 1.05 }} }}
+  - key-by: customer
+  - name: summary
+    process: order_summary.wasm
+    params: {{ big: 1.0e12 }}
+  - key-by: customer
+  - name: per-minute
+    window:
+      tumbling: 1m
+      aggregate: {{ buckets: count, orders: {{ sum: orders }} }}
+sinks:
+  - type: file
+    path: out.jsonl
+"
+    )
+}
+
+/// The output of an uninterrupted run without checkpoints, sorted.
+fn reference(test: &str) -> Vec<String> {
+    let scratch = Scratch::new(test);
+    std::fs::write(scratch.0.join("job.yaml"), job(2, None, false)).expect("write job");
+    let out = eddy(
+        &["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"],
+        &scratch.0,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    sorted_lines(&scratch.0.join("out.jsonl"))
+}
+
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// A small deterministic generator of kill delays.
+struct Delays(u64);
+
+impl Delays {
+    fn next_ms(&mut self, low: u64, high: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        low + (self.0 >> 33) % (high - low)
+    }
+}
+
+/// Starts `eddy run` in `dir`, resuming from the latest checkpoint if there is one.
+fn start(dir: &Path) -> ChildGuard {
+    let resume = std::fs::read_dir(dir.join("checkpoints"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().join("_metadata").exists())
+        })
+        .unwrap_or(false);
+    let mut args = vec!["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"];
+    if resume {
+        args.push("--restore");
+    }
+    let child = command(&args, dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start eddy");
+    ChildGuard(child)
+}
+
+/// Runs the job in `dir` to completion (resuming), within a bound.
+fn finish(dir: &Path) {
+    let mut child = start(dir);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+            }
+            assert!(status.success(), "the resumed run failed: {stderr}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "the resumed run did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("scratch")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".pending-") || n.ends_with(".inprogress"))
+        .collect()
+}
+
+#[test]
+fn killed_at_random_moments_the_committed_output_is_exactly_once() {
+    let expected = reference("recovery_reference");
+    assert!(expected.len() > 100, "the job must produce enough rows");
+    let kills: usize = std::env::var("EDDY_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(DEFAULT_KILLS);
+    let scratch = Scratch::new("recovery_kill");
+    std::fs::write(scratch.0.join("job.yaml"), job(2, Some(4000), true)).expect("write job");
+    let mut delays = Delays(42);
+    let mut killed = 0;
+    let mut finished_early = false;
+    while killed < kills {
+        let mut child = start(&scratch.0);
+        std::thread::sleep(Duration::from_millis(delays.next_ms(150, 700)));
+        if child.0.try_wait().expect("wait").is_some() {
+            finished_early = true;
+            break;
+        }
+        child.0.kill().expect("SIGKILL");
+        let _ = child.0.wait();
+        killed += 1;
+        // What a reader sees is always a prefix-free subset of the expected rows.
+        let seen = sorted_lines(&scratch.0.join("out.jsonl"));
+        let mut dedup = seen.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), seen.len(), "duplicates after kill {killed}");
+        assert!(
+            seen.iter().all(|l| expected.binary_search(l).is_ok()),
+            "a committed row that an uninterrupted run does not produce (kill {killed})"
+        );
+    }
+    assert!(
+        !finished_early,
+        "the job finished after {killed} kills; it must run long enough for {kills}"
+    );
+    finish(&scratch.0);
+    assert_eq!(sorted_lines(&scratch.0.join("out.jsonl")), expected);
+    assert!(
+        leftovers(&scratch.0).is_empty(),
+        "{:?}",
+        leftovers(&scratch.0)
+    );
+}
+
+#[test]
+fn rescaling_2_to_1_to_3_across_restores_gives_identical_results() {
+    let expected = reference("rescale_reference");
+    let scratch = Scratch::new("recovery_rescale");
+    let dir = &scratch.0;
+    for parallelism in [2, 1] {
+        std::fs::write(dir.join("job.yaml"), job(parallelism, Some(8000), true)).expect("job");
+        let mut child = start(dir);
+        // Until a checkpoint of this incarnation has completed.
+        let before = completed(dir);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while completed(dir) < before + 2 {
+            assert!(Instant::now() < deadline, "no checkpoint completed");
+            assert!(
+                child.0.try_wait().expect("wait").is_none(),
+                "finished too early"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.0.kill().expect("SIGKILL");
+        let _ = child.0.wait();
+    }
+    std::fs::write(dir.join("job.yaml"), job(3, None, true)).expect("job");
+    finish(dir);
+    assert_eq!(sorted_lines(&dir.join("out.jsonl")), expected);
+}
+
+/// The highest completed checkpoint id in the job's checkpoint directory.
+fn completed(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("checkpoints"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("_metadata").exists())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_prefix("chk-")?.parse().ok()
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_reported_and_recovery_uses_an_older_one() {
+    let expected = reference("corrupt_reference");
+    let scratch = Scratch::new("recovery_corrupt");
+    let dir = &scratch.0;
+    std::fs::write(dir.join("job.yaml"), job(2, Some(8000), true)).expect("job");
+    let mut child = start(dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while completed(dir) < 3 {
+        assert!(Instant::now() < deadline, "no checkpoint completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.0.kill().expect("SIGKILL");
+    let _ = child.0.wait();
+    let latest = dir.join(format!("checkpoints/chk-{}", completed(dir)));
+    let file = std::fs::read_dir(&latest)
+        .expect("checkpoint dir")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".state"))
+        .expect("a task snapshot")
+        .path();
+    let mut bytes = std::fs::read(&file).expect("read snapshot");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&file, bytes).expect("corrupt snapshot");
+
+    // Naming the corrupt checkpoint is an error that says what is wrong and where.
+    let latest_arg = latest.to_string_lossy().into_owned();
+    let out = eddy(
+        &[
+            "run",
+            "-q",
+            "--plugin-dir",
+            PLUGIN_DIR,
+            "job.yaml",
+            "--restore",
+            &latest_arg,
+        ],
+        dir,
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("corrupt") && stderr.contains("CRC"),
+        "{stderr}"
+    );
+    // `--restore` alone steps back to the newest intact checkpoint.
+    finish(dir);
+    assert_eq!(sorted_lines(&dir.join("out.jsonl")), expected);
+}
