@@ -14,6 +14,7 @@ const PLUGINS: &[&str] = &[
     "distinct-count",
     "session-summary",
     "order-summary",
+    "order-summary-v2",
     "top-count",
     "max-rows",
     "eddy-bench-guest",

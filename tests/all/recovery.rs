@@ -182,31 +182,168 @@ fn killed_at_random_moments_the_committed_output_is_exactly_once() {
     );
 }
 
+/// Waits for `child` to exit by itself, within a bound.
+fn wait_exit(child: &mut ChildGuard) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the job did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the job in `dir` (from `restore`, if given) until a checkpoint of its own has
+/// completed, then stops it with a savepoint; returns the savepoint's directory.
+fn run_until_savepoint(dir: &Path, restore: Option<&str>) -> String {
+    let mut args = vec!["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"];
+    if let Some(savepoint) = restore {
+        args.extend(["--restore", savepoint]);
+    }
+    let mut child = ChildGuard(
+        command(&args, dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start eddy"),
+    );
+    let before = completed(dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while completed(dir) < before + 2 {
+        assert!(Instant::now() < deadline, "no checkpoint completed");
+        assert!(
+            child.0.try_wait().expect("wait").is_none(),
+            "finished too early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = eddy(
+        &[
+            "savepoint",
+            "--stop",
+            "--plugin-dir",
+            PLUGIN_DIR,
+            "job.yaml",
+        ],
+        dir,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(wait_exit(&mut child).success());
+    let savepoint = stdout.trim().to_owned();
+    assert!(
+        dir.join(&savepoint).join("_metadata").exists(),
+        "{savepoint}"
+    );
+    savepoint
+}
+
 #[test]
-fn rescaling_2_to_1_to_3_across_restores_gives_identical_results() {
+fn rescaling_2_to_1_to_3_through_savepoints_gives_identical_results() {
     let expected = reference("rescale_reference");
     let scratch = Scratch::new("recovery_rescale");
     let dir = &scratch.0;
-    for parallelism in [2, 1] {
-        std::fs::write(dir.join("job.yaml"), job(parallelism, Some(8000), true)).expect("job");
-        let mut child = start(dir);
-        // Until a checkpoint of this incarnation has completed.
-        let before = completed(dir);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while completed(dir) < before + 2 {
-            assert!(Instant::now() < deadline, "no checkpoint completed");
-            assert!(
-                child.0.try_wait().expect("wait").is_none(),
-                "finished too early"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.0.kill().expect("SIGKILL");
-        let _ = child.0.wait();
-    }
+    std::fs::write(dir.join("job.yaml"), job(2, Some(8000), true)).expect("job");
+    let first = run_until_savepoint(dir, None);
+    std::fs::write(dir.join("job.yaml"), job(1, Some(8000), true)).expect("job");
+    let second = run_until_savepoint(dir, Some(&first));
     std::fs::write(dir.join("job.yaml"), job(3, None, true)).expect("job");
-    finish(dir);
+    let out = eddy(
+        &[
+            "run",
+            "-q",
+            "--plugin-dir",
+            PLUGIN_DIR,
+            "job.yaml",
+            "--restore",
+            &second,
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(sorted_lines(&dir.join("out.jsonl")), expected);
+}
+
+/// Orders → keyed `plugin` process function → file sink.
+fn summary_job(plugin: &str) -> String {
+    format!(
+        "name: upgrade
+checkpoints: {{ interval: 100ms, dir: checkpoints }}
+sources:
+  - type: generator
+    name: orders
+    shape: orders
+    count: 30000
+    seed: 8
+    rate: 6000
+    event-time: {{ field: ts }}
+steps:
+  - key-by: customer
+  - name: summary
+    process: {plugin}
+    params: {{ big: 1.0e12 }}
+sinks:
+  - type: file
+    path: out.jsonl
+"
+    )
+}
+
+#[test]
+fn an_upgraded_plugin_takes_over_the_state_of_a_savepoint() {
+    let reference = Scratch::new("upgrade_reference");
+    std::fs::write(
+        reference.0.join("job.yaml"),
+        summary_job("order_summary.wasm").replace("rate: 6000", ""),
+    )
+    .expect("job");
+    let out = eddy(
+        &["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"],
+        &reference.0,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let expected = sorted_lines(&reference.0.join("out.jsonl"));
+
+    let scratch = Scratch::new("recovery_upgrade");
+    let dir = &scratch.0;
+    std::fs::write(dir.join("job.yaml"), summary_job("order_summary.wasm")).expect("job");
+    let savepoint = run_until_savepoint(dir, None);
+    std::fs::write(dir.join("job.yaml"), summary_job("order_summary_v2.wasm")).expect("job");
+    let out = eddy(
+        &[
+            "run",
+            "-q",
+            "--plugin-dir",
+            PLUGIN_DIR,
+            "job.yaml",
+            "--restore",
+            &savepoint,
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    // Version 2 adds the average; without it, every row is version 1's, and a bucket
+    // that spans the upgrade has all of its orders only if the state carried over.
+    let rows = sorted_lines(&dir.join("out.jsonl"));
+    let upgraded = rows.iter().filter(|r| r.contains("\"average\"")).count();
+    assert!(
+        upgraded > 0 && upgraded < rows.len(),
+        "{upgraded} of {}",
+        rows.len()
+    );
+    let mut without_average: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let mut v: serde_json::Value = serde_json::from_str(r).expect("JSON row");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("average");
+            }
+            v.to_string()
+        })
+        .collect();
+    without_average.sort();
+    assert_eq!(without_average, expected);
 }
 
 /// The highest completed checkpoint id in the job's checkpoint directory.

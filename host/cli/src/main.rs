@@ -4,6 +4,7 @@
     reason = "a command prints its results on stdout"
 )]
 
+mod control;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -92,6 +93,15 @@ enum Command {
         #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "latest")]
         restore: Option<PathBuf>,
     },
+    /// Take a savepoint of a running job (it needs a `checkpoints` section); prints the
+    /// savepoint's directory, which `eddy run --restore DIR` resumes from.
+    Savepoint {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Stop the job once the savepoint has completed.
+        #[arg(long)]
+        stop: bool,
+    },
 }
 
 /// Set by Ctrl-C: sources stop, what is in flight drains, sinks finish.
@@ -137,6 +147,18 @@ fn run(cli: Cli) -> Result<()> {
                 job.steps.len(),
                 job.sinks.len()
             );
+            Ok(())
+        }
+        Command::Savepoint { job, stop } => {
+            let job = job.load()?;
+            let Some(checkpoints) = &job.checkpoints else {
+                bail!(
+                    "job {:?} has no `checkpoints` section, so it cannot take savepoints",
+                    job.name
+                );
+            };
+            let dir = control::request(&checkpoints.dir.clone().unwrap_or_default(), stop)?;
+            println!("{}", dir.display());
             Ok(())
         }
         Command::Plan(args) => {
@@ -242,13 +264,30 @@ fn run_job(job: &Job, restore: Option<&Path>, quiet: bool, live: bool) -> Result
                 .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
             tracing::info!(job = %job.name, "Prometheus metrics on http://{bound}/metrics");
         }
+        let control = match &job.checkpoints {
+            Some(c) => {
+                let dir = c.dir.clone().unwrap_or_default();
+                control::serve(&dir, dataflow.savepoints(), c.timeout())
+                    .map_err(|e| tracing::warn!(job = %job.name, "savepoints unavailable: {e:#}"))
+                    .ok()
+            }
+            None => None,
+        };
         let live = live.then(|| status::spawn(metrics.clone()));
         let result = dataflow.run(&STOP);
+        drop(control);
         if let Some(live) = live {
             live.stop();
         }
         let error = match result {
             Ok(summary) => {
+                if let Some(savepoint) = &summary.stopped {
+                    eprintln!(
+                        "{}: stopped with savepoint {}",
+                        job.file.display(),
+                        savepoint.display()
+                    );
+                }
                 if !quiet {
                     status::print_summary(&job.file, &summary, job.memory.process);
                     status::print_plugins(&metrics);

@@ -10,7 +10,7 @@ use crate::batch::Batch;
 use crate::builtin::{BuiltinContext, builtin_operator};
 use crate::channel::{Channel, Closed, Message};
 use crate::checkpoint::align::Aligner;
-use crate::checkpoint::coordinator::{Barriers, CoordinatorError, Schedule};
+use crate::checkpoint::coordinator::{Barriers, CoordinatorError, Outcome, Savepoints, Schedule};
 use crate::checkpoint::{CheckpointError, Coordinator, Restored, Storage, TaskId, TaskSnapshot};
 use crate::deadletter::DeadLetters;
 use crate::exchange::{Exchange, SendError};
@@ -78,6 +78,8 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// The last checkpoint that completed: id and directory.
     pub checkpoint: Option<(u64, std::path::PathBuf)>,
+    /// The savepoint the job stopped with, if it was stopped with one.
+    pub stopped: Option<std::path::PathBuf>,
 }
 
 /// A task failed, or stopped because another one did.
@@ -760,6 +762,11 @@ impl Dataflow {
         })
     }
 
+    /// The handle that takes savepoints of the running job.
+    pub fn savepoints(&self) -> Savepoints {
+        self.coordinator.savepoints()
+    }
+
     /// Live metrics, readable while the job runs.
     pub fn metrics(&self) -> Arc<JobMetrics> {
         self.metrics.clone()
@@ -773,24 +780,36 @@ impl Dataflow {
         let abort = AtomicBool::new(false);
         let first_error: Mutex<Option<RunError>> = Mutex::new(None);
         let channels = &self.channels;
-        let fail = |e: RunError| {
-            let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert(e);
+        // Tears the tasks down; with an error, the run fails with it.
+        let halt = |e: Option<RunError>| {
+            if let Some(e) = e {
+                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+            }
             abort.store(true, Ordering::SeqCst);
             for c in channels {
                 c.close();
             }
         };
+        let fail = |e: RunError| halt(Some(e));
         let mut coordinator = self.coordinator;
         let coordinator = std::thread::scope(|scope| {
-            let (abort_ref, fail_ref) = (&abort, &fail);
+            let (abort_ref, halt_ref) = (&abort, &halt);
             let checkpoints = std::thread::Builder::new()
                 .name("checkpoints".into())
                 .spawn_scoped(scope, move || {
-                    if let Err(e) = coordinator.run(abort_ref) {
-                        fail_ref(e.into());
-                    }
-                    coordinator
+                    let stopped = match coordinator.run(abort_ref) {
+                        Ok(Outcome::Ended) => None,
+                        Ok(Outcome::Stop(savepoint)) => {
+                            halt_ref(None);
+                            Some(savepoint)
+                        }
+                        Err(e) => {
+                            halt_ref(Some(e.into()));
+                            None
+                        }
+                    };
+                    (coordinator, stopped)
                 });
             let checkpoints = match checkpoints {
                 Ok(handle) => Some(handle),
@@ -833,6 +852,10 @@ impl Dataflow {
         if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
+        let (coordinator, stopped) = match coordinator {
+            Some((c, stopped)) => (Some(c), stopped),
+            None => (None, None),
+        };
         if let Some(dead_letters) = &self.dead_letters {
             dead_letters.finish()?;
         }
@@ -842,6 +865,7 @@ impl Dataflow {
         Ok(RunSummary {
             elapsed: started.elapsed(),
             checkpoint: coordinator.and_then(|c| c.completed),
+            stopped,
             ..summary(&self.metrics)
         })
     }
@@ -861,6 +885,7 @@ pub fn summary(metrics: &JobMetrics) -> RunSummary {
             .collect(),
         elapsed: metrics.started.elapsed(),
         checkpoint: None,
+        stopped: None,
     }
 }
 

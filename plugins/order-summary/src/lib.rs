@@ -9,3 +9,6 @@
 
 #[cfg(target_arch = "wasm32")]
 mod summary;
+
+#[cfg(target_arch = "wasm32")]
+eddy_sdk::export_process!(summary::OrderSummary<1>);

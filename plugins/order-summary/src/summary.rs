@@ -27,13 +27,15 @@ struct Order {
 const BUCKET: i64 = 10_000;
 
 /// The process function; its state handle points into the host's keyed state.
-pub struct OrderSummary {
+/// `VERSION` 2 is an upgrade that also reports each bucket's average order, reading
+/// the state version 1 wrote.
+pub struct OrderSummary<const VERSION: u8 = 1> {
     big: f64,
     /// Per customer: bucket end → (orders, total in cents).
     buckets: MapState<(u64, i64)>,
 }
 
-impl Process for OrderSummary {
+impl<const VERSION: u8> Process for OrderSummary<VERSION> {
     fn open(ctx: &Context) -> Result<Self, Error> {
         let params: Params = ctx.params()?;
         Ok(OrderSummary {
@@ -71,13 +73,15 @@ impl Process for OrderSummary {
             return Ok(());
         };
         self.buckets.remove(&end.to_string());
-        out.json(&json!({
+        let mut row = json!({
             "customer": String::from_utf8_lossy(key),
             "until": end,
             "orders": orders,
             "total": cents as f64 / 100.0,
-        }))
+        });
+        if VERSION >= 2 {
+            row["average"] = json!((cents as f64 / orders.max(1) as f64).round() / 100.0);
+        }
+        out.json(&row)
     }
 }
-
-eddy_sdk::export_process!(OrderSummary);

@@ -6,6 +6,9 @@
 //! A task that finished reports its final snapshot once; it counts as acknowledged for
 //! every later checkpoint. When all tasks have finished, a final checkpoint is taken and
 //! committed, so a bounded job's last output is exactly-once too.
+//!
+//! Savepoints are checkpoints taken on request, kept until deleted by hand; a request
+//! may also stop the job once its savepoint has completed.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,12 +96,41 @@ pub struct Schedule {
     pub first_id: u64,
 }
 
+/// A request for a savepoint, answered with its directory.
+#[derive(Debug)]
+pub struct SavepointRequest {
+    /// Stop the job once the savepoint has completed.
+    pub stop: bool,
+    /// Where the answer goes.
+    pub reply: mpsc::Sender<Result<PathBuf, String>>,
+}
+
+/// Asks a running job for savepoints.
+#[derive(Clone, Debug)]
+pub struct Savepoints(mpsc::Sender<SavepointRequest>);
+
+impl Savepoints {
+    /// Takes a savepoint (and stops the job after it, if `stop`), waiting at most
+    /// `timeout` for it to complete; returns its directory.
+    pub fn trigger(&self, stop: bool, timeout: Duration) -> Result<PathBuf, String> {
+        let (reply, answer) = mpsc::channel();
+        self.0
+            .send(SavepointRequest { stop, reply })
+            .map_err(|_| "the job is no longer running".to_owned())?;
+        answer
+            .recv_timeout(timeout)
+            .map_err(|_| format!("no savepoint within {timeout:?}"))?
+    }
+}
+
 /// A checkpoint in flight.
 struct Pending {
     id: u64,
     started: Instant,
     files: Vec<Option<TaskFile>>,
     sinks: Vec<(String, Vec<u8>)>,
+    /// Set for a savepoint.
+    savepoint: Option<SavepointRequest>,
 }
 
 /// Coordinates the checkpoints of one run.
@@ -111,8 +143,19 @@ pub struct Coordinator {
     reports: mpsc::Receiver<Report>,
     /// Kept until the run starts, so that tasks can be given handles.
     sender: Option<mpsc::Sender<Report>>,
+    savepoint_requests: mpsc::Receiver<SavepointRequest>,
+    savepoint_sender: mpsc::Sender<SavepointRequest>,
     /// The last checkpoint that completed, for the run summary.
     pub completed: Option<(u64, PathBuf)>,
+}
+
+/// How a coordinator's run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every task finished, or the job failed.
+    Ended,
+    /// A stop-with-savepoint completed: the job must stop now.
+    Stop(PathBuf),
 }
 
 impl Coordinator {
@@ -125,6 +168,7 @@ impl Coordinator {
         sinks: Vec<(String, SinkSpec)>,
     ) -> Self {
         let (sender, reports) = mpsc::channel();
+        let (savepoint_sender, savepoint_requests) = mpsc::channel();
         Coordinator {
             schedule,
             tasks,
@@ -133,6 +177,8 @@ impl Coordinator {
             requested: Arc::new(AtomicU64::new(0)),
             reports,
             sender: Some(sender),
+            savepoint_requests,
+            savepoint_sender,
             completed: None,
         }
     }
@@ -145,6 +191,11 @@ impl Coordinator {
         }
     }
 
+    /// The handle that asks for savepoints.
+    pub fn savepoints(&self) -> Savepoints {
+        Savepoints(self.savepoint_sender.clone())
+    }
+
     fn commit(&self, prepared: &[(String, Vec<u8>)]) -> Result<(), SinkError> {
         for (name, bytes) in prepared {
             if let Some((_, spec)) = self.sinks.iter().find(|(n, _)| n == name) {
@@ -154,24 +205,29 @@ impl Coordinator {
         Ok(())
     }
 
-    fn write(
+    /// Writes task `task`'s snapshot into checkpoint `p` (and its prepared output).
+    fn record(
         &self,
-        id: u64,
+        p: &mut Pending,
         task: TaskId,
         snapshot: &TaskSnapshot,
-    ) -> Result<Option<TaskFile>, CheckpointError> {
-        match &self.schedule {
-            None => Ok(None),
-            Some(s) => s
-                .storage
-                .write_task(id, false, &self.tasks[task], snapshot)
-                .map(Some),
+    ) -> Result<(), CheckpointError> {
+        p.sinks.extend(snapshot.sinks.iter().cloned());
+        if let Some(s) = &self.schedule {
+            let savepoint = p.savepoint.is_some();
+            p.files[task] =
+                Some(
+                    s.storage
+                        .write_task(p.id, savepoint, &self.tasks[task], snapshot)?,
+                );
         }
+        Ok(())
     }
 
     /// Runs until every task has finished (then takes the final checkpoint and commits
-    /// it) or the tasks are gone because the job failed (`abort`).
-    pub fn run(&mut self, abort: &AtomicBool) -> Result<(), CoordinatorError> {
+    /// it), the tasks are gone because the job failed (`abort`), or a
+    /// stop-with-savepoint completed.
+    pub fn run(&mut self, abort: &AtomicBool) -> Result<Outcome, CoordinatorError> {
         drop(self.sender.take());
         let n = self.tasks.len();
         let mut finished: Vec<Option<TaskSnapshot>> = vec![None; n];
@@ -181,92 +237,142 @@ impl Coordinator {
         let mut next_trigger = interval.map(|i| Instant::now() + i);
         loop {
             if abort.load(Ordering::Relaxed) {
-                return Ok(());
+                return Ok(Outcome::Ended);
             }
             if finished.iter().all(Option::is_some) {
-                return self.finish(next_id, pending.take(), &finished);
+                self.finish(next_id, pending.take(), &finished)?;
+                return Ok(Outcome::Ended);
             }
             let wait = next_trigger
                 .map_or(Duration::from_millis(100), |t| {
                     t.saturating_duration_since(Instant::now())
                 })
-                .min(Duration::from_millis(100));
+                .min(Duration::from_millis(20));
             match self.reports.recv_timeout(wait) {
                 Ok(Report::Ack { task, id, snapshot }) => {
-                    if let Some(p) = pending.as_mut().filter(|p| p.id == id) {
-                        p.sinks.extend(snapshot.sinks.iter().cloned());
-                        p.files[task] = self.write(id, task, &snapshot)?;
+                    if let Some(mut p) = pending.take() {
+                        if p.id == id {
+                            self.record(&mut p, task, &snapshot)?;
+                        }
+                        pending = Some(p);
                     }
                 }
                 Ok(Report::Finished { task, snapshot }) => {
-                    if let Some(p) = pending.as_mut()
-                        && p.files[task].is_none()
-                    {
-                        p.sinks.extend(snapshot.sinks.iter().cloned());
-                        p.files[task] = self.write(p.id, task, &snapshot)?;
+                    if let Some(mut p) = pending.take() {
+                        if p.files[task].is_none() {
+                            self.record(&mut p, task, &snapshot)?;
+                        }
+                        pending = Some(p);
                     }
                     finished[task] = Some(snapshot);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 // Every task is gone without finishing: the job failed.
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(Outcome::Ended),
             }
-            if let (Some(p), Some(schedule)) = (&pending, &self.schedule) {
-                if p.files.iter().all(Option::is_some) {
-                    if let Some(p) = pending.take() {
-                        self.complete(p)?;
-                    }
-                } else if p.started.elapsed() > schedule.timeout {
-                    tracing::warn!(
-                        "checkpoint {} abandoned: not acknowledged within {:?}",
-                        p.id,
-                        schedule.timeout
-                    );
-                    schedule.storage.abandon(p.id, false);
-                    pending = None;
-                }
-            }
-            if let (None, Some(t), Some(i)) = (&pending, next_trigger, interval)
-                && Instant::now() >= t
-            {
-                let id = next_id;
-                next_id += 1;
-                next_trigger = Some(Instant::now() + i);
-                let mut p = Pending {
-                    id,
-                    started: Instant::now(),
-                    files: vec![None; n],
-                    sinks: Vec::new(),
-                };
-                for (task, snapshot) in finished.iter().enumerate() {
-                    if let Some(snapshot) = snapshot {
-                        p.sinks.extend(snapshot.sinks.iter().cloned());
-                        p.files[task] = self.write(id, task, snapshot)?;
+            let state = match (&pending, &self.schedule) {
+                (Some(p), Some(_)) if p.files.iter().all(Option::is_some) => Some(true),
+                (Some(p), Some(s)) if p.started.elapsed() > s.timeout => Some(false),
+                _ => None,
+            };
+            match (state, pending.take()) {
+                (Some(true), Some(p)) => {
+                    if let Some(stopped) = self.complete(p)? {
+                        return Ok(Outcome::Stop(stopped));
                     }
                 }
-                tracing::debug!("triggering checkpoint {id}");
-                pending = Some(p);
-                self.requested.store(id, Ordering::Release);
+                (Some(false), Some(p)) => self.abandon(p),
+                (_, p) => pending = p,
             }
+            if pending.is_some() {
+                continue;
+            }
+            // A savepoint request goes first; otherwise the interval's checkpoint.
+            let savepoint = match self.savepoint_requests.try_recv() {
+                Ok(request) if self.schedule.is_none() => {
+                    let _ = request.reply.send(Err(
+                        "savepoints need a `checkpoints` section in the job file".into(),
+                    ));
+                    None
+                }
+                Ok(request) => Some(request),
+                Err(_) => None,
+            };
+            let due = next_trigger.is_some_and(|t| Instant::now() >= t);
+            if savepoint.is_none() && !due {
+                continue;
+            }
+            let id = next_id;
+            next_id += 1;
+            if savepoint.is_none() {
+                next_trigger = interval.map(|i| Instant::now() + i);
+            }
+            let mut p = Pending {
+                id,
+                started: Instant::now(),
+                files: vec![None; n],
+                sinks: Vec::new(),
+                savepoint,
+            };
+            for (task, snapshot) in finished.iter().enumerate() {
+                if let Some(snapshot) = snapshot {
+                    self.record(&mut p, task, snapshot)?;
+                }
+            }
+            tracing::debug!("triggering checkpoint {id}");
+            pending = Some(p);
+            self.requested.store(id, Ordering::Release);
         }
     }
 
-    fn complete(&mut self, p: Pending) -> Result<(), CoordinatorError> {
+    /// Gives up on checkpoint `p`, which took too long.
+    fn abandon(&self, p: Pending) {
         let Some(schedule) = &self.schedule else {
-            return Ok(());
+            return;
         };
+        let message = format!(
+            "checkpoint {} was not acknowledged within {:?}",
+            p.id, schedule.timeout
+        );
+        tracing::warn!("{message}; abandoned");
+        schedule.storage.abandon(p.id, p.savepoint.is_some());
+        if let Some(request) = p.savepoint {
+            let _ = request.reply.send(Err(message));
+        }
+    }
+
+    /// Completes checkpoint `p` and commits its sinks; returns the savepoint's
+    /// directory if the job must stop now.
+    fn complete(&mut self, p: Pending) -> Result<Option<PathBuf>, CoordinatorError> {
+        let Some(schedule) = &self.schedule else {
+            return Ok(None);
+        };
+        let savepoint = p.savepoint.is_some();
         let files = p.files.into_iter().flatten().collect();
         let dir = schedule
             .storage
-            .complete(p.id, false, self.max_parallelism, files)?;
-        tracing::info!(
-            "checkpoint {} completed in {} ms",
-            p.id,
-            p.started.elapsed().as_millis()
-        );
+            .complete(p.id, savepoint, self.max_parallelism, files)?;
+        let took = p.started.elapsed().as_millis();
+        if savepoint {
+            tracing::info!(
+                "savepoint {} completed in {took} ms: {}",
+                p.id,
+                dir.display()
+            );
+        } else {
+            tracing::debug!("checkpoint {} completed in {took} ms", p.id);
+        }
         self.commit(&p.sinks)?;
-        self.completed = Some((p.id, dir));
-        Ok(())
+        match p.savepoint {
+            Some(request) => {
+                let _ = request.reply.send(Ok(dir.clone()));
+                Ok(request.stop.then_some(dir))
+            }
+            None => {
+                self.completed = Some((p.id, dir));
+                Ok(None)
+            }
+        }
     }
 
     /// Every task finished: the final checkpoint records it, then the sinks publish.
@@ -276,28 +382,29 @@ impl Coordinator {
         pending: Option<Pending>,
         finished: &[Option<TaskSnapshot>],
     ) -> Result<(), CoordinatorError> {
-        let sinks: Vec<(String, Vec<u8>)> = finished
-            .iter()
-            .flatten()
-            .flat_map(|s| s.sinks.clone())
-            .collect();
-        let Some(schedule) = &self.schedule else {
+        if self.schedule.is_none() {
+            let sinks: Vec<(String, Vec<u8>)> = finished
+                .iter()
+                .flatten()
+                .flat_map(|s| s.sinks.clone())
+                .collect();
             return Ok(self.commit(&sinks)?);
-        };
-        if let Some(p) = pending {
-            schedule.storage.abandon(p.id, false);
         }
-        let mut files = Vec::new();
-        for (task, snapshot) in finished.iter().enumerate() {
-            if let Some(snapshot) = snapshot {
-                files.push(self.write(id, task, snapshot)?);
-            }
-        }
-        self.complete(Pending {
+        // A checkpoint or savepoint in flight completes with the final state.
+        let mut p = pending.unwrap_or(Pending {
             id,
             started: Instant::now(),
-            files,
-            sinks,
-        })
+            files: vec![None; finished.len()],
+            sinks: Vec::new(),
+            savepoint: None,
+        });
+        p.sinks.clear();
+        for (task, snapshot) in finished.iter().enumerate() {
+            if let Some(snapshot) = snapshot {
+                self.record(&mut p, task, snapshot)?;
+            }
+        }
+        self.complete(p)?;
+        Ok(())
     }
 }
