@@ -16,7 +16,7 @@ const DEFAULT_KILLS: usize = 20;
 
 /// Generated orders → WASM map → keyed WASM process function (map state and
 /// event-time timers) → keyed tumbling window → file sink.
-fn job(parallelism: u32, rate: Option<u32>, checkpoints: bool) -> String {
+fn job(parallelism: u32, rate: Option<u32>, checkpoints: bool, backend: &str) -> String {
     let rate = rate.map(|r| format!("rate: {r}")).unwrap_or_default();
     let checkpoints = if checkpoints {
         "checkpoints: { interval: 100ms, dir: checkpoints }"
@@ -26,6 +26,7 @@ fn job(parallelism: u32, rate: Option<u32>, checkpoints: bool) -> String {
     format!(
         "name: recovery
 parallelism: {parallelism}
+state: {{ backend: {backend} }}
 {checkpoints}
 sources:
   - type: generator
@@ -59,7 +60,7 @@ sinks:
 /// The output of an uninterrupted run without checkpoints, sorted.
 fn reference(test: &str) -> Vec<String> {
     let scratch = Scratch::new(test);
-    std::fs::write(scratch.0.join("job.yaml"), job(2, None, false)).expect("write job");
+    std::fs::write(scratch.0.join("job.yaml"), job(2, None, false, "memory")).expect("write job");
     let out = eddy(
         &["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"],
         &scratch.0,
@@ -138,18 +139,38 @@ fn leftovers(dir: &Path) -> Vec<String> {
 
 #[test]
 fn killed_at_random_moments_the_committed_output_is_exactly_once() {
-    let expected = reference("recovery_reference");
+    kill_repeatedly("memory");
+}
+
+#[test]
+fn killed_at_random_moments_with_rocksdb_state_at_changing_parallelism_the_output_is_exactly_once()
+{
+    kill_repeatedly("rocksdb");
+}
+
+fn kill_repeatedly(backend: &str) {
+    let expected = reference(&format!("recovery_reference_{backend}"));
     assert!(expected.len() > 100, "the job must produce enough rows");
     let kills: usize = std::env::var("EDDY_KILLS")
         .ok()
         .and_then(|k| k.parse().ok())
         .unwrap_or(DEFAULT_KILLS);
-    let scratch = Scratch::new("recovery_kill");
-    std::fs::write(scratch.0.join("job.yaml"), job(2, Some(4000), true)).expect("write job");
+    let scratch = Scratch::new(&format!("recovery_kill_{backend}"));
+    std::fs::write(
+        scratch.0.join("job.yaml"),
+        job(2, Some(4000), true, backend),
+    )
+    .expect("job");
     let mut delays = Delays(42);
     let mut killed = 0;
     let mut finished_early = false;
     while killed < kills {
+        if backend == "rocksdb" {
+            // Restores alternate between 2 and 3 subtasks: key groups move between
+            // databases restored from checkpoints.
+            let job = job(2 + (killed % 2) as u32, Some(4000), true, backend);
+            std::fs::write(scratch.0.join("job.yaml"), job).expect("job");
+        }
         let mut child = start(&scratch.0);
         std::thread::sleep(Duration::from_millis(delays.next_ms(150, 700)));
         if child.0.try_wait().expect("wait").is_some() {
@@ -244,11 +265,12 @@ fn rescaling_2_to_1_to_3_through_savepoints_gives_identical_results() {
     let expected = reference("rescale_reference");
     let scratch = Scratch::new("recovery_rescale");
     let dir = &scratch.0;
-    std::fs::write(dir.join("job.yaml"), job(2, Some(8000), true)).expect("job");
+    // Key groups move between RocksDB databases, and from RocksDB into memory.
+    std::fs::write(dir.join("job.yaml"), job(2, Some(8000), true, "rocksdb")).expect("job");
     let first = run_until_savepoint(dir, None);
-    std::fs::write(dir.join("job.yaml"), job(1, Some(8000), true)).expect("job");
+    std::fs::write(dir.join("job.yaml"), job(1, Some(8000), true, "rocksdb")).expect("job");
     let second = run_until_savepoint(dir, Some(&first));
-    std::fs::write(dir.join("job.yaml"), job(3, None, true)).expect("job");
+    std::fs::write(dir.join("job.yaml"), job(3, None, true, "memory")).expect("job");
     let out = eddy(
         &[
             "run",
@@ -368,7 +390,7 @@ fn a_corrupt_checkpoint_is_reported_and_recovery_uses_an_older_one() {
     let expected = reference("corrupt_reference");
     let scratch = Scratch::new("recovery_corrupt");
     let dir = &scratch.0;
-    std::fs::write(dir.join("job.yaml"), job(2, Some(8000), true)).expect("job");
+    std::fs::write(dir.join("job.yaml"), job(2, Some(8000), true, "memory")).expect("job");
     let mut child = start(dir);
     let deadline = Instant::now() + Duration::from_secs(60);
     while completed(dir) < 3 {

@@ -18,8 +18,10 @@ use eddy_core::checkpoint::storage;
 use eddy_core::checkpoint::{CheckpointError, Storage};
 use eddy_core::memory::{ByteSize, Pools};
 use eddy_core::plan::{Plan, PlanView};
+use eddy_core::state::backend::BackendKind;
 use eddy_core::tenant::Tenants;
 use eddy_core::{Dataflow, Job};
+use eddy_state_rocksdb::RocksFactory;
 use eddy_wasm::{Runtime, RuntimeConfig};
 
 /// Eddy runs stream processing jobs whose operators are sandboxed WebAssembly components.
@@ -340,6 +342,10 @@ fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
         pools,
         fuel: job.steps.iter().any(|s| s.sandbox.fuel.is_some()),
         max_stack: job.max_stack.0,
+        state: match job.state.backend {
+            BackendKind::Memory => None,
+            BackendKind::Rocksdb => Some(Arc::new(RocksFactory)),
+        },
         ..RuntimeConfig::default()
     })?)
 }

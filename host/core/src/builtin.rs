@@ -1,6 +1,7 @@
 //! Built-in declarative operators: key-by, where, select and rolling aggregates.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -357,7 +358,7 @@ impl Operator for Rolling {
         Ok(out)
     }
 
-    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
+    fn snapshot(&mut self, _target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
         Ok(self
             .state
             .iter()
@@ -375,7 +376,7 @@ impl Operator for Rolling {
             .collect())
     }
 
-    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
+    fn restore(&mut self, entries: Vec<StateEntry>, _from: &Path) -> Result<(), OperatorError> {
         for entry in entries {
             let mut d = Decoder::new(&entry.bytes);
             let decoded = (|| -> Result<_, crate::state::StateError> {

@@ -260,10 +260,10 @@ impl Task {
                     .sources
                     .push((name, self.subtask as u32, source.position()?));
             }
+            let target = barrier.and_then(|id| self.barriers.target(id));
             for link in &mut self.chain {
-                snapshot
-                    .steps
-                    .push((link.step.clone(), link.op.snapshot()?));
+                let entries = link.op.snapshot(target.as_deref())?;
+                snapshot.steps.push((link.step.clone(), entries));
             }
         }
         if let Output::Sinks(sinks) = &mut self.output {
@@ -644,12 +644,9 @@ impl Dataflow {
                         };
                         if let Some(r) = restore {
                             let entries = r.step_entries(&step.name);
-                            op.restore(entries_for(
-                                &entries,
-                                i,
-                                step.parallelism,
-                                plan.max_parallelism,
-                            ))?;
+                            let mine =
+                                entries_for(&entries, i, step.parallelism, plan.max_parallelism);
+                            op.restore(mine, &r.path)?;
                         }
                         if let (Some(counters), StepOp::Plugin { plugin, .. }) =
                             (op.plugin_counters(), &step.op)

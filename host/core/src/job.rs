@@ -10,6 +10,7 @@ use crate::expr::Expr;
 use crate::join::JoinSpec;
 use crate::memory::{ByteSize, MemoryBudget, MemorySpec};
 use crate::sandbox::{DEFAULT_MAX_STACK, OnError, Sandbox, SandboxSpec};
+use crate::state::backend::StateSpec;
 use crate::time::Span;
 use crate::window::{Assigner, WindowSpec};
 
@@ -57,6 +58,9 @@ pub struct JobSpec {
     /// How a failed job restarts from its latest checkpoint.
     #[serde(default)]
     pub restart: RestartSpec,
+    /// Where the keyed state of process functions lives.
+    #[serde(default)]
+    pub state: StateSpec,
     /// Where events come from; several sources are read as a union.
     pub sources: Vec<SourceSpec>,
     /// Operators applied in order.
@@ -463,6 +467,8 @@ pub struct Job {
     pub checkpoints: Option<CheckpointSpec>,
     /// The restart strategy.
     pub restart: RestartSpec,
+    /// The keyed state backend, with its directory resolved.
+    pub state: StateSpec,
 }
 
 /// Why a job file cannot run, always naming the file and, where known, the line.
@@ -872,9 +878,16 @@ impl Resolver<'_> {
                 Some(c)
             }
         };
+        let mut state = spec.state;
+        let state_dir = state
+            .dir
+            .take()
+            .unwrap_or_else(|| Path::new(".eddy/state").join(&spec.name));
+        state.dir = Some(base.join(state_dir));
         Ok(Job {
             checkpoints,
             restart: spec.restart,
+            state,
             name: spec.name,
             tenant,
             dead_letter,

@@ -4,6 +4,7 @@
 //! there). Both sides arrive on one stream, each event tagged with its side.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -388,7 +389,7 @@ impl Operator for JoinOperator {
         Ok(out)
     }
 
-    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
+    fn snapshot(&mut self, _target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
         let mut entries = vec![StateEntry {
             key_group: None,
             bytes: self.watermark.to_le_bytes().to_vec(),
@@ -412,7 +413,7 @@ impl Operator for JoinOperator {
         Ok(entries)
     }
 
-    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
+    fn restore(&mut self, entries: Vec<StateEntry>, _from: &Path) -> Result<(), OperatorError> {
         for entry in entries {
             let mut d = Decoder::new(&entry.bytes);
             if entry.key_group.is_none() {

@@ -1,5 +1,6 @@
 //! The operator contract between the executor and whatever computes (WASM plugins, built-ins).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::batch::Batch;
@@ -39,16 +40,19 @@ pub trait Operator: Send {
     }
 
     /// A checkpoint barrier arrived: the operator's state, as entries by key group so
-    /// that a restore at another parallelism can split it. Stateless operators keep
-    /// the default.
-    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
+    /// that a restore at another parallelism can split it. `target` is the directory of
+    /// the checkpoint being written, for state kept in files (`None` for the final
+    /// state of a finished task). Stateless operators keep the default.
+    fn snapshot(&mut self, target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
+        let _ = target;
         Ok(Vec::new())
     }
 
-    /// Takes up the state of a checkpoint: the entries of this subtask's key groups
-    /// (from any number of former subtasks) and every operator-wide entry.
-    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
-        let _ = entries;
+    /// Takes up the state of the checkpoint in directory `from`: the entries of this
+    /// subtask's key groups (from any number of former subtasks) and every
+    /// operator-wide one.
+    fn restore(&mut self, entries: Vec<StateEntry>, from: &Path) -> Result<(), OperatorError> {
+        let _ = (entries, from);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! window as an update) and a late side output for events beyond it.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -748,7 +749,7 @@ impl Operator for WindowOperator {
         self.fire(now)
     }
 
-    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
+    fn snapshot(&mut self, _target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
         let mut entries = vec![StateEntry {
             key_group: None,
             bytes: self.watermark.to_le_bytes().to_vec(),
@@ -771,7 +772,7 @@ impl Operator for WindowOperator {
         Ok(entries)
     }
 
-    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
+    fn restore(&mut self, entries: Vec<StateEntry>, _from: &Path) -> Result<(), OperatorError> {
         for entry in entries {
             let mut d = Decoder::new(&entry.bytes);
             if entry.key_group.is_none() {

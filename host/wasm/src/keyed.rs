@@ -1,11 +1,18 @@
 //! Keyed state, timers and side outputs of process-function instances: what the
-//! `state`, `timers` and `side-output` imports act on. The host owns all of it; the
-//! plugin only ever sees the state of the key being processed.
+//! `state`, `timers` and `side-output` imports act on. The host owns all of it, in a
+//! [`KeyedBackend`] (memory or RocksDB); the plugin only ever sees the state of the key
+//! being processed.
+//!
+//! Each state of each key is one backend entry: its key is key group | key | state name
+//! | kind, its value the time it was written (for TTL) and its contents.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
 
 use eddy_core::Batch;
 use eddy_core::exchange::key_group;
+use eddy_core::memory::Pools;
+use eddy_core::state::backend::{BackendError, HeapBackend, KeyedBackend, state_key};
 use eddy_core::state::{Decoder, Encoder, StateEntry, StateError};
 use wasmtime::component::Resource;
 
@@ -20,91 +27,60 @@ pub struct StateHandle {
     ttl_ms: Option<u64>,
 }
 
-/// Which state of which key: (state name, key).
-type StateId = (String, Vec<u8>);
-/// Entries of one kind of state.
-type Table<T> = HashMap<StateId, Stamped<T>>;
-/// Entries as they were before a call changed them (`None`: absent).
-type UndoLog<T> = Vec<(StateId, Option<Stamped<T>>)>;
+/// Kinds of state, the last byte of their keys.
+const VALUE: u8 = 0;
+const LIST: u8 = 1;
+const MAP: u8 = 2;
+
+/// Snapshot entries: the backend's, or the timers of one key group.
+const STATE_ENTRY: u8 = b'S';
+const TIMERS_ENTRY: u8 = b'T';
+
 /// A timer: when, domain code, key.
 type TimerEntry = (i64, u8, Vec<u8>);
 
-#[derive(Clone, Debug)]
-struct Stamped<T> {
-    value: T,
-    written: i64,
+/// The contents of one kind of state, as stored.
+trait Contents: Sized {
+    fn encode(&self, e: &mut Encoder);
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, StateError>;
 }
 
-/// What an entry of state weighs in managed memory.
-trait Weigh {
-    fn weight(&self) -> usize;
-}
-
-impl Weigh for Vec<u8> {
-    fn weight(&self) -> usize {
-        self.len()
+impl Contents for Vec<u8> {
+    fn encode(&self, e: &mut Encoder) {
+        e.bytes(self);
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, StateError> {
+        Ok(d.bytes()?.to_vec())
     }
 }
 
-impl Weigh for Vec<Vec<u8>> {
-    fn weight(&self) -> usize {
-        self.iter().map(|v| v.len() + 8).sum()
+impl Contents for Vec<Vec<u8>> {
+    fn encode(&self, e: &mut Encoder) {
+        e.count(self.len());
+        for item in self {
+            e.bytes(item);
+        }
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, StateError> {
+        (0..d.count()?)
+            .map(|_| d.bytes().map(<[u8]>::to_vec))
+            .collect()
     }
 }
 
-impl Weigh for BTreeMap<Vec<u8>, Vec<u8>> {
-    fn weight(&self) -> usize {
-        self.iter().map(|(k, v)| k.len() + v.len() + 16).sum()
+impl Contents for BTreeMap<Vec<u8>, Vec<u8>> {
+    fn encode(&self, e: &mut Encoder) {
+        e.count(self.len());
+        for (k, v) in self {
+            e.bytes(k).bytes(v);
+        }
     }
-}
-
-/// Bytes an entry costs beyond its contents (name, key, bookkeeping).
-fn entry_weight<T: Weigh>(id: &StateId, value: &T) -> usize {
-    id.0.len() + id.1.len() + 64 + value.weight()
-}
-
-/// One kind of state: where its table and its undo records live.
-trait Kind {
-    type T: Weigh + Clone;
-    const CODE: u8;
-    fn table(k: &mut KeyedState) -> &mut Table<Self::T>;
-    fn log(j: &mut Journal) -> &mut UndoLog<Self::T>;
-}
-
-struct Values;
-struct Lists;
-struct Maps;
-
-impl Kind for Values {
-    type T = Vec<u8>;
-    const CODE: u8 = 0;
-    fn table(k: &mut KeyedState) -> &mut Table<Vec<u8>> {
-        &mut k.values
-    }
-    fn log(j: &mut Journal) -> &mut UndoLog<Vec<u8>> {
-        &mut j.values
-    }
-}
-
-impl Kind for Lists {
-    type T = Vec<Vec<u8>>;
-    const CODE: u8 = 1;
-    fn table(k: &mut KeyedState) -> &mut Table<Vec<Vec<u8>>> {
-        &mut k.lists
-    }
-    fn log(j: &mut Journal) -> &mut UndoLog<Vec<Vec<u8>>> {
-        &mut j.lists
-    }
-}
-
-impl Kind for Maps {
-    type T = BTreeMap<Vec<u8>, Vec<u8>>;
-    const CODE: u8 = 2;
-    fn table(k: &mut KeyedState) -> &mut Table<Self::T> {
-        &mut k.maps
-    }
-    fn log(j: &mut Journal) -> &mut UndoLog<Self::T> {
-        &mut j.maps
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, StateError> {
+        let mut map = BTreeMap::new();
+        for _ in 0..d.count()? {
+            map.insert(d.bytes()?.to_vec(), d.bytes()?.to_vec());
+        }
+        Ok(map)
     }
 }
 
@@ -113,37 +89,44 @@ impl Kind for Maps {
 #[derive(Debug, Default)]
 struct Journal {
     active: bool,
-    seen: std::collections::HashSet<(u8, StateId)>,
-    values: UndoLog<Vec<u8>>,
-    lists: UndoLog<Vec<Vec<u8>>>,
-    maps: UndoLog<BTreeMap<Vec<u8>, Vec<u8>>>,
+    seen: HashSet<Vec<u8>>,
+    /// Backend entries as they were before the call's first change (`None`: absent).
+    undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Timers added (`true`) or removed (`false`), in order.
     timers: Vec<(bool, TimerEntry)>,
     side: usize,
-    charged: usize,
 }
 
 /// The keyed state of one instance, with the key and clocks of the current call.
-#[derive(Debug, Default)]
 pub struct KeyedState {
-    /// The pools whose managed memory the state is charged to.
-    pub(crate) pools: Option<std::sync::Arc<eddy_core::memory::Pools>>,
-    /// Bytes charged so far.
-    charged: usize,
+    backend: Box<dyn KeyedBackend>,
+    max_parallelism: u32,
     /// The key being processed.
     pub(crate) key: Vec<u8>,
     /// Processing time of the current call (ms).
     pub(crate) now: i64,
     /// The operator's watermark.
     pub(crate) watermark: i64,
-    values: Table<Vec<u8>>,
-    lists: Table<Vec<Vec<u8>>>,
-    maps: Table<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Registered timers: (time, 0 = event time / 1 = processing time, key).
     timers: BTreeSet<TimerEntry>,
     /// Side-output events of the current call, by tag.
     pub(crate) side: Vec<(String, Batch)>,
     journal: Journal,
+}
+
+impl std::fmt::Debug for KeyedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedState")
+            .field("key", &self.key)
+            .field("timers", &self.timers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for KeyedState {
+    fn default() -> Self {
+        KeyedState::new(None)
+    }
 }
 
 fn domain_code(domain: TimeDomain) -> u8 {
@@ -153,216 +136,82 @@ fn domain_code(domain: TimeDomain) -> u8 {
     }
 }
 
-impl KeyedState {
-    /// Empty state charged to `pools.managed`.
-    pub(crate) fn new(pools: Option<std::sync::Arc<eddy_core::memory::Pools>>) -> Self {
-        let mut state = KeyedState::default();
-        state.pools = pools;
-        state
-    }
-
-    fn live<'a, T: Weigh>(
-        map: &'a mut Table<T>,
-        id: StateId,
-        ttl: Option<u64>,
-        now: i64,
-        freed: &mut usize,
-    ) -> Option<&'a mut Stamped<T>> {
-        let expired = map
-            .get(&id)
-            .is_some_and(|s| ttl.is_some_and(|t| now.saturating_sub(s.written) >= t as i64));
-        if expired && let Some(gone) = map.remove(&id) {
-            *freed += entry_weight(&id, &gone.value);
-        }
-        map.get_mut(&id)
-    }
-
-    /// Adjusts the managed memory charged for an entry that went from `before` to
-    /// `after` bytes; more memory than the pool has is an error that traps the plugin.
-    fn recharge(&mut self, before: usize, after: usize) -> wasmtime::Result<()> {
-        if after > before {
-            if let Some(pools) = &self.pools {
-                pools.managed.try_reserve(after - before).map_err(|e| {
-                    wasmtime::Error::msg(format!(
-                        "keyed state: {e}; raise memory.managed in the job file"
-                    ))
-                })?;
-            }
-            self.charged += after - before;
-        } else {
-            let freed = (before - after).min(self.charged);
-            if let Some(pools) = &self.pools {
-                pools.managed.release(freed);
-            }
-            self.charged -= freed;
-        }
-        Ok(())
-    }
-
-    fn id(&self, handle: &StateHandle) -> StateId {
-        (handle.name.clone(), self.key.clone())
-    }
-
-    /// The earliest timer of `domain` due at `time`, removed.
-    pub(crate) fn pop_due(&mut self, domain: TimeDomain, time: i64) -> Option<(i64, Vec<u8>)> {
-        let code = domain_code(domain);
-        let due = self
-            .timers
-            .iter()
-            .find(|(t, d, _)| *d == code && *t <= time)
-            .cloned()?;
-        self.set_timer(due.clone(), false);
-        Some((due.0, due.2))
-    }
-}
-
-/// One key's state, gathered from the tables for a checkpoint entry.
-#[derive(Default)]
-struct KeyParts<'a> {
-    values: Vec<(&'a str, &'a Stamped<Vec<u8>>)>,
-    lists: Vec<(&'a str, &'a Stamped<Vec<Vec<u8>>>)>,
-    maps: Vec<(&'a str, &'a Stamped<<Maps as Kind>::T>)>,
-    timers: Vec<(i64, u8)>,
+fn trap(e: impl std::fmt::Display) -> wasmtime::Error {
+    wasmtime::Error::msg(e.to_string())
 }
 
 impl KeyedState {
-    /// Every key's state and timers, one entry per key in the key's group.
-    pub(crate) fn snapshot(&self, max_parallelism: u32) -> Vec<StateEntry> {
-        let mut keys: BTreeMap<&[u8], KeyParts<'_>> = BTreeMap::new();
-        for ((name, key), v) in &self.values {
-            keys.entry(key).or_default().values.push((name, v));
-        }
-        for ((name, key), v) in &self.lists {
-            keys.entry(key).or_default().lists.push((name, v));
-        }
-        for ((name, key), v) in &self.maps {
-            keys.entry(key).or_default().maps.push((name, v));
-        }
-        for (time, domain, key) in &self.timers {
-            keys.entry(key).or_default().timers.push((*time, *domain));
-        }
-        keys.into_iter()
-            .map(|(key, parts)| {
-                let mut e = Encoder::new();
-                e.bytes(key).count(parts.values.len());
-                for (name, v) in parts.values {
-                    e.bytes(name.as_bytes()).i64(v.written).bytes(&v.value);
-                }
-                e.count(parts.lists.len());
-                for (name, v) in parts.lists {
-                    e.bytes(name.as_bytes()).i64(v.written).count(v.value.len());
-                    for item in &v.value {
-                        e.bytes(item);
-                    }
-                }
-                e.count(parts.maps.len());
-                for (name, v) in parts.maps {
-                    e.bytes(name.as_bytes()).i64(v.written).count(v.value.len());
-                    for (k, item) in &v.value {
-                        e.bytes(k).bytes(item);
-                    }
-                }
-                e.count(parts.timers.len());
-                for (time, domain) in parts.timers {
-                    e.i64(time).u8(domain);
-                }
-                StateEntry {
-                    key_group: Some(key_group(key, max_parallelism)),
-                    bytes: e.finish(),
-                }
-            })
-            .collect()
-    }
-
-    /// Takes up checkpointed entries, charging them to managed memory.
-    pub(crate) fn restore(&mut self, entries: Vec<StateEntry>) -> wasmtime::Result<()> {
-        for entry in entries {
-            let charge = self
-                .restore_entry(&entry.bytes)
-                .map_err(|e| wasmtime::Error::msg(format!("checkpoint state: {e}")))?;
-            self.recharge(0, charge)?;
-        }
-        Ok(())
-    }
-
-    /// Adds one key's entry; returns the weight it adds.
-    fn restore_entry(&mut self, bytes: &[u8]) -> std::result::Result<usize, StateError> {
-        let mut d = Decoder::new(bytes);
-        let key = d.bytes()?.to_vec();
-        let mut weight = 0;
-        for _ in 0..d.count()? {
-            let id = (d.str()?.to_owned(), key.clone());
-            let written = d.i64()?;
-            let value = d.bytes()?.to_vec();
-            weight += entry_weight(&id, &value);
-            self.values.insert(id, Stamped { value, written });
-        }
-        for _ in 0..d.count()? {
-            let id = (d.str()?.to_owned(), key.clone());
-            let written = d.i64()?;
-            let value = (0..d.count()?)
-                .map(|_| d.bytes().map(<[u8]>::to_vec))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            weight += entry_weight(&id, &value);
-            self.lists.insert(id, Stamped { value, written });
-        }
-        for _ in 0..d.count()? {
-            let id = (d.str()?.to_owned(), key.clone());
-            let written = d.i64()?;
-            let mut value = BTreeMap::new();
-            for _ in 0..d.count()? {
-                value.insert(d.bytes()?.to_vec(), d.bytes()?.to_vec());
-            }
-            weight += entry_weight(&id, &value);
-            self.maps.insert(id, Stamped { value, written });
-        }
-        for _ in 0..d.count()? {
-            self.timers.insert((d.i64()?, d.u8()?, key.clone()));
-        }
-        d.end()?;
-        Ok(weight)
-    }
-}
-
-type Result<T> = wasmtime::Result<T>;
-
-fn handle(state: &HostState, r: &Resource<StateHandle>) -> Result<StateHandle> {
-    Ok(state.table.get(r)?.clone())
-}
-
-impl state::Host for HostState {}
-
-impl Drop for KeyedState {
-    fn drop(&mut self) {
-        if let Some(pools) = &self.pools {
-            pools.managed.release(self.charged);
+    /// Empty state in memory, charged to `pools.managed`.
+    pub(crate) fn new(pools: Option<std::sync::Arc<Pools>>) -> Self {
+        KeyedState {
+            backend: Box::new(HeapBackend::new(pools)),
+            max_parallelism: 128,
+            key: Vec::new(),
+            now: 0,
+            watermark: i64::MIN,
+            timers: BTreeSet::new(),
+            side: Vec::new(),
+            journal: Journal::default(),
         }
     }
-}
 
-impl KeyedState {
-    /// Runs `change` on the current key's entry of state `h` (expired ones removed first)
-    /// and charges the difference to managed memory; remembers the entry as it was
-    /// before the call's first change, to undo a failed call.
-    fn update<K: Kind, R>(
+    /// Keeps the state in `backend`, keyed into `max_parallelism` key groups.
+    pub(crate) fn set_backend(&mut self, backend: Box<dyn KeyedBackend>, max_parallelism: u32) {
+        self.backend = backend;
+        self.max_parallelism = max_parallelism;
+    }
+
+    fn state_key(&self, h: &StateHandle, kind: u8) -> Vec<u8> {
+        let group = key_group(&self.key, self.max_parallelism);
+        state_key(group, &self.key, &h.name, kind)
+    }
+
+    /// The current key's state `h`, unless absent or older than its TTL (then removed).
+    fn read<T: Contents>(&mut self, h: &StateHandle, kind: u8) -> wasmtime::Result<Option<T>> {
+        let key = self.state_key(h, kind);
+        let Some(raw) = self.backend.get(&key).map_err(trap)? else {
+            return Ok(None);
+        };
+        let mut d = Decoder::new(&raw);
+        let written = d.i64().map_err(trap)?;
+        let expired = h
+            .ttl_ms
+            .is_some_and(|t| self.now.saturating_sub(written) >= t as i64);
+        if expired {
+            self.write_raw(key, None)?;
+            return Ok(None);
+        }
+        Ok(Some(T::decode(&mut d).map_err(trap)?))
+    }
+
+    /// Sets (or with `None` clears) the current key's state `h`, stamped now.
+    fn write<T: Contents>(
         &mut self,
         h: &StateHandle,
-        change: impl FnOnce(&mut Table<K::T>, &StateId, i64) -> R,
-    ) -> wasmtime::Result<R> {
-        let id = self.id(h);
-        let now = self.now;
-        if self.journal.active && self.journal.seen.insert((K::CODE, id.clone())) {
-            let old = K::table(self).get(&id).cloned();
-            K::log(&mut self.journal).push((id.clone(), old));
+        kind: u8,
+        value: Option<&T>,
+    ) -> wasmtime::Result<()> {
+        let key = self.state_key(h, kind);
+        let bytes = value.map(|v| {
+            let mut e = Encoder::new();
+            e.i64(self.now);
+            v.encode(&mut e);
+            e.finish()
+        });
+        self.write_raw(key, bytes)
+    }
+
+    /// Writes a backend entry, remembering it as it was before the call's first change.
+    fn write_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> wasmtime::Result<()> {
+        if self.journal.active && self.journal.seen.insert(key.clone()) {
+            let old = self.backend.get(&key).map_err(trap)?;
+            self.journal.undo.push((key.clone(), old));
         }
-        let mut freed = 0;
-        let table = K::table(self);
-        KeyedState::live(table, id.clone(), h.ttl_ms, now, &mut freed);
-        let before = table.get(&id).map_or(0, |s| entry_weight(&id, &s.value));
-        let result = change(table, &id, now);
-        let after = table.get(&id).map_or(0, |s| entry_weight(&id, &s.value));
-        self.recharge(before + freed, after)?;
-        Ok(result)
+        match value {
+            Some(v) => self.backend.put(&key, &v),
+            None => self.backend.delete(&key),
+        }
+        .map_err(trap)
     }
 
     /// Adds (`true`) or removes a timer, remembering the change for an undo.
@@ -377,12 +226,23 @@ impl KeyedState {
         }
     }
 
+    /// The earliest timer of `domain` due at `time`, removed.
+    pub(crate) fn pop_due(&mut self, domain: TimeDomain, time: i64) -> Option<(i64, Vec<u8>)> {
+        let code = domain_code(domain);
+        let due = self
+            .timers
+            .iter()
+            .find(|(t, d, _)| *d == code && *t <= time)
+            .cloned()?;
+        self.set_timer(due.clone(), false);
+        Some((due.0, due.2))
+    }
+
     /// Starts a call whose effects can be undone.
     pub(crate) fn begin(&mut self) {
         self.journal = Journal {
             active: true,
             side: self.side.len(),
-            charged: self.charged,
             ..Journal::default()
         };
     }
@@ -395,17 +255,15 @@ impl KeyedState {
     /// The call failed: puts back what it changed and drops what it emitted.
     pub(crate) fn rollback(&mut self) {
         let journal = std::mem::take(&mut self.journal);
-        fn restore<T>(table: &mut Table<T>, log: UndoLog<T>) {
-            for (id, old) in log {
-                match old {
-                    Some(entry) => table.insert(id, entry),
-                    None => table.remove(&id),
-                };
+        for (key, old) in journal.undo.into_iter().rev() {
+            let undone = match old {
+                Some(v) => self.backend.put(&key, &v),
+                None => self.backend.delete(&key),
+            };
+            if let Err(e) = undone {
+                tracing::error!("cannot undo a failed call's state change: {e}");
             }
         }
-        restore(&mut self.values, journal.values);
-        restore(&mut self.lists, journal.lists);
-        restore(&mut self.maps, journal.maps);
         for (added, timer) in journal.timers.into_iter().rev() {
             if added {
                 self.timers.remove(&timer);
@@ -414,186 +272,227 @@ impl KeyedState {
             }
         }
         self.side.truncate(journal.side);
-        // Restoring entries restores their weight: settle the pool on the old charge.
-        let _ = self.recharge(self.charged, journal.charged);
+    }
+
+    /// The backend's snapshot and the timers, for checkpoint directory `target`.
+    pub(crate) fn snapshot(
+        &mut self,
+        target: Option<&Path>,
+    ) -> Result<Vec<StateEntry>, BackendError> {
+        let mut entries: Vec<StateEntry> = self
+            .backend
+            .snapshot(target)?
+            .into_iter()
+            .map(|mut e| {
+                e.bytes.insert(0, STATE_ENTRY);
+                e
+            })
+            .collect();
+        let mut groups: BTreeMap<u32, Vec<&TimerEntry>> = BTreeMap::new();
+        for timer in &self.timers {
+            groups
+                .entry(key_group(&timer.2, self.max_parallelism))
+                .or_default()
+                .push(timer);
+        }
+        for (group, timers) in groups {
+            let mut e = Encoder::new();
+            e.u8(TIMERS_ENTRY).count(timers.len());
+            for (time, domain, key) in timers {
+                e.i64(*time).u8(*domain).bytes(key);
+            }
+            entries.push(StateEntry {
+                key_group: Some(group),
+                bytes: e.finish(),
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Takes up checkpointed state and timers from the checkpoint in `from`.
+    pub(crate) fn restore(
+        &mut self,
+        entries: Vec<StateEntry>,
+        from: &Path,
+    ) -> Result<(), BackendError> {
+        let mut state = Vec::new();
+        for mut entry in entries {
+            match entry.bytes.first() {
+                Some(&STATE_ENTRY) => {
+                    entry.bytes.remove(0);
+                    state.push(entry);
+                }
+                Some(&TIMERS_ENTRY) => {
+                    let mut d = Decoder::new(&entry.bytes[1..]);
+                    for _ in 0..d.count()? {
+                        let timer = (d.i64()?, d.u8()?, d.bytes()?.to_vec());
+                        self.timers.insert(timer);
+                    }
+                    d.end()?;
+                }
+                _ => return Err(StateError("unknown keyed-state entry".into()).into()),
+            }
+        }
+        self.backend.restore(state, from)
     }
 }
 
+fn handle(state: &HostState, r: &Resource<StateHandle>) -> wasmtime::Result<StateHandle> {
+    Ok(state.table.get(r)?.clone())
+}
+
+impl state::Host for HostState {}
+
 impl state::HostValueState for HostState {
-    fn new(&mut self, name: String, ttl_ms: Option<u64>) -> Result<Resource<StateHandle>> {
+    fn new(
+        &mut self,
+        name: String,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Resource<StateHandle>> {
         Ok(self.table.push(StateHandle { name, ttl_ms })?)
     }
 
-    fn get(&mut self, r: Resource<StateHandle>) -> Result<Option<Vec<u8>>> {
+    fn get(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<Option<Vec<u8>>> {
         let h = handle(self, &r)?;
-        self.keyed
-            .update::<Values, _>(&h, |t, id, _| t.get(id).map(|s| s.value.clone()))
+        self.keyed.read::<Vec<u8>>(&h, VALUE)
     }
 
-    fn set(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> Result<()> {
+    fn set(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Values, _>(&h, |t, id, now| {
-            t.insert(
-                id.clone(),
-                Stamped {
-                    value,
-                    written: now,
-                },
-            );
-        })
+        self.keyed.write(&h, VALUE, Some(&value))
     }
 
-    fn clear(&mut self, r: Resource<StateHandle>) -> Result<()> {
+    fn clear(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Values, _>(&h, |t, id, _| {
-            t.remove(id);
-        })
+        self.keyed.write::<Vec<u8>>(&h, VALUE, None)
     }
 
-    fn drop(&mut self, r: Resource<StateHandle>) -> Result<()> {
+    fn drop(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
         self.table.delete(r)?;
         Ok(())
     }
 }
 
 impl state::HostListState for HostState {
-    fn new(&mut self, name: String, ttl_ms: Option<u64>) -> Result<Resource<StateHandle>> {
+    fn new(
+        &mut self,
+        name: String,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Resource<StateHandle>> {
         Ok(self.table.push(StateHandle { name, ttl_ms })?)
     }
 
-    fn get(&mut self, r: Resource<StateHandle>) -> Result<Vec<Vec<u8>>> {
+    fn get(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<Vec<Vec<u8>>> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Lists, _>(&h, |t, id, _| {
-            t.get(id).map(|s| s.value.clone()).unwrap_or_default()
-        })
+        Ok(self.keyed.read(&h, LIST)?.unwrap_or_default())
     }
 
-    fn add(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> Result<()> {
+    fn add(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Lists, _>(&h, |t, id, now| {
-            let entry = t.entry(id.clone()).or_insert(Stamped {
-                value: Vec::new(),
-                written: now,
-            });
-            entry.value.push(value);
-            entry.written = now;
-        })
+        let mut list: Vec<Vec<u8>> = self.keyed.read(&h, LIST)?.unwrap_or_default();
+        list.push(value);
+        self.keyed.write(&h, LIST, Some(&list))
     }
 
-    fn replace(&mut self, r: Resource<StateHandle>, values: Vec<Vec<u8>>) -> Result<()> {
+    fn replace(&mut self, r: Resource<StateHandle>, values: Vec<Vec<u8>>) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Lists, _>(&h, |t, id, now| {
-            t.insert(
-                id.clone(),
-                Stamped {
-                    value: values,
-                    written: now,
-                },
-            );
-        })
+        self.keyed.write(&h, LIST, Some(&values))
     }
 
-    fn clear(&mut self, r: Resource<StateHandle>) -> Result<()> {
+    fn clear(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Lists, _>(&h, |t, id, _| {
-            t.remove(id);
-        })
+        self.keyed.write::<Vec<Vec<u8>>>(&h, LIST, None)
     }
 
-    fn drop(&mut self, r: Resource<StateHandle>) -> Result<()> {
+    fn drop(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
         self.table.delete(r)?;
         Ok(())
     }
 }
 
+/// A map state's contents.
+type MapContents = BTreeMap<Vec<u8>, Vec<u8>>;
+
 impl state::HostMapState for HostState {
-    fn new(&mut self, name: String, ttl_ms: Option<u64>) -> Result<Resource<StateHandle>> {
+    fn new(
+        &mut self,
+        name: String,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Resource<StateHandle>> {
         Ok(self.table.push(StateHandle { name, ttl_ms })?)
     }
 
-    fn get(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+    fn get(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Maps, _>(&h, |t, id, _| {
-            t.get(id).and_then(|s| s.value.get(&key).cloned())
-        })
+        let map: Option<MapContents> = self.keyed.read(&h, MAP)?;
+        Ok(map.and_then(|mut m| m.remove(&key)))
     }
 
-    fn put(&mut self, r: Resource<StateHandle>, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+    fn put(
+        &mut self,
+        r: Resource<StateHandle>,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Maps, _>(&h, |t, id, now| {
-            let entry = t.entry(id.clone()).or_insert(Stamped {
-                value: BTreeMap::new(),
-                written: now,
-            });
-            entry.value.insert(key, value);
-            entry.written = now;
-        })
+        let mut map: MapContents = self.keyed.read(&h, MAP)?.unwrap_or_default();
+        map.insert(key, value);
+        self.keyed.write(&h, MAP, Some(&map))
     }
 
-    fn remove(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> Result<()> {
+    fn remove(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Maps, _>(&h, |t, id, _| {
-            if let Some(s) = t.get_mut(id) {
-                s.value.remove(&key);
-            }
-        })
+        let Some(mut map) = self.keyed.read::<MapContents>(&h, MAP)? else {
+            return Ok(());
+        };
+        if map.remove(&key).is_some() {
+            // An emptied map stays, as before: its TTL stamp is kept fresh.
+            self.keyed.write(&h, MAP, Some(&map))?;
+        }
+        Ok(())
     }
 
-    fn entries(&mut self, r: Resource<StateHandle>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn entries(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Maps, _>(&h, |t, id, _| {
-            t.get(id)
-                .map(|s| {
-                    s.value
-                        .iter()
-                        .map(|(a, b)| (a.clone(), b.clone()))
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
+        let map: MapContents = self.keyed.read(&h, MAP)?.unwrap_or_default();
+        Ok(map.into_iter().collect())
     }
 
-    fn clear(&mut self, r: Resource<StateHandle>) -> Result<()> {
+    fn clear(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.update::<Maps, _>(&h, |t, id, _| {
-            t.remove(id);
-        })
+        self.keyed.write::<MapContents>(&h, MAP, None)
     }
 
-    fn drop(&mut self, r: Resource<StateHandle>) -> Result<()> {
+    fn drop(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
         self.table.delete(r)?;
         Ok(())
     }
 }
 
 impl timers::Host for HostState {
-    fn register(&mut self, domain: TimeDomain, timestamp: i64) -> Result<()> {
-        let key = self.keyed.key.clone();
-        self.keyed
-            .timers
-            .insert((timestamp, domain_code(domain), key));
+    fn register(&mut self, domain: TimeDomain, timestamp: i64) -> wasmtime::Result<()> {
+        let timer = (timestamp, domain_code(domain), self.keyed.key.clone());
+        self.keyed.set_timer(timer, true);
         Ok(())
     }
 
-    fn delete(&mut self, domain: TimeDomain, timestamp: i64) -> Result<()> {
-        let key = self.keyed.key.clone();
-        self.keyed
-            .timers
-            .remove(&(timestamp, domain_code(domain), key));
+    fn delete(&mut self, domain: TimeDomain, timestamp: i64) -> wasmtime::Result<()> {
+        let timer = (timestamp, domain_code(domain), self.keyed.key.clone());
+        self.keyed.set_timer(timer, false);
         Ok(())
     }
 
-    fn current_watermark(&mut self) -> Result<i64> {
+    fn current_watermark(&mut self) -> wasmtime::Result<i64> {
         Ok(self.keyed.watermark)
     }
 
-    fn current_processing_time(&mut self) -> Result<i64> {
+    fn current_processing_time(&mut self) -> wasmtime::Result<i64> {
         Ok(self.keyed.now)
     }
 }
 
 impl side_output::Host for HostState {
-    fn emit(&mut self, tag: String, events: crate::bindings::WitBatch) -> Result<()> {
+    fn emit(&mut self, tag: String, events: crate::bindings::WitBatch) -> wasmtime::Result<()> {
         self.keyed.side.push((tag, Batch::from(events)));
         Ok(())
     }
@@ -605,23 +504,79 @@ mod tests {
 
     #[test]
     fn entries_expire_after_their_ttl_of_processing_time() {
-        let mut map: Table<Vec<u8>> = HashMap::new();
-        let id = ("s".to_string(), b"k".to_vec());
-        map.insert(
-            id.clone(),
-            Stamped {
-                value: b"v".to_vec(),
-                written: 1_000,
-            },
+        let mut keyed = KeyedState {
+            key: b"k".to_vec(),
+            ..KeyedState::default()
+        };
+        let short = StateHandle {
+            name: "s".into(),
+            ttl_ms: Some(500),
+        };
+        let forever = StateHandle {
+            name: "s".into(),
+            ttl_ms: None,
+        };
+        keyed.now = 1_000;
+        keyed.write(&short, VALUE, Some(&b"v".to_vec())).unwrap();
+        keyed.now = 1_499;
+        assert!(keyed.read::<Vec<u8>>(&short, VALUE).unwrap().is_some());
+        keyed.now = 99_999;
+        assert!(
+            keyed.read::<Vec<u8>>(&forever, VALUE).unwrap().is_some(),
+            "no TTL, no expiry"
         );
-        let mut freed = 0;
-        assert!(KeyedState::live(&mut map, id.clone(), Some(500), 1_499, &mut freed).is_some());
-        let no_ttl = KeyedState::live(&mut map, id.clone(), None, 99_999, &mut freed);
-        assert!(no_ttl.is_some(), "no TTL, no expiry");
-        assert_eq!(freed, 0);
-        assert!(KeyedState::live(&mut map, id.clone(), Some(500), 1_500, &mut freed).is_none());
-        assert!(map.is_empty(), "an expired entry is removed");
-        assert_eq!(freed, 1 + 1 + 64 + 1, "and its memory is freed");
+        keyed.now = 1_500;
+        assert!(keyed.read::<Vec<u8>>(&short, VALUE).unwrap().is_none());
+        assert!(
+            keyed.read::<Vec<u8>>(&forever, VALUE).unwrap().is_none(),
+            "an expired entry is removed"
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_call_leaves_state_and_timers_as_they_were() {
+        let mut keyed = KeyedState {
+            key: b"k".to_vec(),
+            ..KeyedState::default()
+        };
+        let h = StateHandle {
+            name: "n".into(),
+            ttl_ms: None,
+        };
+        keyed.write(&h, VALUE, Some(&b"old".to_vec())).unwrap();
+        keyed.begin();
+        keyed.write(&h, VALUE, Some(&b"new".to_vec())).unwrap();
+        keyed.write(&h, VALUE, Some(&b"newer".to_vec())).unwrap();
+        keyed.set_timer((5, 0, b"k".to_vec()), true);
+        keyed.rollback();
+        assert_eq!(
+            keyed.read::<Vec<u8>>(&h, VALUE).unwrap().as_deref(),
+            Some(&b"old"[..])
+        );
+        assert!(keyed.timers.is_empty());
+    }
+
+    #[test]
+    fn snapshots_carry_state_and_timers_to_another_instance() {
+        let mut keyed = KeyedState::default();
+        let h = StateHandle {
+            name: "n".into(),
+            ttl_ms: None,
+        };
+        for key in [&b"a"[..], b"b", b"c"] {
+            keyed.key = key.to_vec();
+            keyed.write(&h, LIST, Some(&vec![key.to_vec()])).unwrap();
+            keyed.set_timer((7, 0, key.to_vec()), true);
+        }
+        let entries = keyed.snapshot(None).unwrap();
+        let mut restored = KeyedState::default();
+        restored.restore(entries, Path::new(".")).unwrap();
+        restored.key = b"b".to_vec();
+        assert_eq!(
+            restored.read::<Vec<Vec<u8>>>(&h, LIST).unwrap(),
+            Some(vec![b"b".to_vec()])
+        );
+        assert_eq!(restored.timers.len(), 3);
     }
 
     #[test]

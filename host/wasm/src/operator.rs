@@ -85,6 +85,18 @@ impl WasmOperator {
         }
     }
 
+    /// Keeps the keyed state of this process function in `backend`.
+    pub fn set_state_backend(
+        &mut self,
+        backend: Box<dyn eddy_core::state::backend::KeyedBackend>,
+        max_parallelism: u32,
+    ) {
+        self.store
+            .data_mut()
+            .keyed
+            .set_backend(backend, max_parallelism);
+    }
+
     /// Replaces the instance by a fresh, opened one (after a trap).
     pub fn restart(&mut self) -> Result<(), WasmError> {
         let info = self.store.data().info.clone();
@@ -561,16 +573,22 @@ impl Operator for WasmOperator {
         std::mem::take(&mut self.store.data_mut().keyed.side)
     }
 
-    fn snapshot(&mut self) -> Result<Vec<StateEntry>, OperatorError> {
-        let data = self.store.data();
-        Ok(data.keyed.snapshot(data.info.max_parallelism))
-    }
-
-    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), OperatorError> {
+    fn snapshot(&mut self, target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
+        if !matches!(self.bound, Bound::Process(_)) {
+            return Ok(Vec::new());
+        }
         self.store
             .data_mut()
             .keyed
-            .restore(entries)
-            .map_err(|e| OperatorError::new(&self.store.data().info.step, e.to_string()))
+            .snapshot(target)
+            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+    }
+
+    fn restore(&mut self, entries: Vec<StateEntry>, from: &Path) -> Result<(), OperatorError> {
+        self.store
+            .data_mut()
+            .keyed
+            .restore(entries, from)
+            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use eddy_core::memory::Pools;
 use eddy_core::sandbox::DEFAULT_MAX_STACK;
+use eddy_core::state::backend::{BackendFactory, HeapBackend, KeyedBackend};
 use eddy_core::{OperatorKind, StepOp};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -48,6 +49,8 @@ pub struct RuntimeConfig {
     pub fuel: bool,
     /// WASM stack size, bounding recursion.
     pub max_stack: usize,
+    /// Where process functions keep keyed state; `None`: in memory, charged to `pools`.
+    pub state: Option<Arc<dyn BackendFactory>>,
 }
 
 impl Default for RuntimeConfig {
@@ -61,6 +64,7 @@ impl Default for RuntimeConfig {
             epoch: true,
             fuel: false,
             max_stack: DEFAULT_MAX_STACK.0,
+            state: None,
         }
     }
 }
@@ -214,6 +218,7 @@ pub struct Runtime {
     cache: Option<ComponentCache>,
     plugins: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
     prepared: Mutex<HashMap<(PathBuf, OperatorKind), Prepared>>,
+    state: Option<Arc<dyn BackendFactory>>,
     _ticker: Option<Ticker>,
 }
 
@@ -290,6 +295,7 @@ impl Runtime {
             },
             linker,
             cache: config.cache_dir.clone().map(ComponentCache::new),
+            state: config.state.clone(),
             plugins: Mutex::default(),
             prepared: Mutex::default(),
             _ticker: ticker,
@@ -484,9 +490,18 @@ impl eddy_core::OperatorFactory for Runtime {
             params_json: params_json.clone(),
             sandbox: step.sandbox.clone(),
         };
-        let op = self
+        let mut op = self
             .operator(plugin, *kind, info)
             .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
+        if *kind == OperatorKind::Process {
+            let backend: Box<dyn KeyedBackend> = match &self.state {
+                Some(factory) => factory
+                    .open(job, &step.name, subtask, parallelism)
+                    .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?,
+                None => Box::new(HeapBackend::new(self.starter.pools.clone())),
+            };
+            op.set_state_backend(backend, job.max_parallelism);
+        }
         Ok(Box::new(op))
     }
 

@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use super::snapshot::TaskSnapshot;
@@ -42,6 +42,8 @@ enum Report {
 #[derive(Clone, Debug)]
 pub struct Barriers {
     requested: Arc<AtomicU64>,
+    /// The directory of the newest requested checkpoint.
+    target: Arc<Mutex<Option<(u64, PathBuf)>>>,
     reports: mpsc::Sender<Report>,
 }
 
@@ -58,6 +60,16 @@ impl Barriers {
     /// The newest checkpoint the sources should inject a barrier for (0: none yet).
     pub fn requested(&self) -> u64 {
         self.requested.load(Ordering::Acquire)
+    }
+
+    /// The directory checkpoint `id` is written to, for state kept in files; `None`
+    /// for a savepoint, or if a newer checkpoint replaced it.
+    pub fn target(&self, id: u64) -> Option<PathBuf> {
+        let target = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        target
+            .as_ref()
+            .filter(|(t, _)| *t == id)
+            .map(|(_, d)| d.clone())
     }
 
     /// Task `task` snapshotted `snapshot` for checkpoint `id`.
@@ -140,6 +152,7 @@ pub struct Coordinator {
     max_parallelism: u32,
     sinks: Vec<(String, SinkSpec)>,
     requested: Arc<AtomicU64>,
+    target: Arc<Mutex<Option<(u64, PathBuf)>>>,
     reports: mpsc::Receiver<Report>,
     /// Kept until the run starts, so that tasks can be given handles.
     sender: Option<mpsc::Sender<Report>>,
@@ -175,6 +188,7 @@ impl Coordinator {
             max_parallelism,
             sinks,
             requested: Arc::new(AtomicU64::new(0)),
+            target: Arc::default(),
             reports,
             sender: Some(sender),
             savepoint_requests,
@@ -187,6 +201,7 @@ impl Coordinator {
     pub fn barriers(&self) -> Barriers {
         Barriers {
             requested: self.requested.clone(),
+            target: self.target.clone(),
             reports: self.sender.clone().unwrap_or_else(|| mpsc::channel().0),
         }
     }
@@ -320,6 +335,13 @@ impl Coordinator {
                 }
             }
             tracing::debug!("triggering checkpoint {id}");
+            // Savepoints get no directory for state files: backends write them in their
+            // portable form, so that any backend can restore them.
+            let target = match (&self.schedule, &p.savepoint) {
+                (Some(s), None) => Some((id, s.storage.checkpoint_dir(id, false))),
+                _ => None,
+            };
+            *self.target.lock().unwrap_or_else(|p| p.into_inner()) = target;
             pending = Some(p);
             self.requested.store(id, Ordering::Release);
         }

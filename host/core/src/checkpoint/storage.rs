@@ -165,7 +165,8 @@ impl Storage {
         &self.dir
     }
 
-    fn checkpoint_dir(&self, id: u64, savepoint: bool) -> PathBuf {
+    /// The directory of checkpoint (or savepoint) `id`.
+    pub fn checkpoint_dir(&self, id: u64, savepoint: bool) -> PathBuf {
         let kind = if savepoint { "savepoint" } else { "chk" };
         self.dir.join(format!("{kind}-{id}"))
     }

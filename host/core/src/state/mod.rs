@@ -2,6 +2,8 @@
 //! so that a job restored at another parallelism hands every subtask exactly the keys
 //! it owns, in a small length-prefixed binary encoding.
 
+pub mod backend;
+
 use crate::batch::{Batch, EventRef};
 use crate::exchange::key_group_range;
 
