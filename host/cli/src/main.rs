@@ -292,6 +292,7 @@ fn run_job(job: &Job, restore: Option<&Path>, quiet: bool, live: bool) -> Result
                 }
                 if !quiet {
                     status::print_summary(&job.file, &summary, job.memory.process);
+                    status::print_checkpoints(&metrics);
                     status::print_plugins(&metrics);
                 }
                 return Ok(());

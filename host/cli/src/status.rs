@@ -104,6 +104,7 @@ pub fn print_summary(file: &Path, summary: &RunSummary, budget: ByteSize) {
     if let Some((id, dir)) = &summary.checkpoint {
         eprintln!("  last checkpoint: {id} in {}", dir.display());
     }
+
     if let Some(rss) = peak_rss() {
         eprintln!("  peak RSS {} (process budget {budget})", ByteSize(rss));
     }
@@ -140,4 +141,20 @@ pub fn print_plugins(metrics: &JobMetrics) {
             c.traps.load(Relaxed)
         );
     }
+}
+
+/// The checkpoint line of the summary, for jobs that checkpoint.
+pub fn print_checkpoints(metrics: &JobMetrics) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &metrics.checkpoints;
+    let completed = c.completed.load(Relaxed);
+    if completed == 0 {
+        return;
+    }
+    eprintln!(
+        "  checkpoints: {completed} completed, {} abandoned; the last took {} ms, {}",
+        c.abandoned.load(Relaxed),
+        c.last_duration_ms.load(Relaxed),
+        ByteSize(c.last_size_bytes.load(Relaxed) as usize)
+    );
 }

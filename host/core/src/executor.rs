@@ -707,6 +707,7 @@ impl Dataflow {
             plugins,
             pools: pools.clone(),
             started: Instant::now(),
+            checkpoints: Arc::default(),
         });
         let schedule = match &job.checkpoints {
             None => None,
@@ -726,6 +727,7 @@ impl Dataflow {
             parts.iter().map(|p| p.0.clone()).collect(),
             plan.max_parallelism,
             job.sinks.clone(),
+            metrics.checkpoints.clone(),
         );
         let tasks = parts
             .into_iter()

@@ -8,6 +8,21 @@ use std::time::{Duration, Instant};
 
 use crate::memory::{MemoryPool, Pools};
 
+/// How a job's checkpoints go, for the summary and Prometheus.
+#[derive(Debug, Default)]
+pub struct CheckpointCounters {
+    /// Checkpoints completed.
+    pub completed: AtomicU64,
+    /// Checkpoints abandoned (not acknowledged in time).
+    pub abandoned: AtomicU64,
+    /// Id of the last completed checkpoint.
+    pub last_id: AtomicU64,
+    /// Trigger to completion of the last one, in ms.
+    pub last_duration_ms: AtomicU64,
+    /// Bytes of the last one's files (shared RocksDB files counted in full).
+    pub last_size_bytes: AtomicU64,
+}
+
 /// The counters of one node subtask.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -147,6 +162,8 @@ pub struct JobMetrics {
     pub pools: Arc<Pools>,
     /// When the job started.
     pub started: Instant,
+    /// Checkpoint progress.
+    pub checkpoints: Arc<CheckpointCounters>,
 }
 
 impl JobMetrics {
@@ -255,6 +272,31 @@ impl JobMetrics {
                     read(&p.counters)
                 );
             }
+        }
+        let c = &self.checkpoints;
+        for (metric, kind, value) in [
+            ("eddy_checkpoints_completed_total", "counter", &c.completed),
+            ("eddy_checkpoints_abandoned_total", "counter", &c.abandoned),
+            ("eddy_checkpoint_last_id", "gauge", &c.last_id),
+            (
+                "eddy_checkpoint_last_duration_ms",
+                "gauge",
+                &c.last_duration_ms,
+            ),
+            (
+                "eddy_checkpoint_last_size_bytes",
+                "gauge",
+                &c.last_size_bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# TYPE {metric} {kind}");
+            let _ = writeln!(
+                out,
+                "{metric}{{tenant=\"{}\",job=\"{}\"}} {}",
+                escape(&self.tenant),
+                escape(&self.job),
+                value.load(Ordering::Relaxed)
+            );
         }
         for (metric, read) in [
             (

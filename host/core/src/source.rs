@@ -543,6 +543,54 @@ mod tests {
     }
 
     #[test]
+    fn a_file_source_resumes_after_the_last_event_of_its_position() {
+        let text = "{\"a\":1}\n\n{\"a\":2}\n{\"a\":3}\n";
+        let mut src = LineSource::new(
+            "s",
+            "mem".into(),
+            Format::Json,
+            std::io::Cursor::new(text.as_bytes()),
+        );
+        let first = src.poll(1).unwrap().unwrap();
+        assert_eq!(first.value(0), br#"{"a":1}"#);
+        let position = src.position().unwrap();
+        let mut resumed = LineSource::new(
+            "s",
+            "mem".into(),
+            Format::Json,
+            std::io::Cursor::new(text.as_bytes()),
+        );
+        resumed.seek(&position).unwrap();
+        assert_eq!(
+            drain(&mut resumed, 10).unwrap(),
+            [r#"{"a":2}"#, r#"{"a":3}"#]
+        );
+        assert!(
+            resumed.seek(b"short").is_err(),
+            "a damaged position is an error"
+        );
+    }
+
+    #[test]
+    fn a_generator_resumes_at_its_next_event_id_and_rejects_another_stride() {
+        let spec: SourceSpec =
+            serde_yaml::from_str("type: generator\ncount: 10\nparallelism: 2").unwrap();
+        let alignments = Alignments::default();
+        let mut a = open_source("g", &spec, 1, &alignments).unwrap();
+        a.poll(2).unwrap();
+        let position = a.position().unwrap();
+        let rest = drain(a.as_mut(), 10).unwrap();
+        let mut b = open_source("g", &spec, 1, &alignments).unwrap();
+        b.seek(&position).unwrap();
+        assert_eq!(drain(b.as_mut(), 10).unwrap(), rest);
+        let other: SourceSpec =
+            serde_yaml::from_str("type: generator\ncount: 10\nparallelism: 3").unwrap();
+        let mut c = open_source("g", &other, 1, &alignments).unwrap();
+        let err = c.seek(&position).unwrap_err().to_string();
+        assert!(err.contains("parallelism 2, not 3"), "{err}");
+    }
+
+    #[test]
     fn json_lines_skip_blank_lines_and_strip_newlines() {
         let text = "{\"a\":1}\r\n\n{\"a\":2}";
         let mut src = LineSource::new(

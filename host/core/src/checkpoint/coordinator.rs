@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::snapshot::TaskSnapshot;
 use super::storage::{CheckpointError, Storage, TaskFile};
 use crate::job::SinkSpec;
+use crate::metrics::CheckpointCounters;
 use crate::sink::{SinkError, commit_sink};
 
 /// Index of a task in its dataflow.
@@ -108,6 +109,20 @@ pub struct Schedule {
     pub first_id: u64,
 }
 
+/// Bytes of the files under `dir`, recursively.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => dir_size(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
 /// A request for a savepoint, answered with its directory.
 #[derive(Debug)]
 pub struct SavepointRequest {
@@ -160,6 +175,7 @@ pub struct Coordinator {
     savepoint_sender: mpsc::Sender<SavepointRequest>,
     /// The last checkpoint that completed, for the run summary.
     pub completed: Option<(u64, PathBuf)>,
+    counters: Arc<CheckpointCounters>,
 }
 
 /// How a coordinator's run ended.
@@ -172,13 +188,15 @@ pub enum Outcome {
 }
 
 impl Coordinator {
-    /// A coordinator for tasks named `tasks`; without a schedule it never checkpoints
-    /// but still commits the sinks' final output when the job finishes.
+    /// A coordinator for tasks named `tasks`, reporting to `counters`; without a
+    /// schedule it never checkpoints but still commits the sinks' final output when the
+    /// job finishes.
     pub fn new(
         schedule: Option<Schedule>,
         tasks: Vec<String>,
         max_parallelism: u32,
         sinks: Vec<(String, SinkSpec)>,
+        counters: Arc<CheckpointCounters>,
     ) -> Self {
         let (sender, reports) = mpsc::channel();
         let (savepoint_sender, savepoint_requests) = mpsc::channel();
@@ -194,6 +212,7 @@ impl Coordinator {
             savepoint_requests,
             savepoint_sender,
             completed: None,
+            counters,
         }
     }
 
@@ -357,6 +376,7 @@ impl Coordinator {
             p.id, schedule.timeout
         );
         tracing::warn!("{message}; abandoned");
+        self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
         schedule.storage.abandon(p.id, p.savepoint.is_some());
         if let Some(request) = p.savepoint {
             let _ = request.reply.send(Err(message));
@@ -391,6 +411,11 @@ impl Coordinator {
                 Ok(request.stop.then_some(dir))
             }
             None => {
+                let c = &self.counters;
+                c.completed.fetch_add(1, Ordering::Relaxed);
+                c.last_id.store(p.id, Ordering::Relaxed);
+                c.last_duration_ms.store(took as u64, Ordering::Relaxed);
+                c.last_size_bytes.store(dir_size(&dir), Ordering::Relaxed);
                 self.completed = Some((p.id, dir));
                 Ok(None)
             }
