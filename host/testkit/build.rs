@@ -15,6 +15,8 @@ const PLUGINS: &[&str] = &[
     "session-summary",
     "order-summary",
     "order-summary-v2",
+    "sequence-source",
+    "dir-sink",
     "top-count",
     "max-rows",
     "eddy-bench-guest",

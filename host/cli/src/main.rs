@@ -141,6 +141,11 @@ fn run(cli: Cli) -> Result<()> {
                 let loaded = runtime.load(plugin.path).map_err(err)?;
                 runtime.prepare(&loaded, plugin.kind).map_err(err)?;
             }
+            for (name, kind, path, _) in job.connectors() {
+                let err = |e| anyhow::anyhow!("{name:?}: {e}");
+                let loaded = runtime.load(path).map_err(err)?;
+                runtime.prepare(&loaded, kind).map_err(err)?;
+            }
             eprintln!(
                 "{}: job {:?} is valid: {} source(s), {} step(s), {} sink(s)",
                 job.file.display(),
@@ -325,7 +330,12 @@ fn run_job(job: &Job, restore: Option<&Path>, quiet: bool, live: bool) -> Result
 /// The WASM runtime sized for `job`: every plugin subtask gets an equal share of the
 /// job's WASM memory, charged to `pools` when running.
 fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
-    let instances: u32 = job.plugins().iter().map(|p| p.step.parallelism).sum();
+    let instances: u32 = job
+        .plugins()
+        .iter()
+        .map(|p| p.step.parallelism)
+        .sum::<u32>()
+        + job.connectors().iter().map(|c| c.3).sum::<u32>();
     let share = job.memory.wasm.0 / instances.max(1) as usize;
     if instances > 0 && share < MIN_INSTANCE_MEMORY {
         bail!(

@@ -14,7 +14,7 @@ use crate::checkpoint::coordinator::{Barriers, CoordinatorError, Outcome, Savepo
 use crate::checkpoint::{CheckpointError, Coordinator, Restored, Storage, TaskId, TaskSnapshot};
 use crate::deadletter::DeadLetters;
 use crate::exchange::{Exchange, SendError};
-use crate::job::{Job, StepOp};
+use crate::job::{Job, SourceSpec, StepOp};
 use crate::join::JoinInput;
 use crate::memory::Pools;
 use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, PluginEntry, Role};
@@ -22,8 +22,10 @@ use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::plan::{Plan, PlanError};
 use crate::sandbox::OnError;
 use crate::sideoutput::SideOutput;
-use crate::sink::{Sink, SinkError, open_sink};
-use crate::source::{Alignments, Source, SourceError, open_source, source_parallelism};
+use crate::sink::{Connected, Sink, SinkError, builtin_committer, open_sink};
+use crate::source::{
+    Alignments, Source, SourceError, open_source, source_parallelism, with_event_time,
+};
 use crate::state::entries_for;
 use crate::time::{Clock, SystemClock};
 use crate::watermark::{Change, WatermarkTracker};
@@ -158,7 +160,7 @@ impl Task {
                     }
                     let due = self.barriers.requested();
                     if due > self.last_barrier {
-                        self.checkpoint(due, &sources)?;
+                        self.checkpoint(due, &mut sources)?;
                     }
                     self.tick()?;
                     for i in 0..sources.len() {
@@ -202,7 +204,7 @@ impl Task {
                 if abort.load(Ordering::Relaxed) {
                     return Err(TaskError::Aborted);
                 }
-                self.finish(&sources)?;
+                self.finish(&mut sources)?;
             }
             Input::Channel { channel, senders } => {
                 let mut tracker = WatermarkTracker::new(senders as usize);
@@ -233,13 +235,13 @@ impl Task {
                     };
                     self.on_change(change)?;
                     if let Some(id) = aligner.aligned() {
-                        self.checkpoint(id, &[])?;
+                        self.checkpoint(id, &mut [])?;
                     }
                 }
                 if abort.load(Ordering::Relaxed) {
                     return Err(TaskError::Aborted);
                 }
-                self.finish(&[])?;
+                self.finish(&mut [])?;
             }
         }
         Ok(())
@@ -249,12 +251,12 @@ impl Task {
     /// prepared output (for checkpoint `barrier`, or final when `None`).
     fn snapshot(
         &mut self,
-        sources: &[(usize, Box<dyn Source>)],
+        sources: &mut [(usize, Box<dyn Source>)],
         barrier: Option<u64>,
     ) -> Result<TaskSnapshot, TaskError> {
         let mut snapshot = TaskSnapshot::default();
         if self.checkpointing {
-            for (node, source) in sources {
+            for (node, source) in sources.iter_mut() {
                 let name = self.metrics.nodes[*node].name.clone();
                 snapshot
                     .sources
@@ -284,7 +286,7 @@ impl Task {
     fn checkpoint(
         &mut self,
         id: u64,
-        sources: &[(usize, Box<dyn Source>)],
+        sources: &mut [(usize, Box<dyn Source>)],
     ) -> Result<(), TaskError> {
         let snapshot = self.snapshot(sources, Some(id))?;
         if let Output::Exchange(exchange) = &mut self.output {
@@ -299,7 +301,7 @@ impl Task {
 
     /// The input ended: the end travels on and the final state goes to the coordinator
     /// (which commits the sinks once every task has finished).
-    fn finish(&mut self, sources: &[(usize, Box<dyn Source>)]) -> Result<(), TaskError> {
+    fn finish(&mut self, sources: &mut [(usize, Box<dyn Source>)]) -> Result<(), TaskError> {
         if let Output::Exchange(exchange) = &mut self.output {
             exchange
                 .broadcast(Message::EndOfInput)
@@ -559,7 +561,7 @@ impl Dataflow {
             Some((name, spec)) => Some(Arc::new(DeadLetters::new(
                 &job.name,
                 &job.tenant,
-                open_sink(name, spec, None)?,
+                connect_sink(factory, job, name, spec, None)?.0,
             ))),
             None => None,
         };
@@ -586,7 +588,7 @@ impl Dataflow {
             grouped
                 .entry(input)
                 .or_default()
-                .push(open_sink(name, spec, None)?);
+                .push(connect_sink(factory, job, name, spec, None)?.0);
         }
         let side_outputs: Arc<HashMap<String, Arc<SideOutput>>> = Arc::new(
             grouped
@@ -598,6 +600,7 @@ impl Dataflow {
                 .collect(),
         );
         let alignments = Alignments::default();
+        let mut committers = Vec::new();
         // Tasks are assembled first and given the metrics once every plugin is known.
         let mut parts = Vec::new();
         let mut plugins = Vec::new();
@@ -607,7 +610,15 @@ impl Dataflow {
                     let mut sources = Vec::new();
                     for (j, (name, spec)) in job.sources.iter().enumerate() {
                         if i < source_parallelism(spec) {
-                            let mut source = open_source(name, spec, i, &alignments)?;
+                            let mut source = match spec {
+                                SourceSpec::Plugin { .. } => with_event_time(
+                                    name,
+                                    factory.source(job, name, spec, i)?,
+                                    spec,
+                                    &alignments,
+                                ),
+                                _ => open_source(name, spec, i, &alignments)?,
+                            };
                             if let Some(r) = restore {
                                 restore_source(r, name, spec, i, source.as_mut())?;
                             }
@@ -677,7 +688,10 @@ impl Dataflow {
                         .enumerate()
                         .map(|(k, (name, spec))| {
                             let prepared = restore.and_then(|r| r.sink_prepared(name));
-                            Ok((sink_base + k, open_sink(name, spec, prepared)?))
+                            let (sink, committer) =
+                                connect_sink(factory, job, name, spec, prepared)?;
+                            committers.push((name.clone(), committer));
+                            Ok((sink_base + k, sink))
                         })
                         .collect::<Result<Vec<_>, SinkError>>()?;
                     Output::Sinks(sinks)
@@ -726,7 +740,7 @@ impl Dataflow {
             schedule,
             parts.iter().map(|p| p.0.clone()).collect(),
             plan.max_parallelism,
-            job.sinks.clone(),
+            committers,
             metrics.checkpoints.clone(),
         );
         let tasks = parts
@@ -886,6 +900,28 @@ pub fn summary(metrics: &JobMetrics) -> RunSummary {
         checkpoint: None,
         stopped: None,
     }
+}
+
+/// Opens sink `name` and its committer; with `restored` (what it prepared for the
+/// checkpoint the job restarts from), that is committed first.
+fn connect_sink(
+    factory: &dyn OperatorFactory,
+    job: &Job,
+    name: &str,
+    spec: &crate::job::SinkSpec,
+    restored: Option<&[u8]>,
+) -> Result<Connected, SinkError> {
+    if let crate::job::SinkSpec::Plugin { .. } = spec {
+        let (sink, mut committer) = factory.sink(job, name, spec)?;
+        if let Some(prepared) = restored {
+            committer.commit(prepared)?;
+        }
+        return Ok((sink, committer));
+    }
+    Ok((
+        open_sink(name, spec, restored)?,
+        builtin_committer(name, spec),
+    ))
 }
 
 /// Seeks subtask `subtask` of source `name` to its position in checkpoint `r`.

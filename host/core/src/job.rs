@@ -150,6 +150,27 @@ pub enum SourceSpec {
         /// Where event time comes from, and how watermarks follow it.
         event_time: Option<EventTimeSpec>,
     },
+    /// A WASM source connector (the `source-plugin` world): its splits are shared out
+    /// to the subtasks and their positions checkpointed.
+    Plugin {
+        /// Name used in errors and metrics.
+        name: Option<String>,
+        /// The component, relative to the plugin directory.
+        plugin: PathBuf,
+        /// Configuration handed to the plugin as a JSON object.
+        #[serde(default)]
+        params: serde_json::Map<String, serde_json::Value>,
+        /// Subtasks reading splits (default 1).
+        parallelism: Option<u32>,
+        /// Where event time comes from, and how watermarks follow it.
+        event_time: Option<EventTimeSpec>,
+        /// Limits and grants beyond the job's `sandbox`.
+        #[serde(default)]
+        sandbox: Box<SandboxSpec>,
+        /// The sandbox as resolved against the job's.
+        #[serde(skip)]
+        grants: Box<Sandbox>,
+    },
 }
 
 /// Event time of a source: a timestamp field and the watermark strategy of each split.
@@ -183,7 +204,8 @@ impl SourceSpec {
         match self {
             SourceSpec::File { event_time, .. }
             | SourceSpec::Stdin { event_time, .. }
-            | SourceSpec::Generator { event_time, .. } => event_time.as_ref(),
+            | SourceSpec::Generator { event_time, .. }
+            | SourceSpec::Plugin { event_time, .. } => event_time.as_ref(),
         }
     }
 }
@@ -215,6 +237,24 @@ pub enum SinkSpec {
         /// A side output to write instead of the main output.
         input: Option<String>,
     },
+    /// A WASM sink connector (the `sink-plugin` world), with two-phase commit.
+    Plugin {
+        /// Name used in errors and metrics.
+        name: Option<String>,
+        /// The component, relative to the plugin directory.
+        plugin: PathBuf,
+        /// Configuration handed to the plugin as a JSON object.
+        #[serde(default)]
+        params: serde_json::Map<String, serde_json::Value>,
+        /// A side output to write instead of the main output.
+        input: Option<String>,
+        /// Limits and grants beyond the job's `sandbox`.
+        #[serde(default)]
+        sandbox: Box<SandboxSpec>,
+        /// The sandbox as resolved against the job's.
+        #[serde(skip)]
+        grants: Box<Sandbox>,
+    },
 }
 
 impl SinkSpec {
@@ -223,7 +263,8 @@ impl SinkSpec {
         match self {
             SinkSpec::Stdout { input, .. }
             | SinkSpec::Discard { input, .. }
-            | SinkSpec::File { input, .. } => input.as_deref(),
+            | SinkSpec::File { input, .. }
+            | SinkSpec::Plugin { input, .. } => input.as_deref(),
         }
     }
 }
@@ -334,6 +375,10 @@ pub enum OperatorKind {
     Window,
     /// A stateful process function over a keyed stream.
     Process,
+    /// A source connector.
+    Source,
+    /// A two-phase-commit sink connector.
+    Sink,
 }
 
 impl OperatorKind {
@@ -346,6 +391,8 @@ impl OperatorKind {
             OperatorKind::Aggregate => "window.function",
             OperatorKind::Window => "window.process",
             OperatorKind::Process => "process",
+            OperatorKind::Source => "sources[].plugin",
+            OperatorKind::Sink => "sinks[].plugin",
         }
     }
 }
@@ -544,6 +591,37 @@ impl Job {
             .collect()
     }
 
+    /// Every connector component (plugin sources and sinks, side outputs included):
+    /// name, world, file and how many instances it runs as.
+    pub fn connectors(&self) -> Vec<(&str, OperatorKind, &Path, u32)> {
+        let sources = self.sources.iter().filter_map(|(name, spec)| match spec {
+            SourceSpec::Plugin {
+                plugin,
+                parallelism,
+                ..
+            } => Some((
+                name.as_str(),
+                OperatorKind::Source,
+                plugin.as_path(),
+                parallelism.unwrap_or(1),
+            )),
+            _ => None,
+        });
+        // A sink runs a writer and a committer.
+        let sinks = self
+            .sinks
+            .iter()
+            .chain(&self.side_sinks)
+            .chain(&self.dead_letter)
+            .filter_map(|(name, spec)| match spec {
+                SinkSpec::Plugin { plugin, .. } => {
+                    Some((name.as_str(), OperatorKind::Sink, plugin.as_path(), 2))
+                }
+                _ => None,
+            });
+        sources.chain(sinks).collect()
+    }
+
     /// Reads, parses and checks the job file at `file`; `plugin_dir` overrides the file's.
     pub fn load(file: &Path, plugin_dir: Option<&Path>) -> Result<Job, JobError> {
         let text = std::fs::read_to_string(file).map_err(|source| JobError::Read {
@@ -692,6 +770,27 @@ impl Resolver<'_> {
                         *p = Some(chosen);
                         name.clone().unwrap_or_else(|| format!("source-{i}"))
                     }
+                    SourceSpec::Plugin {
+                        name,
+                        plugin,
+                        parallelism: p,
+                        sandbox,
+                        grants,
+                        ..
+                    } => {
+                        let what = format!("sources[{i}]");
+                        *plugin = self.connector_plugin(&plugin_base, plugin, &what)?;
+                        let chosen = p.unwrap_or(1);
+                        self.check_parallelism(
+                            &format!("{what}.parallelism"),
+                            "parallelism:",
+                            chosen,
+                            max_parallelism,
+                        )?;
+                        *p = Some(chosen);
+                        **grants = self.connector_sandbox(&spec.sandbox, sandbox, &what)?;
+                        name.clone().unwrap_or_else(|| format!("source-{i}"))
+                    }
                 };
                 self.unique(&mut names, &name, format!("sources[{i}]"))?;
                 Ok((name, s))
@@ -725,6 +824,18 @@ impl Resolver<'_> {
                     }
                     SinkSpec::File { name, path, .. } => {
                         *path = base.join(&*path);
+                        name.clone().unwrap_or_else(|| format!("sink-{i}"))
+                    }
+                    SinkSpec::Plugin {
+                        name,
+                        plugin,
+                        sandbox,
+                        grants,
+                        ..
+                    } => {
+                        let what = format!("sinks[{i}]");
+                        *plugin = self.connector_plugin(&plugin_base, plugin, &what)?;
+                        **grants = self.connector_sandbox(&spec.sandbox, sandbox, &what)?;
                         name.clone().unwrap_or_else(|| format!("sink-{i}"))
                     }
                 };
@@ -903,6 +1014,36 @@ impl Resolver<'_> {
             steps,
             sinks,
         })
+    }
+
+    /// The component of a connector, which must exist.
+    fn connector_plugin(
+        &self,
+        plugin_base: &Path,
+        plugin: &Path,
+        what: &str,
+    ) -> Result<PathBuf, JobError> {
+        let path = plugin_base.join(plugin);
+        if !path.is_file() {
+            return Err(self.invalid(
+                what.to_owned(),
+                "plugin:",
+                format!("plugin component {} not found", path.display()),
+            ));
+        }
+        Ok(path)
+    }
+
+    /// A connector's sandbox: its own settings over the job's.
+    fn connector_sandbox(
+        &self,
+        job: &SandboxSpec,
+        own: &SandboxSpec,
+        what: &str,
+    ) -> Result<Sandbox, JobError> {
+        job.merged(own)
+            .resolve(&self.base_dir())
+            .map_err(|m| self.invalid(format!("{what}.sandbox"), "sandbox:", m))
     }
 
     fn unique(

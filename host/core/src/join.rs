@@ -165,7 +165,7 @@ impl Source for JoinInput {
         self.inner.idle()
     }
 
-    fn position(&self) -> Result<Vec<u8>, SourceError> {
+    fn position(&mut self) -> Result<Vec<u8>, SourceError> {
         self.inner.position()
     }
 

@@ -4,8 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::batch::Batch;
-use crate::job::{Job, Step};
+use crate::job::{Job, SinkSpec, SourceSpec, Step};
 use crate::metrics::PluginCounters;
+use crate::sink::{Connected, SinkError};
+use crate::source::{Source, SourceError};
 use crate::state::StateEntry;
 
 /// A transformation of batches; one instance per operator subtask.
@@ -106,6 +108,32 @@ pub trait OperatorFactory {
         params_json: &str,
         subtask: u32,
     ) -> Result<Box<dyn AggregateFunction>, OperatorError>;
+
+    /// Subtask `subtask` of the plugin source `name`.
+    fn source(
+        &self,
+        job: &Job,
+        name: &str,
+        spec: &SourceSpec,
+        subtask: u32,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let _ = (job, spec, subtask);
+        Err(SourceError::Other {
+            source_name: name.to_owned(),
+            message: "plugin sources need the WASM runtime".into(),
+        })
+    }
+
+    /// The plugin sink `name`: its writer and its committer (a second instance, used by
+    /// the checkpoint coordinator).
+    fn sink(&self, job: &Job, name: &str, spec: &SinkSpec) -> Result<Connected, SinkError> {
+        let _ = job;
+        Err(SinkError::new(
+            name,
+            std::path::Path::new(name),
+            std::io::Error::other(format!("plugin sinks need the WASM runtime ({spec:?})")),
+        ))
+    }
 
     /// An instance of the window function `plugin` for subtask `subtask` of `step`.
     fn window_function(

@@ -37,6 +37,33 @@ pub trait Sink: Send {
     fn publish(&mut self) -> Result<(), SinkError>;
 }
 
+/// Publishes what a sink prepared, once its checkpoint has completed; lives with the
+/// checkpoint coordinator, apart from the sink that writes.
+pub trait Committer: Send {
+    /// Publishes `prepared`; doing it twice changes nothing.
+    fn commit(&mut self, prepared: &[u8]) -> Result<(), SinkError>;
+
+    /// Discards `prepared`, whose checkpoint will never complete.
+    fn abort(&mut self, prepared: &[u8]) -> Result<(), SinkError> {
+        let _ = prepared;
+        Ok(())
+    }
+}
+
+/// A sink's writer and its committer.
+pub type Connected = (Box<dyn Sink>, Box<dyn Committer>);
+
+/// The committer of a built-in sink.
+pub fn builtin_committer(name: &str, spec: &SinkSpec) -> Box<dyn Committer> {
+    struct Builtin(String, SinkSpec);
+    impl Committer for Builtin {
+        fn commit(&mut self, prepared: &[u8]) -> Result<(), SinkError> {
+            commit_sink(&self.0, &self.1, prepared)
+        }
+    }
+    Box::new(Builtin(name.to_owned(), spec.clone()))
+}
+
 /// A sink failed to write; names the sink and its target.
 #[derive(Debug, thiserror::Error)]
 #[error("sink {sink:?}: cannot write {target}: {error}")]
@@ -50,7 +77,8 @@ pub struct SinkError {
 }
 
 impl SinkError {
-    fn new(sink: &str, target: &Path, error: std::io::Error) -> Self {
+    /// An error of sink `sink` writing `target`.
+    pub fn new(sink: &str, target: &Path, error: std::io::Error) -> Self {
         SinkError {
             sink: sink.to_owned(),
             target: target.display().to_string(),
@@ -74,6 +102,13 @@ pub fn open_sink(
         }),
         SinkSpec::Discard { .. } => Box::new(Discard),
         SinkSpec::File { path, .. } => Box::new(FileSink::open(name, path, restored)?),
+        SinkSpec::Plugin { plugin, .. } => {
+            return Err(SinkError::new(
+                name,
+                plugin,
+                std::io::Error::other("plugin sinks are opened by the plugin runtime"),
+            ));
+        }
     })
 }
 
@@ -82,7 +117,7 @@ pub fn open_sink(
 pub fn commit_sink(name: &str, spec: &SinkSpec, prepared: &[u8]) -> Result<(), SinkError> {
     match spec {
         SinkSpec::File { path, .. } => commit_file(name, path, prepared),
-        SinkSpec::Stdout { .. } | SinkSpec::Discard { .. } => Ok(()),
+        SinkSpec::Stdout { .. } | SinkSpec::Discard { .. } | SinkSpec::Plugin { .. } => Ok(()),
     }
 }
 

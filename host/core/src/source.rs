@@ -28,7 +28,7 @@ pub trait Source: Send {
 
     /// Where the source is, for a checkpoint: reading on from here after [`Source::seek`]
     /// yields exactly the events that followed.
-    fn position(&self) -> Result<Vec<u8>, SourceError>;
+    fn position(&mut self) -> Result<Vec<u8>, SourceError>;
 
     /// Continues from a position [`Source::position`] returned.
     fn seek(&mut self, position: &[u8]) -> Result<(), SourceError>;
@@ -73,7 +73,9 @@ pub enum SourceError {
 /// generator by as many as its `parallelism`.
 pub fn source_parallelism(spec: &SourceSpec) -> u32 {
     match spec {
-        SourceSpec::Generator { parallelism, .. } => parallelism.unwrap_or(1),
+        SourceSpec::Generator { parallelism, .. } | SourceSpec::Plugin { parallelism, .. } => {
+            parallelism.unwrap_or(1)
+        }
         SourceSpec::File { .. } | SourceSpec::Stdin { .. } => 1,
     }
 }
@@ -85,8 +87,22 @@ pub fn open_source(
     subtask: u32,
     alignment: &Alignments,
 ) -> Result<Box<dyn Source>, SourceError> {
-    let source = open_plain(name, spec, subtask)?;
-    Ok(match spec.event_time() {
+    Ok(with_event_time(
+        name,
+        open_plain(name, spec, subtask)?,
+        spec,
+        alignment,
+    ))
+}
+
+/// `source` with the event time and watermarks its spec asks for.
+pub fn with_event_time(
+    name: &str,
+    source: Box<dyn Source>,
+    spec: &SourceSpec,
+    alignment: &Alignments,
+) -> Box<dyn Source> {
+    match spec.event_time() {
         None => source,
         Some(event_time) => {
             let group = event_time.align.as_ref().map(|a| {
@@ -96,7 +112,7 @@ pub fn open_source(
             });
             Box::new(TimedSource::new(name, source, event_time, group))
         }
-    })
+    }
 }
 
 /// The alignment groups of a job, created as sources join them.
@@ -131,6 +147,12 @@ fn open_plain(name: &str, spec: &SourceSpec, subtask: u32) -> Result<Box<dyn Sou
             ))
         }
         SourceSpec::Stdin { format, .. } => Box::new(Stdin::spawn(name, *format)),
+        SourceSpec::Plugin { .. } => {
+            return Err(SourceError::Other {
+                source_name: name.to_owned(),
+                message: "plugin sources are opened by the plugin runtime".into(),
+            });
+        }
         SourceSpec::Generator {
             count,
             seed,
@@ -195,7 +217,7 @@ impl<R: Read + Seek + Send> Source for LineSource<R> {
         self.read_batch(max)
     }
 
-    fn position(&self) -> Result<Vec<u8>, SourceError> {
+    fn position(&mut self) -> Result<Vec<u8>, SourceError> {
         let mut e = Encoder::new();
         e.u64(self.offset).u64(self.line).u8(u8::from(self.done));
         Ok(e.finish())
@@ -305,7 +327,7 @@ impl Source for GeneratorSource {
         Ok(Some(batch))
     }
 
-    fn position(&self) -> Result<Vec<u8>, SourceError> {
+    fn position(&mut self) -> Result<Vec<u8>, SourceError> {
         let mut e = Encoder::new();
         e.u64(self.next).u64(self.stride);
         Ok(e.finish())
@@ -405,7 +427,7 @@ impl Source for Stdin {
         Ok(Some(batch))
     }
 
-    fn position(&self) -> Result<Vec<u8>, SourceError> {
+    fn position(&mut self) -> Result<Vec<u8>, SourceError> {
         Err(SourceError::Other {
             source_name: self.name.clone(),
             message: "stdin cannot be replayed, so it cannot take part in checkpoints".into(),
@@ -507,7 +529,7 @@ impl Source for TimedSource {
             .is_some_and(|t| self.last_event.elapsed() >= t)
     }
 
-    fn position(&self) -> Result<Vec<u8>, SourceError> {
+    fn position(&mut self) -> Result<Vec<u8>, SourceError> {
         let mut e = Encoder::new();
         e.opt_i64(self.max_seen).bytes(&self.inner.position()?);
         Ok(e.finish())

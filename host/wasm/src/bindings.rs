@@ -35,6 +35,8 @@ world!(filter, "filter-plugin");
 world!(flat_map, "flat-map-plugin");
 world!(aggregate, "aggregate-plugin");
 world!(window, "window-plugin");
+world!(source, "source-plugin");
+world!(sink, "sink-plugin");
 
 /// Bindings of the `process-plugin` world: keyed state resources, timers, side outputs.
 #[allow(missing_docs, reason = "generated from the WIT, which documents it")]

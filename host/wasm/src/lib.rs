@@ -7,6 +7,7 @@
 
 pub mod bindings;
 mod cache;
+mod connector;
 mod error;
 mod host;
 mod keyed;
@@ -15,6 +16,7 @@ mod output;
 mod runtime;
 
 pub use cache::ComponentCache;
+pub use connector::{WasmCommitter, WasmSink, WasmSource};
 pub use error::WasmError;
 pub use host::{HostState, InstanceInfo, MemoryMeter, PluginMetrics};
 pub use operator::WasmOperator;

@@ -15,7 +15,9 @@ use wasmtime::Store;
 
 use crate::WasmError;
 use crate::bindings::base::eddy::plugin::types::TimeDomain;
-use crate::bindings::{PluginError, WitBatch, aggregate, filter, flat_map, map, process, window};
+use crate::bindings::{
+    PluginError, WitBatch, aggregate, filter, flat_map, map, process, sink, source, window,
+};
 use crate::host::{HostState, PluginMetrics};
 use crate::runtime::{Prepared, Starter, world_of};
 
@@ -33,6 +35,10 @@ pub enum Bound {
     Window(window::WindowPlugin),
     /// A `process-plugin` instance.
     Process(process::ProcessPlugin),
+    /// A `source-plugin` instance.
+    Source(source::SourcePlugin),
+    /// A `sink-plugin` instance.
+    Sink(sink::SinkPlugin),
 }
 
 impl Bound {
@@ -44,6 +50,8 @@ impl Bound {
             Bound::Aggregate(_) => OperatorKind::Aggregate,
             Bound::Window(_) => OperatorKind::Window,
             Bound::Process(_) => OperatorKind::Process,
+            Bound::Source(_) => OperatorKind::Source,
+            Bound::Sink(_) => OperatorKind::Sink,
         }
     }
 }
@@ -166,6 +174,8 @@ impl WasmOperator {
                 .call_open(&mut self.store),
             Bound::Window(b) => b.eddy_plugin_window_function().call_open(&mut self.store),
             Bound::Process(b) => b.eddy_plugin_process_function().call_open(&mut self.store),
+            Bound::Source(b) => b.eddy_plugin_source_connector().call_open(&mut self.store),
+            Bound::Sink(b) => b.eddy_plugin_sink_connector().call_open(&mut self.store),
         };
         self.end(started);
         self.finish("open", result, None)
@@ -188,6 +198,12 @@ impl WasmOperator {
             return Err(self.contract(
                 "*",
                 "a window function is not an operator: use it in a window step".into(),
+            ));
+        }
+        if let Bound::Source(_) | Bound::Sink(_) = self.bound {
+            return Err(self.contract(
+                "*",
+                "a connector is not an operator: use it as a source or sink".into(),
             ));
         }
         let wit = WitBatch::from(input);
@@ -225,7 +241,11 @@ impl WasmOperator {
                     .select(&keep)
                     .map_err(|e| self.contract("filter-batch", e.to_string()))
             }
-            Bound::Aggregate(_) | Bound::Window(_) | Bound::Process(_) => {
+            Bound::Aggregate(_)
+            | Bound::Window(_)
+            | Bound::Process(_)
+            | Bound::Source(_)
+            | Bound::Sink(_) => {
                 unreachable!("handled above")
             }
             Bound::FlatMap(b) => {
@@ -536,6 +556,108 @@ impl WindowFunction for WasmOperator {
             .and_then(|()| self.check_size(&out, "process-window"))
             .map_err(|e| OperatorError::new(&step, e))?;
         Ok(out)
+    }
+}
+
+/// A split of a plugin source, as the plugin listed it.
+pub type SplitInfo = source::exports::eddy::plugin::source_connector::Split;
+/// What one poll of a plugin source's split produced.
+pub type Polled = source::exports::eddy::plugin::source_connector::PollResult;
+
+/// Calls export `$call` of a connector instance bound as `$variant`, timed and counted.
+macro_rules! connector_call {
+    ($op:ident, $variant:ident, $iface:ident, |$c:ident, $store:ident| $call:expr) => {{
+        let started = $op.begin();
+        let result = match &$op.bound {
+            Bound::$variant(b) => {
+                let $c = b.$iface();
+                let $store = &mut $op.store;
+                $call
+            }
+            _ => return Err($op.contract("*", "not a connector of this kind".into())),
+        };
+        $op.end(started);
+        result
+    }};
+}
+
+/// Calls of connector plugins (sources and sinks).
+impl WasmOperator {
+    /// The source's splits.
+    pub fn list_splits(&mut self) -> Result<Vec<SplitInfo>, WasmError> {
+        let result = connector_call!(self, Source, eddy_plugin_source_connector, |c, store| c
+            .call_list_splits(store));
+        self.finish("list-splits", result, None)
+    }
+
+    /// Opens `split` of the source, after `position` if restoring.
+    pub fn open_split(
+        &mut self,
+        split: &SplitInfo,
+        position: Option<&[u8]>,
+    ) -> Result<(), WasmError> {
+        let result = connector_call!(self, Source, eddy_plugin_source_connector, |c, store| c
+            .call_open_split(store, split, position));
+        self.finish("open-split", result, None)
+    }
+
+    /// Polls up to `max` events of split `id`.
+    pub fn poll_split(&mut self, id: &str, max: u32) -> Result<Polled, WasmError> {
+        let result = connector_call!(self, Source, eddy_plugin_source_connector, |c, store| c
+            .call_poll(store, id, max));
+        let polled = self.finish("poll", result, None)?;
+        if let Polled::Events(batch) = polled {
+            let batch = Batch::from(batch);
+            self.check(&batch, "poll")?;
+            self.check_size(&batch, "poll")?;
+            return Ok(Polled::Events(WitBatch::from(batch)));
+        }
+        Ok(polled)
+    }
+
+    /// The position of split `id` after its last polled event.
+    pub fn split_position(&mut self, id: &str) -> Result<Vec<u8>, WasmError> {
+        let result = connector_call!(self, Source, eddy_plugin_source_connector, |c, store| c
+            .call_position(store, id));
+        self.finish("position", result, None)
+    }
+
+    /// Writes events into the sink's current transaction.
+    pub fn sink_write(&mut self, input: Batch) -> Result<(), WasmError> {
+        let wit = WitBatch::from(input);
+        let result = connector_call!(self, Sink, eddy_plugin_sink_connector, |c, store| c
+            .call_write(store, &wit));
+        let input = Batch::from(wit);
+        self.finish("write", result, Some(&input))
+    }
+
+    /// Prepares the sink's transaction for checkpoint `id`.
+    pub fn sink_prepare(&mut self, id: u64) -> Result<Vec<u8>, WasmError> {
+        let result = connector_call!(self, Sink, eddy_plugin_sink_connector, |c, store| c
+            .call_prepare_commit(store, id));
+        self.finish("prepare-commit", result, None)
+    }
+
+    /// Commits (or with `commit` false, aborts) what the sink prepared for `id`.
+    pub fn sink_settle(
+        &mut self,
+        id: u64,
+        committable: &[u8],
+        commit: bool,
+    ) -> Result<(), WasmError> {
+        let result = connector_call!(self, Sink, eddy_plugin_sink_connector, |c, store| {
+            if commit {
+                c.call_commit(store, id, committable)
+            } else {
+                c.call_abort(store, id, committable)
+            }
+        });
+        self.finish(if commit { "commit" } else { "abort" }, result, None)
+    }
+
+    /// The plugin file, for errors.
+    pub fn plugin_path(&self) -> &Path {
+        &self.path
     }
 }
 

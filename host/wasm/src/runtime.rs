@@ -8,15 +8,20 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use eddy_core::job::{SinkSpec, SourceSpec};
 use eddy_core::memory::Pools;
 use eddy_core::sandbox::DEFAULT_MAX_STACK;
+use eddy_core::sink::{Connected, SinkError};
+use eddy_core::source::{Source, SourceError};
 use eddy_core::state::backend::{BackendFactory, HeapBackend, KeyedBackend};
 use eddy_core::{OperatorKind, StepOp};
+
+use crate::connector::{WasmCommitter, WasmSink, WasmSource};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::WasmError;
-use crate::bindings::{aggregate, base, filter, flat_map, map, process, window};
+use crate::bindings::{aggregate, base, filter, flat_map, map, process, sink, source, window};
 use crate::cache::ComponentCache;
 use crate::host::{HostState, InstanceInfo, MemoryMeter};
 use crate::operator::{Bound, WasmOperator};
@@ -107,6 +112,10 @@ pub enum Prepared {
     Window(window::WindowPluginPre<HostState>),
     /// A `process-plugin`.
     Process(process::ProcessPluginPre<HostState>),
+    /// A `source-plugin`.
+    Source(source::SourcePluginPre<HostState>),
+    /// A `sink-plugin`.
+    Sink(sink::SinkPluginPre<HostState>),
 }
 
 /// What starting an instance needs, shared by the runtime and every operator (which
@@ -168,6 +177,8 @@ impl Starter {
             Prepared::Process(pre) => {
                 Bound::Process(pre.instantiate(&mut store).map_err(link_err)?)
             }
+            Prepared::Source(pre) => Bound::Source(pre.instantiate(&mut store).map_err(link_err)?),
+            Prepared::Sink(pre) => Bound::Sink(pre.instantiate(&mut store).map_err(link_err)?),
         };
         Ok((store, bound))
     }
@@ -231,6 +242,8 @@ pub fn world_of(kind: OperatorKind) -> (&'static str, String) {
         OperatorKind::Aggregate => ("aggregate-plugin", "aggregate-function"),
         OperatorKind::Window => ("window-plugin", "window-function"),
         OperatorKind::Process => ("process-plugin", "process-function"),
+        OperatorKind::Source => ("source-plugin", "source-connector"),
+        OperatorKind::Sink => ("sink-plugin", "sink-connector"),
     };
     (world, format!("eddy:plugin/{interface}@{WIT_VERSION}"))
 }
@@ -390,6 +403,10 @@ impl Runtime {
             OperatorKind::Process => {
                 Prepared::Process(process::ProcessPluginPre::new(pre).map_err(link_err)?)
             }
+            OperatorKind::Source => {
+                Prepared::Source(source::SourcePluginPre::new(pre).map_err(link_err)?)
+            }
+            OperatorKind::Sink => Prepared::Sink(sink::SinkPluginPre::new(pre).map_err(link_err)?),
         };
         lock(&self.prepared).insert(cache_key, prepared.clone());
         Ok(prepared)
@@ -452,6 +469,26 @@ impl Runtime {
     }
 }
 
+/// What a connector instance is told about itself.
+fn connector_info(
+    job: &eddy_core::Job,
+    name: &str,
+    subtask: u32,
+    parallelism: u32,
+    params: &serde_json::Map<String, serde_json::Value>,
+    grants: &eddy_core::sandbox::Sandbox,
+) -> InstanceInfo {
+    InstanceInfo {
+        job: job.name.clone(),
+        step: name.to_owned(),
+        subtask,
+        parallelism,
+        max_parallelism: job.max_parallelism,
+        params_json: serde_json::Value::Object(params.clone()).to_string(),
+        sandbox: grants.clone(),
+    }
+}
+
 /// Whether `bytes` is a component rather than a core module (layer field of the header).
 fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
@@ -503,6 +540,67 @@ impl eddy_core::OperatorFactory for Runtime {
             op.set_state_backend(backend, job.max_parallelism);
         }
         Ok(Box::new(op))
+    }
+
+    fn source(
+        &self,
+        job: &eddy_core::Job,
+        name: &str,
+        spec: &SourceSpec,
+        subtask: u32,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let err = |message: String| SourceError::Other {
+            source_name: name.to_owned(),
+            message,
+        };
+        let SourceSpec::Plugin {
+            plugin,
+            params,
+            parallelism,
+            grants,
+            ..
+        } = spec
+        else {
+            return Err(err("not a plugin source".into()));
+        };
+        let parallelism = parallelism.unwrap_or(1);
+        let info = connector_info(job, name, subtask, parallelism, params, grants);
+        let op = self
+            .operator(plugin, OperatorKind::Source, info)
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Box::new(WasmSource::new(name, op, subtask, parallelism)?))
+    }
+
+    fn sink(
+        &self,
+        job: &eddy_core::Job,
+        name: &str,
+        spec: &SinkSpec,
+    ) -> Result<Connected, SinkError> {
+        let SinkSpec::Plugin {
+            plugin,
+            params,
+            grants,
+            ..
+        } = spec
+        else {
+            return Err(SinkError::new(
+                name,
+                Path::new(name),
+                std::io::Error::other("not a plugin sink"),
+            ));
+        };
+        let open = || {
+            let info = connector_info(job, name, 0, 1, params, grants);
+            self.operator(plugin, OperatorKind::Sink, info)
+                .map_err(|e| SinkError::new(name, plugin, std::io::Error::other(e.to_string())))
+        };
+        let writer = open()?;
+        let committer = open()?;
+        Ok((
+            Box::new(WasmSink::new(name, writer)),
+            Box::new(WasmCommitter::new(name, committer)),
+        ))
     }
 
     fn aggregate(

@@ -79,6 +79,20 @@ world!(
     "eddy_sdk::__private::process"
 );
 
+world!(
+    source,
+    "source-plugin",
+    "__export_source_plugin",
+    "eddy_sdk::__private::source"
+);
+
+world!(
+    sink,
+    "sink-plugin",
+    "__export_sink_plugin",
+    "eddy_sdk::__private::sink"
+);
+
 /// The WIT time domain.
 pub type WitTimeDomain = base::eddy::plugin::types::TimeDomain;
 

@@ -41,6 +41,12 @@ impl From<std::str::Utf8Error> for Error {
     }
 }
 
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::msg(format_args!("I/O: {e}"))
+    }
+}
+
 impl From<String> for Error {
     fn from(message: String) -> Self {
         Error {

@@ -26,6 +26,7 @@
 //! `target/wasm32-wasip2/release/` is the component. On other targets the export macros
 //! expand to nothing, so the same crate links natively for tests and benchmarks.
 
+mod connector;
 mod context;
 mod emit;
 mod error;
@@ -34,6 +35,7 @@ pub mod log;
 pub mod metrics;
 mod run;
 
+pub use connector::{SinkConnector, SourceConnector, Split, SplitStatus, run_poll, run_write};
 pub use context::Context;
 pub use eddy_batch::Batch;
 pub use emit::Emitter;
@@ -359,6 +361,118 @@ macro_rules! export_flat_map {
                 }
             }
             $crate::__private::flat_map::__export_flat_map_plugin!(__EddyExport);
+        };
+    };
+}
+
+/// Exports a [`SourceConnector`] implementation as the component's `source-connector`.
+#[macro_export]
+macro_rules! export_source {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::__private::source::exports::eddy::plugin::source_connector::{
+                Guest, PollResult, Split as WitSplit,
+            };
+            use $crate::__private::{PluginError, Vec, WitBatch};
+            struct __EddyExport;
+            impl Guest for __EddyExport {
+                fn open() -> ::core::result::Result<(), PluginError> {
+                    $crate::__private::open::<$ty>(<$ty as $crate::SourceConnector>::open)
+                }
+                fn list_splits() -> ::core::result::Result<Vec<WitSplit>, PluginError> {
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        let splits = <$ty as $crate::SourceConnector>::splits(op)?;
+                        Ok(splits
+                            .into_iter()
+                            .map(|s| WitSplit {
+                                id: s.id,
+                                descriptor: s.descriptor,
+                            })
+                            .collect())
+                    })
+                }
+                fn open_split(
+                    split: WitSplit,
+                    position: Option<Vec<u8>>,
+                ) -> ::core::result::Result<(), PluginError> {
+                    let split = $crate::Split {
+                        id: split.id,
+                        descriptor: split.descriptor,
+                    };
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        <$ty as $crate::SourceConnector>::open_split(op, split, position.as_deref())
+                    })
+                }
+                fn poll(
+                    split_id: ::std::string::String,
+                    max_events: u32,
+                ) -> ::core::result::Result<PollResult, PluginError> {
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        let (batch, status) = $crate::run_poll(op, &split_id, max_events)?;
+                        Ok(match status {
+                            _ if !batch.is_empty() => PollResult::Events(WitBatch::from(batch)),
+                            $crate::SplitStatus::End => PollResult::End,
+                            _ => PollResult::Idle,
+                        })
+                    })
+                }
+                fn position(
+                    split_id: ::std::string::String,
+                ) -> ::core::result::Result<Vec<u8>, PluginError> {
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        <$ty as $crate::SourceConnector>::position(op, &split_id)
+                    })
+                }
+            }
+            $crate::__private::source::__export_source_plugin!(__EddyExport);
+        };
+    };
+}
+
+/// Exports a [`SinkConnector`] implementation as the component's `sink-connector`.
+#[macro_export]
+macro_rules! export_sink {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::__private::{PluginError, Vec, WitBatch};
+            struct __EddyExport;
+            impl $crate::__private::sink::exports::eddy::plugin::sink_connector::Guest
+                for __EddyExport
+            {
+                fn open() -> ::core::result::Result<(), PluginError> {
+                    $crate::__private::open::<$ty>(<$ty as $crate::SinkConnector>::open)
+                }
+                fn write(input: WitBatch) -> ::core::result::Result<(), PluginError> {
+                    let input = $crate::Batch::from(input);
+                    $crate::__private::with_instance::<$ty, _>(|op| $crate::run_write(op, &input))
+                }
+                fn prepare_commit(
+                    checkpoint_id: u64,
+                ) -> ::core::result::Result<Vec<u8>, PluginError> {
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        <$ty as $crate::SinkConnector>::prepare_commit(op, checkpoint_id)
+                    })
+                }
+                fn commit(
+                    checkpoint_id: u64,
+                    committable: Vec<u8>,
+                ) -> ::core::result::Result<(), PluginError> {
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        <$ty as $crate::SinkConnector>::commit(op, checkpoint_id, &committable)
+                    })
+                }
+                fn abort(
+                    checkpoint_id: u64,
+                    committable: Vec<u8>,
+                ) -> ::core::result::Result<(), PluginError> {
+                    $crate::__private::with_instance::<$ty, _>(|op| {
+                        <$ty as $crate::SinkConnector>::abort(op, checkpoint_id, &committable)
+                    })
+                }
+            }
+            $crate::__private::sink::__export_sink_plugin!(__EddyExport);
         };
     };
 }

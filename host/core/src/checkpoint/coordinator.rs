@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::snapshot::TaskSnapshot;
 use super::storage::{CheckpointError, Storage, TaskFile};
-use crate::job::SinkSpec;
 use crate::metrics::CheckpointCounters;
-use crate::sink::{SinkError, commit_sink};
+use crate::sink::{Committer, SinkError};
 
 /// Index of a task in its dataflow.
 pub type TaskId = usize;
@@ -165,7 +164,7 @@ pub struct Coordinator {
     schedule: Option<Schedule>,
     tasks: Vec<String>,
     max_parallelism: u32,
-    sinks: Vec<(String, SinkSpec)>,
+    committers: Vec<(String, Box<dyn Committer>)>,
     requested: Arc<AtomicU64>,
     target: Arc<Mutex<Option<(u64, PathBuf)>>>,
     reports: mpsc::Receiver<Report>,
@@ -188,14 +187,14 @@ pub enum Outcome {
 }
 
 impl Coordinator {
-    /// A coordinator for tasks named `tasks`, reporting to `counters`; without a
-    /// schedule it never checkpoints but still commits the sinks' final output when the
-    /// job finishes.
+    /// A coordinator for tasks named `tasks`, committing sinks through `committers`
+    /// (by sink name) and reporting to `counters`; without a schedule it never
+    /// checkpoints but still commits the sinks' final output when the job finishes.
     pub fn new(
         schedule: Option<Schedule>,
         tasks: Vec<String>,
         max_parallelism: u32,
-        sinks: Vec<(String, SinkSpec)>,
+        committers: Vec<(String, Box<dyn Committer>)>,
         counters: Arc<CheckpointCounters>,
     ) -> Self {
         let (sender, reports) = mpsc::channel();
@@ -204,7 +203,7 @@ impl Coordinator {
             schedule,
             tasks,
             max_parallelism,
-            sinks,
+            committers,
             requested: Arc::new(AtomicU64::new(0)),
             target: Arc::default(),
             reports,
@@ -230,10 +229,10 @@ impl Coordinator {
         Savepoints(self.savepoint_sender.clone())
     }
 
-    fn commit(&self, prepared: &[(String, Vec<u8>)]) -> Result<(), SinkError> {
+    fn commit(&mut self, prepared: &[(String, Vec<u8>)]) -> Result<(), SinkError> {
         for (name, bytes) in prepared {
-            if let Some((_, spec)) = self.sinks.iter().find(|(n, _)| n == name) {
-                commit_sink(name, spec, bytes)?;
+            if let Some((_, committer)) = self.committers.iter_mut().find(|(n, _)| n == name) {
+                committer.commit(bytes)?;
             }
         }
         Ok(())
@@ -366,8 +365,15 @@ impl Coordinator {
         }
     }
 
-    /// Gives up on checkpoint `p`, which took too long.
-    fn abandon(&self, p: Pending) {
+    /// Gives up on checkpoint `p`, which took too long; its prepared output is aborted.
+    fn abandon(&mut self, p: Pending) {
+        for (name, bytes) in &p.sinks {
+            if let Some((_, committer)) = self.committers.iter_mut().find(|(n, _)| n == name)
+                && let Err(e) = committer.abort(bytes)
+            {
+                tracing::warn!("cannot abort what sink {name:?} prepared: {e}");
+            }
+        }
         let Some(schedule) = &self.schedule else {
             return;
         };

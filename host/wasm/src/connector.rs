@@ -1,0 +1,244 @@
+//! Plugin connectors as the engine's sources and sinks: a source instance reads the
+//! splits assigned to its subtask and reports their positions for checkpoints; a sink
+//! instance writes and prepares transactions, and a second instance of the same
+//! component commits them for the checkpoint coordinator.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use eddy_core::Batch;
+use eddy_core::sink::{Committer, Sink, SinkError};
+use eddy_core::source::{Source, SourceError};
+use eddy_core::state::{Decoder, Encoder, StateError};
+
+use crate::error::WasmError;
+use crate::operator::{Polled, SplitInfo, WasmOperator};
+
+/// How long a source whose splits are all idle waits before polling again.
+const IDLE_PAUSE: Duration = Duration::from_millis(5);
+
+struct SplitState {
+    info: SplitInfo,
+    opened: bool,
+    ended: bool,
+}
+
+/// One subtask of a plugin source: splits `i, i + p, …` of the plugin's list.
+pub struct WasmSource {
+    name: String,
+    op: WasmOperator,
+    splits: Vec<SplitState>,
+    next: usize,
+    idle: bool,
+    /// Positions to open splits at, from a checkpoint.
+    restored: HashMap<String, Vec<u8>>,
+}
+
+impl WasmSource {
+    /// Subtask `subtask` of `parallelism` of the source `name` run by `op`.
+    pub fn new(
+        name: &str,
+        mut op: WasmOperator,
+        subtask: u32,
+        parallelism: u32,
+    ) -> Result<WasmSource, SourceError> {
+        let splits = op
+            .list_splits()
+            .map_err(|e| error(name, &e))?
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 % parallelism.max(1) == subtask)
+            .map(|(_, info)| SplitState {
+                info,
+                opened: false,
+                ended: false,
+            })
+            .collect();
+        Ok(WasmSource {
+            name: name.to_owned(),
+            op,
+            splits,
+            next: 0,
+            idle: false,
+            restored: HashMap::new(),
+        })
+    }
+
+    fn err(&self, e: &WasmError) -> SourceError {
+        error(&self.name, e)
+    }
+}
+
+fn error(name: &str, e: &WasmError) -> SourceError {
+    SourceError::Other {
+        source_name: name.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl Source for WasmSource {
+    fn poll(&mut self, max: usize) -> Result<Option<Batch>, SourceError> {
+        for i in 0..self.splits.len() {
+            if !self.splits[i].opened {
+                let position = self.restored.get(&self.splits[i].info.id).cloned();
+                self.op
+                    .open_split(&self.splits[i].info, position.as_deref())
+                    .map_err(|e| self.err(&e))?;
+                self.splits[i].opened = true;
+            }
+        }
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        for _ in 0..self.splits.len() {
+            let i = self.next % self.splits.len();
+            self.next = i + 1;
+            if self.splits[i].ended {
+                continue;
+            }
+            let id = self.splits[i].info.id.clone();
+            match self.op.poll_split(&id, max).map_err(|e| self.err(&e))? {
+                Polled::Events(batch) => {
+                    self.idle = false;
+                    return Ok(Some(Batch::from(batch)));
+                }
+                Polled::Idle => {}
+                Polled::End => self.splits[i].ended = true,
+            }
+        }
+        if self.splits.iter().all(|s| s.ended) {
+            return Ok(None);
+        }
+        self.idle = true;
+        std::thread::sleep(IDLE_PAUSE);
+        Ok(Some(Batch::default()))
+    }
+
+    fn idle(&self) -> bool {
+        self.idle
+    }
+
+    fn position(&mut self) -> Result<Vec<u8>, SourceError> {
+        let mut e = Encoder::new();
+        e.count(self.splits.len());
+        for i in 0..self.splits.len() {
+            let id = self.splits[i].info.id.clone();
+            let position = if self.splits[i].opened {
+                Some(self.op.split_position(&id).map_err(|e| self.err(&e))?)
+            } else {
+                self.restored.get(&id).cloned()
+            };
+            e.bytes(id.as_bytes()).opt_bytes(position.as_deref());
+        }
+        Ok(e.finish())
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
+        let decode = || -> Result<HashMap<String, Vec<u8>>, StateError> {
+            let mut d = Decoder::new(position);
+            let mut restored = HashMap::new();
+            for _ in 0..d.count()? {
+                let id = d.str()?.to_owned();
+                if let Some(p) = d.opt_bytes()? {
+                    restored.insert(id, p.to_vec());
+                }
+            }
+            d.end()?;
+            Ok(restored)
+        };
+        self.restored = decode().map_err(|e| SourceError::Other {
+            source_name: self.name.clone(),
+            message: format!("checkpointed position: {e}"),
+        })?;
+        Ok(())
+    }
+}
+
+/// What a plugin sink prepared: the checkpoint id, then the plugin's committable.
+fn prepared(id: u64, committable: &[u8]) -> Vec<u8> {
+    let mut out = id.to_le_bytes().to_vec();
+    out.extend_from_slice(committable);
+    out
+}
+
+fn split_prepared(prepared: &[u8]) -> Option<(u64, &[u8])> {
+    let (id, committable) = prepared.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*id), committable))
+}
+
+fn sink_error(name: &str, op: &WasmOperator, e: impl std::fmt::Display) -> SinkError {
+    SinkError::new(name, op.plugin_path(), std::io::Error::other(e.to_string()))
+}
+
+/// A plugin sink's writer.
+pub struct WasmSink {
+    name: String,
+    op: WasmOperator,
+}
+
+impl WasmSink {
+    /// The sink `name` run by `op`.
+    pub fn new(name: &str, op: WasmOperator) -> Self {
+        WasmSink {
+            name: name.to_owned(),
+            op,
+        }
+    }
+}
+
+impl Sink for WasmSink {
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.op
+            .sink_write(batch.clone())
+            .map_err(|e| sink_error(&self.name, &self.op, e))
+    }
+
+    fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, SinkError> {
+        let committable = self
+            .op
+            .sink_prepare(checkpoint)
+            .map_err(|e| sink_error(&self.name, &self.op, e))?;
+        Ok(prepared(checkpoint, &committable))
+    }
+
+    fn publish(&mut self) -> Result<(), SinkError> {
+        let prepared = self.finish()?;
+        WasmCommitter::settle(&self.name, &mut self.op, &prepared, true)
+    }
+}
+
+/// A plugin sink's committer: its own instance of the sink's component.
+pub struct WasmCommitter {
+    name: String,
+    op: WasmOperator,
+}
+
+impl WasmCommitter {
+    /// Commits for sink `name` through `op`.
+    pub fn new(name: &str, op: WasmOperator) -> Self {
+        WasmCommitter {
+            name: name.to_owned(),
+            op,
+        }
+    }
+
+    fn settle(
+        name: &str,
+        op: &mut WasmOperator,
+        prepared: &[u8],
+        commit: bool,
+    ) -> Result<(), SinkError> {
+        let (id, committable) = split_prepared(prepared)
+            .ok_or_else(|| sink_error(name, op, "a prepared transaction is truncated"))?;
+        op.sink_settle(id, committable, commit)
+            .map_err(|e| sink_error(name, op, e))
+    }
+}
+
+impl Committer for WasmCommitter {
+    fn commit(&mut self, prepared: &[u8]) -> Result<(), SinkError> {
+        WasmCommitter::settle(&self.name, &mut self.op, prepared, true)
+    }
+
+    fn abort(&mut self, prepared: &[u8]) -> Result<(), SinkError> {
+        WasmCommitter::settle(&self.name, &mut self.op, prepared, false)
+    }
+}
