@@ -530,3 +530,81 @@ fn plugin_connectors_are_exactly_once_across_kills() {
     finish(dir);
     assert_eq!(committed_parts(dir), expected);
 }
+
+#[test]
+fn a_failed_run_restarts_in_process_from_its_latest_checkpoint() {
+    let job = |checkpoints: &str| {
+        format!(
+            "name: restart
+batch-size: 50
+{checkpoints}
+sandbox:
+  dirs: [{{ host: marks, guest: /marks, writable: true }}]
+sources:
+  - type: file
+    path: in.jsonl
+steps:
+  - name: crash
+    map: hostile.wasm
+    params: {{ mode: crash-once, path: /marks/crashed }}
+  - key-by: k
+  - rolling: count
+sinks:
+  - type: file
+    path: out.jsonl
+"
+        )
+    };
+    let input: String = (0..3000)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"k\":\"k{}\",\"trigger\":{}}}\n",
+                i % 5,
+                i == 2500
+            )
+        })
+        .collect();
+    let run = |test: &str, checkpoints: &str, crashed_before: bool| {
+        let scratch = Scratch::new(test);
+        std::fs::create_dir_all(scratch.0.join("marks")).expect("marks");
+        if crashed_before {
+            std::fs::write(scratch.0.join("marks/crashed"), "").expect("marker");
+        }
+        std::fs::write(scratch.0.join("in.jsonl"), &input).expect("input");
+        std::fs::write(scratch.0.join("job.yaml"), job(checkpoints)).expect("job");
+        let out = command(
+            &["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"],
+            &scratch.0,
+        )
+        .env("EDDY_LOG", "warn")
+        .output()
+        .expect("eddy");
+        let (_, stderr) = text(&out);
+        (
+            out.status.success(),
+            stderr,
+            sorted_lines(&scratch.0.join("out.jsonl")),
+        )
+    };
+    // Without checkpoints the crash fails the job.
+    let (ok, stderr, _) = run("restart_without", "", false);
+    assert!(
+        !ok && stderr.contains("crashed once on purpose"),
+        "{stderr}"
+    );
+    // With them it restarts and ends with what a run without the crash writes.
+    let (ok, stderr, rows) = run(
+        "restart_with",
+        "checkpoints: { interval: 20ms, dir: checkpoints }\nrestart: { attempts: 2, delay: 100ms }",
+        false,
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("restarting from the latest checkpoint"),
+        "{stderr}"
+    );
+    let (ok, _, expected) = run("restart_clean", "", true);
+    assert!(ok, "a run that never crashes");
+    assert_eq!(rows.len(), 3000);
+    assert_eq!(rows, expected);
+}

@@ -12,6 +12,8 @@
 //! - `huge-output`: emits one value of `size` bytes (default 8 MiB).
 //! - `open-file`: reads the file `path` (default `/etc/passwd`) and emits its length.
 //! - `connect`: opens a TCP connection to `addr` (default `127.0.0.1:9`).
+//! - `crash-once`: panics unless the file `path` exists, creating it first (in a granted
+//!   directory), so that a job restarted after the crash gets past the event.
 //! - `wrong-count` and `bad-offsets`: bypass the SDK's checks and return a batch with
 //!   an extra event, or with offsets past its buffer, as a non-SDK plugin could.
 
@@ -32,6 +34,7 @@ enum Mode {
     HugeOutput,
     OpenFile,
     Connect,
+    CrashOnce,
     WrongCount,
     BadOffsets,
 }
@@ -131,6 +134,13 @@ impl Map for Hostile {
                 std::net::TcpStream::connect(&p.addr)
                     .map_err(|e| Error::msg(format_args!("cannot connect to {}: {e}", p.addr)))?;
                 out.json(&json!({ "connected": p.addr }))
+            }
+            Mode::CrashOnce => {
+                if std::fs::metadata(&p.path).is_err() {
+                    std::fs::write(&p.path, b"crashed")?;
+                    panic!("hostile plugin crashed once on purpose");
+                }
+                out.bytes(event.value())
             }
             Mode::WrongCount | Mode::BadOffsets => out.bytes(event.value()),
         }
