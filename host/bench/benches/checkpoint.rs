@@ -264,14 +264,13 @@ fn main() {
     println!(
         "1. throughput: generator → wasm map → key-by → wasm process (map state, timers) → file sink, {events} events, P=1"
     );
-    let plain = run("plain", "memory", &scratch("plain"));
-    let base = plain["rate"].as_f64().unwrap_or(1.0);
-    println!("   no checkpoints                {:>10.0} events/s", base);
     for backend in ["memory", "rocksdb"] {
+        let plain = run("plain", backend, &scratch(&format!("plain-{backend}")));
+        let base = plain["rate"].as_f64().unwrap_or(1.0);
         let r = run("checkpoints", backend, &scratch(backend));
         let rate = r["rate"].as_f64().unwrap_or(0.0);
         println!(
-            "   checkpoints every 1 s, {backend:<7} {rate:>10.0} events/s  ({:.2}x of no checkpoints, {} checkpoints)",
+            "   {backend:<7} state: no checkpoints {base:>9.0} events/s, every 1 s {rate:>9.0} events/s ({:.2}x, {} checkpoints)",
             rate / base,
             r["checkpoints"]
         );
