@@ -165,6 +165,18 @@ impl Source for JoinInput {
         self.inner.idle()
     }
 
+    fn splits(&self) -> usize {
+        self.inner.splits()
+    }
+
+    fn last_split(&self) -> usize {
+        self.inner.last_split()
+    }
+
+    fn split_ended(&self, split: usize) -> bool {
+        self.inner.split_ended(split)
+    }
+
     fn position(&mut self) -> Result<Vec<u8>, SourceError> {
         self.inner.position()
     }

@@ -26,6 +26,23 @@ pub trait Source: Send {
         false
     }
 
+    /// How many splits this subtask reads: each keeps its own watermark, and the
+    /// source's is the least of them (Flink's per-split watermarks).
+    fn splits(&self) -> usize {
+        1
+    }
+
+    /// The split the last polled batch came from.
+    fn last_split(&self) -> usize {
+        0
+    }
+
+    /// Whether split `split` has ended (it then holds no watermark back).
+    fn split_ended(&self, split: usize) -> bool {
+        let _ = split;
+        false
+    }
+
     /// Where the source is, for a checkpoint: reading on from here after [`Source::seek`]
     /// yields exactly the events that followed.
     fn position(&mut self) -> Result<Vec<u8>, SourceError>;
@@ -448,8 +465,8 @@ struct TimedSource {
     field: Vec<String>,
     delay: i64,
     idle_timeout: Option<Duration>,
-    max_seen: Option<i64>,
-    last_event: Instant,
+    /// Per split: the largest timestamp seen, and when its last event came.
+    splits: Vec<(Option<i64>, Instant)>,
     alignment: Option<(std::sync::Arc<AlignmentGroup>, usize)>,
 }
 
@@ -462,13 +479,24 @@ impl TimedSource {
     ) -> Self {
         TimedSource {
             name: name.to_owned(),
-            inner,
             field: spec.field.split('.').map(str::to_owned).collect(),
             delay: spec.max_out_of_orderness.map_or(0, Span::millis),
             idle_timeout: spec.idle_timeout.map(|s| s.0),
-            max_seen: None,
-            last_event: Instant::now(),
+            splits: vec![(None, Instant::now()); inner.splits()],
+            inner,
             alignment,
+        }
+    }
+
+    fn split_idle(&self, split: usize) -> bool {
+        self.idle_timeout
+            .is_some_and(|t| self.splits[split].1.elapsed() >= t)
+    }
+
+    fn err(&self, message: String) -> SourceError {
+        SourceError::Other {
+            source_name: self.name.clone(),
+            message,
         }
     }
 }
@@ -491,60 +519,86 @@ impl Source for TimedSource {
         if batch.is_empty() {
             return Ok(Some(batch));
         }
-        self.last_event = Instant::now();
+        let split = self.inner.last_split();
+        if split >= self.splits.len() {
+            self.splits.resize(split + 1, (None, Instant::now()));
+        }
+        let mut max_seen = self.splits[split].0;
         let mut timestamps = Vec::with_capacity(batch.len());
         for event in batch.iter() {
-            let json: serde_json::Value =
-                serde_json::from_slice(event.value).map_err(|e| SourceError::Other {
-                    source_name: self.name.clone(),
-                    message: format!("event time needs JSON events: {e}"),
-                })?;
+            let json: serde_json::Value = serde_json::from_slice(event.value)
+                .map_err(|e| self.err(format!("event time needs JSON events: {e}")))?;
             let ts = self
                 .field
                 .iter()
                 .try_fold(&json, |v, f| v.get(f))
                 .and_then(serde_json::Value::as_i64)
-                .ok_or_else(|| SourceError::Other {
-                    source_name: self.name.clone(),
-                    message: format!(
+                .ok_or_else(|| {
+                    self.err(format!(
                         "event has no integer event-time field `{}`: {}",
                         self.field.join("."),
                         String::from_utf8_lossy(&event.value[..event.value.len().min(120)])
-                    ),
+                    ))
                 })?;
-            self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
+            max_seen = Some(max_seen.map_or(ts, |m| m.max(ts)));
             timestamps.push(ts);
         }
+        self.splits[split] = (max_seen, Instant::now());
         batch.timestamps = timestamps;
         Ok(Some(batch))
     }
 
+    /// The least watermark of the splits that still hold it back: not ended, and not
+    /// idle (unless all are).
     fn watermark(&self) -> Option<i64> {
-        self.max_seen
+        let open: Vec<usize> = (0..self.splits.len())
+            .filter(|&i| !self.inner.split_ended(i))
+            .collect();
+        let active: Vec<usize> = open
+            .iter()
+            .copied()
+            .filter(|&i| !self.split_idle(i))
+            .collect();
+        let holding = match (active.is_empty(), open.is_empty()) {
+            (false, _) => active,
+            (true, false) => open,
+            (true, true) => (0..self.splits.len()).collect(),
+        };
+        holding
+            .iter()
+            .map(|&i| self.splits[i].0)
+            .try_fold(i64::MAX, |least, m| m.map(|m| least.min(m)))
+            .filter(|&m| m != i64::MAX)
             .map(|m| m.saturating_sub(self.delay).saturating_sub(1))
     }
 
     fn idle(&self) -> bool {
-        self.idle_timeout
-            .is_some_and(|t| self.last_event.elapsed() >= t)
+        (0..self.splits.len())
+            .filter(|&i| !self.inner.split_ended(i))
+            .all(|i| self.split_idle(i))
     }
 
     fn position(&mut self) -> Result<Vec<u8>, SourceError> {
         let mut e = Encoder::new();
-        e.opt_i64(self.max_seen).bytes(&self.inner.position()?);
+        e.count(self.splits.len());
+        for (max_seen, _) in &self.splits {
+            e.opt_i64(*max_seen);
+        }
+        e.bytes(&self.inner.position()?);
         Ok(e.finish())
     }
 
     fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
         let mut d = Decoder::new(position);
-        let (max_seen, inner) =
-            (|| Ok::<_, StateError>((d.opt_i64()?, d.bytes()?)))().map_err(|e| {
-                SourceError::Other {
-                    source_name: self.name.clone(),
-                    message: format!("checkpointed position: {e}"),
-                }
-            })?;
-        self.max_seen = max_seen;
+        let decoded = (|| {
+            let splits = (0..d.count()?)
+                .map(|_| d.opt_i64())
+                .collect::<Result<Vec<_>, StateError>>()?;
+            Ok::<_, StateError>((splits, d.bytes()?))
+        })();
+        let (splits, inner) =
+            decoded.map_err(|e| self.err(format!("checkpointed position: {e}")))?;
+        self.splits = splits.into_iter().map(|m| (m, Instant::now())).collect();
         self.inner.seek(inner)
     }
 }
@@ -562,6 +616,64 @@ mod tests {
             );
         }
         Ok(out)
+    }
+
+    /// Two splits whose batches come in turn: split 0 far ahead in event time.
+    struct TwoSplits {
+        polls: Vec<(usize, i64)>,
+        last: usize,
+    }
+
+    impl Source for TwoSplits {
+        fn poll(&mut self, _max: usize) -> Result<Option<Batch>, SourceError> {
+            let Some((split, ts)) = self.polls.pop() else {
+                return Ok(None);
+            };
+            self.last = split;
+            let mut b = Batch::default();
+            b.push_value(format!("{{\"ts\":{ts}}}").as_bytes()).unwrap();
+            Ok(Some(b))
+        }
+        fn splits(&self) -> usize {
+            2
+        }
+        fn last_split(&self) -> usize {
+            self.last
+        }
+        fn position(&mut self) -> Result<Vec<u8>, SourceError> {
+            Ok(Vec::new())
+        }
+        fn seek(&mut self, _position: &[u8]) -> Result<(), SourceError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_split_holds_its_own_watermark_back() {
+        let spec: EventTimeSpec = serde_yaml::from_str("field: ts").unwrap();
+        let inner = TwoSplits {
+            polls: vec![(1, 50), (0, 9_000), (1, 10)],
+            last: 0,
+        };
+        let mut src = TimedSource::new("s", Box::new(inner), &spec, None);
+        src.poll(10).unwrap();
+        assert_eq!(src.watermark(), None, "split 0 has not spoken yet");
+        src.poll(10).unwrap();
+        assert_eq!(src.watermark(), Some(9), "the slow split decides");
+        src.poll(10).unwrap();
+        assert_eq!(src.watermark(), Some(49));
+        let position = src.position().unwrap();
+        let inner = TwoSplits {
+            polls: Vec::new(),
+            last: 0,
+        };
+        let mut resumed = TimedSource::new("s", Box::new(inner), &spec, None);
+        resumed.seek(&position).unwrap();
+        assert_eq!(
+            resumed.watermark(),
+            Some(49),
+            "split watermarks are checkpointed"
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct WasmSource {
     op: WasmOperator,
     splits: Vec<SplitState>,
     next: usize,
+    /// The split the last batch came from.
+    last: usize,
     idle: bool,
     /// Positions to open splits at, from a checkpoint.
     restored: HashMap<String, Vec<u8>>,
@@ -59,6 +61,7 @@ impl WasmSource {
             op,
             splits,
             next: 0,
+            last: 0,
             idle: false,
             restored: HashMap::new(),
         })
@@ -98,6 +101,7 @@ impl Source for WasmSource {
             match self.op.poll_split(&id, max).map_err(|e| self.err(&e))? {
                 Polled::Events(batch) => {
                     self.idle = false;
+                    self.last = i;
                     return Ok(Some(Batch::from(batch)));
                 }
                 Polled::Idle => {}
@@ -114,6 +118,18 @@ impl Source for WasmSource {
 
     fn idle(&self) -> bool {
         self.idle
+    }
+
+    fn splits(&self) -> usize {
+        self.splits.len()
+    }
+
+    fn last_split(&self) -> usize {
+        self.last
+    }
+
+    fn split_ended(&self, split: usize) -> bool {
+        self.splits.get(split).is_some_and(|s| s.ended)
     }
 
     fn position(&mut self) -> Result<Vec<u8>, SourceError> {
