@@ -18,10 +18,17 @@ const DEFAULT_KILLS: usize = 20;
 /// event-time timers) → keyed tumbling window → file sink.
 fn job(parallelism: u32, rate: Option<u32>, checkpoints: bool, backend: &str) -> String {
     let rate = rate.map(|r| format!("rate: {r}")).unwrap_or_default();
-    let checkpoints = if checkpoints {
-        "checkpoints: { interval: 100ms, dir: checkpoints }"
+    let checkpoints = match (checkpoints, backend) {
+        (false, _) => "",
+        (true, "unaligned") => {
+            "checkpoints: { interval: 100ms, dir: checkpoints, unaligned: true }"
+        }
+        (true, _) => "checkpoints: { interval: 100ms, dir: checkpoints }",
+    };
+    let backend = if backend == "rocksdb" {
+        "rocksdb"
     } else {
-        ""
+        "memory"
     };
     format!(
         "name: recovery
@@ -140,6 +147,11 @@ fn leftovers(dir: &Path) -> Vec<String> {
 #[test]
 fn killed_at_random_moments_the_committed_output_is_exactly_once() {
     kill_repeatedly("memory");
+}
+
+#[test]
+fn killed_at_random_moments_with_unaligned_checkpoints_the_output_is_exactly_once() {
+    kill_repeatedly("unaligned");
 }
 
 #[test]
@@ -607,4 +619,76 @@ sinks:
     assert!(ok, "a run that never crashes");
     assert_eq!(rows.len(), 3000);
     assert_eq!(rows, expected);
+}
+
+#[test]
+fn an_unaligned_checkpoint_taken_under_backpressure_restores_its_in_flight_data() {
+    // Two fast source subtasks feed one slow process-function subtask: channels fill,
+    // barriers overtake the queued batches, and the checkpoint keeps them.
+    let job = |checkpoints: &str| {
+        format!(
+            "name: backpressure
+parallelism: 2
+{checkpoints}
+sources:
+  - type: generator
+    name: orders
+    shape: orders
+    count: 150000
+    seed: 5
+    parallelism: 2
+    event-time: {{ field: ts }}
+steps:
+  - name: to-eur
+    map: currency_convert.wasm
+    params: {{ rates: {{ USD: 0.92, GBP: 1.17, JPY: 0.0062, CHF: 1.05 }} }}
+  - key-by: customer
+  - name: summary
+    process: order_summary.wasm
+    params: {{ big: 1.0e12 }}
+    parallelism: 1
+sinks:
+  - type: file
+    path: out.jsonl
+"
+        )
+    };
+    let reference = Scratch::new("backpressure_reference");
+    std::fs::write(reference.0.join("job.yaml"), job("")).expect("job");
+    let out = eddy(
+        &["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"],
+        &reference.0,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let expected = sorted_lines(&reference.0.join("out.jsonl"));
+
+    let scratch = Scratch::new("backpressure_unaligned");
+    let dir = &scratch.0;
+    let checkpoints = "checkpoints: { interval: 50ms, dir: checkpoints, unaligned: true }";
+    std::fs::write(dir.join("job.yaml"), job(checkpoints)).expect("job");
+    let mut child = start(dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while completed(dir) < 3 {
+        assert!(Instant::now() < deadline, "no checkpoint completed");
+        assert!(
+            child.0.try_wait().expect("wait").is_none(),
+            "finished too early"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.0.kill().expect("SIGKILL");
+    let _ = child.0.wait();
+    // The in-flight batches make the checkpoint far larger than the keyed state alone.
+    let latest = dir.join(format!("checkpoints/chk-{}", completed(dir)));
+    let bytes: u64 = std::fs::read_dir(&latest)
+        .expect("checkpoint")
+        .flatten()
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    assert!(
+        bytes > 64 << 10,
+        "{bytes} bytes: no in-flight data was kept"
+    );
+    finish(dir);
+    assert_eq!(sorted_lines(&dir.join("out.jsonl")), expected);
 }

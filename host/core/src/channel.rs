@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
 use crate::memory::Pools;
+use crate::state::{Decoder, Encoder, StateError};
 
 /// What travels between tasks: data and in-band control messages.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// A batch of events.
     Data(Batch),
@@ -25,6 +26,52 @@ pub enum Message {
 }
 
 impl Message {
+    /// Writes the message for a checkpoint's in-flight data.
+    pub fn encode(&self, e: &mut Encoder) {
+        match self {
+            Message::Data(batch) => {
+                e.u8(0).batch(batch).count(batch.headers.len());
+                for h in &batch.headers {
+                    e.u32(h.event).bytes(h.name.as_bytes()).bytes(&h.value);
+                }
+            }
+            Message::Watermark(w) => {
+                e.u8(1).i64(*w);
+            }
+            Message::Idle(idle) => {
+                e.u8(2).u8(u8::from(*idle));
+            }
+            Message::EndOfInput => {
+                e.u8(3);
+            }
+            Message::Barrier(id) => {
+                e.u8(4).u64(*id);
+            }
+        }
+    }
+
+    /// Reads what [`Message::encode`] wrote.
+    pub fn decode(d: &mut Decoder<'_>) -> Result<Message, StateError> {
+        Ok(match d.u8()? {
+            0 => {
+                let mut batch = d.batch()?;
+                for _ in 0..d.count()? {
+                    batch.headers.push(crate::batch::Header {
+                        event: d.u32()?,
+                        name: d.str()?.to_owned(),
+                        value: d.bytes()?.to_vec(),
+                    });
+                }
+                Message::Data(batch)
+            }
+            1 => Message::Watermark(d.i64()?),
+            2 => Message::Idle(d.u8()? != 0),
+            3 => Message::EndOfInput,
+            4 => Message::Barrier(d.u64()?),
+            tag => return Err(StateError(format!("message tag {tag}"))),
+        })
+    }
+
     /// Bytes the message holds in the network pool.
     pub fn byte_size(&self) -> usize {
         match self {
@@ -105,6 +152,26 @@ impl Channel {
         state.queue.push_back((from, message, bytes));
         self.readable.notify_one();
         Ok(waited)
+    }
+
+    /// Puts an unaligned barrier of sender `from` at the head of the queue, ahead of
+    /// everything waiting, and returns copies of what `from` sent before it that is
+    /// still queued: the in-flight data the barrier overtook, which belongs to the
+    /// checkpoint.
+    pub fn overtake(&self, from: u32, id: u64) -> Result<Vec<Message>, Closed> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Closed);
+        }
+        let overtaken = state
+            .queue
+            .iter()
+            .filter(|(sender, _, _)| *sender == from)
+            .map(|(_, m, _)| m.clone())
+            .collect();
+        state.queue.push_front((from, Message::Barrier(id), 0));
+        self.readable.notify_one();
+        Ok(overtaken)
     }
 
     /// The next message and its sender, waiting while the channel is empty.

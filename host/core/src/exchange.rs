@@ -141,6 +141,25 @@ impl Exchange {
         }
     }
 
+    /// Sends an unaligned barrier to the head of every next subtask's channel; returns,
+    /// per target subtask, the in-flight messages it overtook.
+    pub fn overtake(&mut self, id: u64) -> Result<Vec<Vec<Message>>, Closed> {
+        self.targets
+            .iter()
+            .map(|t| t.overtake(self.subtask, id))
+            .collect()
+    }
+
+    /// Sends the in-flight messages of a restored unaligned checkpoint to target
+    /// `target`, ahead of anything new.
+    pub fn resend(&mut self, target: usize, messages: Vec<Message>) -> Result<(), Closed> {
+        let channel = &self.targets[target];
+        for m in messages {
+            channel.send(self.subtask, m)?;
+        }
+        Ok(())
+    }
+
     /// Sends a control message (watermark, idleness, end of input) to every next subtask.
     pub fn broadcast(&mut self, message: Message) -> Result<(), Closed> {
         for target in &self.targets {

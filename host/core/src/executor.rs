@@ -11,7 +11,9 @@ use crate::builtin::{BuiltinContext, builtin_operator};
 use crate::channel::{Channel, Closed, Message};
 use crate::checkpoint::align::Aligner;
 use crate::checkpoint::coordinator::{Barriers, CoordinatorError, Outcome, Savepoints, Schedule};
-use crate::checkpoint::{CheckpointError, Coordinator, Restored, Storage, TaskId, TaskSnapshot};
+use crate::checkpoint::{
+    CheckpointError, Coordinator, Flight, Restored, Storage, TaskId, TaskSnapshot,
+};
 use crate::deadletter::DeadLetters;
 use crate::exchange::{Exchange, SendError};
 use crate::job::{Job, SourceSpec, StepOp};
@@ -141,6 +143,11 @@ struct Task {
     checkpointing: bool,
     /// The last checkpoint this task snapshotted for.
     last_barrier: u64,
+    /// An unaligned checkpoint snapshotted, waiting for its last barriers.
+    unaligned: Option<(u64, TaskSnapshot)>,
+    /// In-flight messages of the restored checkpoint: taken in before the failure
+    /// (replayed first), and sent but overtaken (sent again first).
+    restored_flight: Vec<(Flight, u32, Vec<Message>)>,
 }
 
 impl Task {
@@ -150,6 +157,16 @@ impl Task {
     }
 
     fn run(mut self, stop: &AtomicBool, abort: &AtomicBool) -> Result<(), TaskError> {
+        let mut inbound = Vec::new();
+        for (flight, peer, messages) in std::mem::take(&mut self.restored_flight) {
+            match (flight, &mut self.output) {
+                (Flight::Outbound, Output::Exchange(exchange)) => exchange
+                    .resend(peer as usize, messages)
+                    .map_err(|_| TaskError::Aborted)?,
+                (Flight::Inbound, _) => inbound.extend(messages.into_iter().map(|m| (peer, m))),
+                (Flight::Outbound, Output::Sinks(_)) => {}
+            }
+        }
         match std::mem::replace(&mut self.input, Input::Sources(Vec::new())) {
             Input::Sources(mut sources) => {
                 let mut tracker = WatermarkTracker::new(sources.len());
@@ -209,6 +226,7 @@ impl Task {
             Input::Channel { channel, senders } => {
                 let mut tracker = WatermarkTracker::new(senders as usize);
                 let mut aligner = Aligner::new(senders as usize);
+                aligner.replay_first(inbound);
                 while !aligner.done() {
                     self.tick()?;
                     let (from, message) = match aligner.replayed() {
@@ -220,6 +238,15 @@ impl Task {
                         },
                     };
                     let from_index = from as usize;
+                    if let Message::Barrier(id) = message
+                        && self.barriers.unaligned(id)
+                    {
+                        if aligner.offer_unaligned(from, id) {
+                            self.snapshot_unaligned(id, &mut [])?;
+                        }
+                        self.complete_unaligned(&mut aligner);
+                        continue;
+                    }
                     let change = match aligner.offer(from, message) {
                         None => Change::default(),
                         Some(Message::Data(batch)) => {
@@ -237,6 +264,7 @@ impl Task {
                     if let Some(id) = aligner.aligned() {
                         self.checkpoint(id, &mut [])?;
                     }
+                    self.complete_unaligned(&mut aligner);
                 }
                 if abort.load(Ordering::Relaxed) {
                     return Err(TaskError::Aborted);
@@ -281,6 +309,46 @@ impl Task {
         Ok(snapshot)
     }
 
+    /// The first barrier of unaligned checkpoint `id` arrived: snapshot at once, send
+    /// the barrier ahead of the queued output (which the snapshot keeps), and wait for
+    /// the other inputs' barriers before acknowledging.
+    fn snapshot_unaligned(
+        &mut self,
+        id: u64,
+        sources: &mut [(usize, Box<dyn Source>)],
+    ) -> Result<(), TaskError> {
+        let mut snapshot = self.snapshot(sources, Some(id))?;
+        if let Output::Exchange(exchange) = &mut self.output {
+            let overtaken = exchange.overtake(id).map_err(|_| TaskError::Aborted)?;
+            for (target, messages) in overtaken.into_iter().enumerate() {
+                if !messages.is_empty() {
+                    snapshot
+                        .channels
+                        .push((Flight::Outbound, target as u32, messages));
+                }
+            }
+        }
+        self.last_barrier = id;
+        self.unaligned = Some((id, snapshot));
+        Ok(())
+    }
+
+    /// Acknowledges the unaligned checkpoint whose last barrier arrived, with what was
+    /// taken in after its snapshot.
+    fn complete_unaligned(&mut self, aligner: &mut Aligner) {
+        let Some((id, taken)) = aligner.take_completed() else {
+            return;
+        };
+        if let Some((pending, mut snapshot)) = self.unaligned.take()
+            && pending == id
+        {
+            for (sender, messages) in taken {
+                snapshot.channels.push((Flight::Inbound, sender, messages));
+            }
+            self.barriers.ack(self.id, id, snapshot);
+        }
+    }
+
     /// Checkpoint `id`'s barrier has arrived on every input: snapshot, pass it on,
     /// acknowledge.
     fn checkpoint(
@@ -288,6 +356,13 @@ impl Task {
         id: u64,
         sources: &mut [(usize, Box<dyn Source>)],
     ) -> Result<(), TaskError> {
+        if self.barriers.unaligned(id) {
+            self.snapshot_unaligned(id, sources)?;
+            if let Some((id, snapshot)) = self.unaligned.take() {
+                self.barriers.ack(self.id, id, snapshot);
+            }
+            return Ok(());
+        }
         let snapshot = self.snapshot(sources, Some(id))?;
         if let Output::Exchange(exchange) = &mut self.output {
             exchange
@@ -723,6 +798,22 @@ impl Dataflow {
             started: Instant::now(),
             checkpoints: Arc::default(),
         });
+        if let Some(r) = restore
+            && r.has_in_flight()
+        {
+            let now: Vec<&String> = parts.iter().map(|p| &p.0).collect();
+            if r.task_names().iter().any(|t| !now.contains(&t)) || r.task_names().len() != now.len()
+            {
+                return Err(CheckpointError::Incompatible {
+                    path: r.path.clone(),
+                    message: "it is unaligned and holds in-flight data, which restores only at \
+                              the same parallelism; rescale from a savepoint (savepoints are \
+                              aligned)"
+                        .into(),
+                }
+                .into());
+            }
+        }
         let schedule = match &job.checkpoints {
             None => None,
             Some(spec) => {
@@ -733,6 +824,7 @@ impl Dataflow {
                     storage,
                     interval: spec.interval.0,
                     timeout: spec.timeout(),
+                    unaligned: spec.unaligned,
                 })
             }
         };
@@ -747,6 +839,10 @@ impl Dataflow {
             .into_iter()
             .enumerate()
             .map(|(id, (name, subtask, input, chain, output))| Task {
+                restored_flight: restore
+                    .map(|r| r.in_flight(&name).to_vec())
+                    .unwrap_or_default(),
+                unaligned: None,
                 id,
                 barriers: coordinator.barriers(),
                 checkpointing: job.checkpoints.is_some(),

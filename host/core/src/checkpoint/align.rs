@@ -2,6 +2,11 @@
 //! arrived, what it sends next belongs to the next checkpoint, so it is held back until
 //! the barrier has arrived from every sender still running. Then the task snapshots,
 //! and the held messages are replayed in the order they came.
+//!
+//! Unaligned checkpoints hold nothing back: the task snapshots at the first barrier
+//! (which overtook the data queued before it), and records what it then takes in from
+//! the senders whose barrier has not come yet; those in-flight messages complete the
+//! checkpoint once every barrier has arrived.
 
 use std::collections::VecDeque;
 
@@ -18,6 +23,21 @@ pub struct Aligner {
     current: u64,
     /// The last barrier aligned.
     last: u64,
+    /// An unaligned checkpoint in progress.
+    recording: Option<Recording>,
+    /// An unaligned checkpoint whose barriers have all arrived: its id and, per
+    /// sender, the messages taken in after the snapshot.
+    completed: Option<(u64, InFlight)>,
+}
+
+/// Messages taken in per sender after an unaligned snapshot.
+pub type InFlight = Vec<(u32, Vec<Message>)>;
+
+#[derive(Debug)]
+struct Recording {
+    id: u64,
+    seen: Vec<bool>,
+    taken: Vec<Vec<Message>>,
 }
 
 impl Aligner {
@@ -30,7 +50,71 @@ impl Aligner {
             replay: VecDeque::new(),
             current: 0,
             last: 0,
+            recording: None,
+            completed: None,
         }
+    }
+
+    /// Takes an unaligned barrier `id` from sender `from`; returns `true` if it is the
+    /// first of its checkpoint, so the task must snapshot now.
+    pub fn offer_unaligned(&mut self, from: u32, id: u64) -> bool {
+        if id <= self.last {
+            return false;
+        }
+        let first = self.recording.as_ref().is_none_or(|r| id > r.id);
+        if first {
+            // A newer checkpoint supersedes anything still in progress.
+            self.release();
+            self.current = 0;
+            let n = self.blocked.len();
+            self.recording = Some(Recording {
+                id,
+                seen: vec![false; n],
+                taken: vec![Vec::new(); n],
+            });
+        }
+        if let Some(r) = &mut self.recording
+            && r.id == id
+        {
+            r.seen[from as usize] = true;
+        }
+        self.check_recording();
+        first
+    }
+
+    /// The unaligned checkpoint whose barriers have all arrived, with what was taken
+    /// in from each sender after the snapshot.
+    pub fn take_completed(&mut self) -> Option<(u64, InFlight)> {
+        self.completed.take()
+    }
+
+    fn check_recording(&mut self) {
+        let done = self
+            .recording
+            .as_ref()
+            .is_some_and(|r| (0..r.seen.len()).all(|i| r.seen[i] || self.ended[i]));
+        if !done {
+            return;
+        }
+        if let Some(r) = self.recording.take() {
+            self.last = r.id;
+            let taken = r
+                .taken
+                .into_iter()
+                .enumerate()
+                .filter(|(_, t)| !t.is_empty())
+                .map(|(i, t)| (i as u32, t))
+                .collect();
+            self.completed = Some((r.id, taken));
+        }
+    }
+
+    /// Messages to handle before anything read from the channel (a restored
+    /// checkpoint's in-flight data).
+    pub fn replay_first(&mut self, messages: Vec<(u32, Message)>) {
+        let rest = std::mem::take(&mut self.replay);
+        self.replay.extend(messages);
+        self.replay.extend(rest);
     }
 
     /// A held message whose turn has come, to be handled before reading on.
@@ -54,6 +138,9 @@ impl Aligner {
         match message {
             Message::Barrier(id) if id <= self.last => None,
             Message::Barrier(id) => {
+                if self.recording.as_ref().is_some_and(|r| id > r.id) {
+                    self.recording = None;
+                }
                 if id > self.current {
                     // A newer checkpoint supersedes one that never aligned.
                     self.release();
@@ -64,9 +151,17 @@ impl Aligner {
             }
             Message::EndOfInput => {
                 self.ended[i] = true;
+                self.check_recording();
                 Some(Message::EndOfInput)
             }
-            other => Some(other),
+            other => {
+                if let Some(r) = &mut self.recording
+                    && !r.seen[i]
+                {
+                    r.taken[i].push(other.clone());
+                }
+                Some(other)
+            }
         }
     }
 
@@ -169,6 +264,22 @@ mod tests {
             ],
         );
         assert_eq!(seen, ["1:end", "snapshot1", "0:d1", "snapshot2", "0:end"]);
+    }
+
+    #[test]
+    fn unaligned_barriers_snapshot_at_once_and_record_what_the_others_send() {
+        let mut a = Aligner::new(2);
+        assert!(a.offer(1, data(1)).is_some());
+        assert!(a.offer_unaligned(0, 1), "the first barrier snapshots");
+        assert_eq!(a.take_completed(), None);
+        // Nothing is held back: sender 0's later data flows, sender 1's is recorded.
+        assert!(a.offer(0, data(2)).is_some());
+        assert!(a.offer(1, data(3)).is_some());
+        assert!(!a.offer_unaligned(1, 1));
+        assert!(a.offer(1, data(4)).is_some());
+        let (id, taken) = a.take_completed().expect("complete");
+        assert_eq!(id, 1);
+        assert_eq!(taken, vec![(1, vec![data(3)])]);
     }
 
     #[test]

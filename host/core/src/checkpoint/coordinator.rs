@@ -42,9 +42,17 @@ enum Report {
 #[derive(Clone, Debug)]
 pub struct Barriers {
     requested: Arc<AtomicU64>,
-    /// The directory of the newest requested checkpoint.
-    target: Arc<Mutex<Option<(u64, PathBuf)>>>,
+    /// The newest requested checkpoint: id, directory for state files, unaligned.
+    target: Arc<Mutex<Option<Target>>>,
     reports: mpsc::Sender<Report>,
+}
+
+/// Where and how the newest requested checkpoint is taken.
+#[derive(Clone, Debug)]
+struct Target {
+    id: u64,
+    dir: Option<PathBuf>,
+    unaligned: bool,
 }
 
 impl std::fmt::Debug for Report {
@@ -65,11 +73,17 @@ impl Barriers {
     /// The directory checkpoint `id` is written to, for state kept in files; `None`
     /// for a savepoint, or if a newer checkpoint replaced it.
     pub fn target(&self, id: u64) -> Option<PathBuf> {
+        self.current(id).and_then(|t| t.dir)
+    }
+
+    /// Whether checkpoint `id` is unaligned.
+    pub fn unaligned(&self, id: u64) -> bool {
+        self.current(id).is_some_and(|t| t.unaligned)
+    }
+
+    fn current(&self, id: u64) -> Option<Target> {
         let target = self.target.lock().unwrap_or_else(|p| p.into_inner());
-        target
-            .as_ref()
-            .filter(|(t, _)| *t == id)
-            .map(|(_, d)| d.clone())
+        target.as_ref().filter(|t| t.id == id).cloned()
     }
 
     /// Task `task` snapshotted `snapshot` for checkpoint `id`.
@@ -106,6 +120,8 @@ pub struct Schedule {
     pub timeout: Duration,
     /// First checkpoint id to use.
     pub first_id: u64,
+    /// Whether checkpoints (not savepoints) are unaligned.
+    pub unaligned: bool,
 }
 
 /// Bytes of the files under `dir`, recursively.
@@ -166,7 +182,7 @@ pub struct Coordinator {
     max_parallelism: u32,
     committers: Vec<(String, Box<dyn Committer>)>,
     requested: Arc<AtomicU64>,
-    target: Arc<Mutex<Option<(u64, PathBuf)>>>,
+    target: Arc<Mutex<Option<Target>>>,
     reports: mpsc::Receiver<Report>,
     /// Kept until the run starts, so that tasks can be given handles.
     sender: Option<mpsc::Sender<Report>>,
@@ -356,8 +372,16 @@ impl Coordinator {
             // Savepoints get no directory for state files: backends write them in their
             // portable form, so that any backend can restore them.
             let target = match (&self.schedule, &p.savepoint) {
-                (Some(s), None) => Some((id, s.storage.checkpoint_dir(id, false))),
-                _ => None,
+                (Some(s), None) => Some(Target {
+                    id,
+                    dir: Some(s.storage.checkpoint_dir(id, false)),
+                    unaligned: s.unaligned,
+                }),
+                _ => Some(Target {
+                    id,
+                    dir: None,
+                    unaligned: false,
+                }),
             };
             *self.target.lock().unwrap_or_else(|p| p.into_inner()) = target;
             pending = Some(p);

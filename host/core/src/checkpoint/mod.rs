@@ -16,6 +16,6 @@ pub mod spec;
 pub mod storage;
 
 pub use coordinator::{Coordinator, TaskId};
-pub use snapshot::TaskSnapshot;
+pub use snapshot::{Flight, TaskSnapshot};
 pub use spec::{CheckpointSpec, RestartSpec, RestartStrategy};
 pub use storage::{CheckpointError, Restored, Storage};

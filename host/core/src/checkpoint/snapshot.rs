@@ -2,10 +2,11 @@
 //! state and its sinks' prepared transactions, each under the name of its node so that
 //! a job restored with other parallelism (or an upgraded plugin) finds its state.
 
+use crate::channel::Message;
 use crate::state::{Decoder, Encoder, StateEntry, StateError};
 
 /// Marks the start of a task snapshot file, and its version.
-const MAGIC: &[u8; 8] = b"EDDYSNP1";
+const MAGIC: &[u8; 8] = b"EDDYSNP2";
 
 /// The state of one task at one barrier.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -16,6 +17,19 @@ pub struct TaskSnapshot {
     pub steps: Vec<(String, Vec<StateEntry>)>,
     /// Sink name and what its commit needs.
     pub sinks: Vec<(String, Vec<u8>)>,
+    /// In-flight messages of an unaligned checkpoint: received from sender `peer`
+    /// after the snapshot (`Inbound`), or overtaken on the way to subtask `peer`
+    /// (`Outbound`).
+    pub channels: Vec<(Flight, u32, Vec<Message>)>,
+}
+
+/// Which side of a channel in-flight messages were recorded on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flight {
+    /// Taken in by this task after its snapshot, before the sender's barrier.
+    Inbound,
+    /// Sent by this task before its barrier and overtaken by it.
+    Outbound,
 }
 
 impl TaskSnapshot {
@@ -41,6 +55,15 @@ impl TaskSnapshot {
         e.count(self.sinks.len());
         for (name, prepared) in &self.sinks {
             e.bytes(name.as_bytes()).bytes(prepared);
+        }
+        e.count(self.channels.len());
+        for (flight, peer, messages) in &self.channels {
+            e.u8(u8::from(*flight == Flight::Outbound))
+                .u32(*peer)
+                .count(messages.len());
+            for m in messages {
+                m.encode(&mut e);
+            }
         }
         e.finish()
     }
@@ -76,6 +99,18 @@ impl TaskSnapshot {
             let name = d.str()?.to_owned();
             snapshot.sinks.push((name, d.bytes()?.to_vec()));
         }
+        for _ in 0..d.count()? {
+            let flight = if d.u8()? == 0 {
+                Flight::Inbound
+            } else {
+                Flight::Outbound
+            };
+            let peer = d.u32()?;
+            let messages = (0..d.count()?)
+                .map(|_| Message::decode(&mut d))
+                .collect::<Result<Vec<_>, _>>()?;
+            snapshot.channels.push((flight, peer, messages));
+        }
         d.end()?;
         Ok(snapshot)
     }
@@ -103,6 +138,7 @@ mod tests {
                 ],
             )],
             sinks: vec![("out".into(), vec![7])],
+            channels: vec![(Flight::Outbound, 1, vec![Message::Watermark(5)])],
         };
         let bytes = s.encode();
         assert_eq!(TaskSnapshot::decode(&bytes).unwrap(), s);

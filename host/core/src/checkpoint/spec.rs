@@ -23,6 +23,11 @@ pub struct CheckpointSpec {
     /// A checkpoint that has not completed after this long is abandoned (default 10m).
     #[serde(default)]
     pub timeout: Option<Span>,
+    /// Barriers overtake in-flight data instead of waiting for it, which is then stored
+    /// with the checkpoint: checkpoints complete quickly under backpressure (default
+    /// false). Savepoints stay aligned.
+    #[serde(default)]
+    pub unaligned: bool,
 }
 
 impl CheckpointSpec {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::TaskSnapshot;
+use super::snapshot::{Flight, TaskSnapshot};
 use crate::state::StateEntry;
 
 /// Name of the file whose presence makes a checkpoint complete.
@@ -96,6 +96,8 @@ pub struct Restored {
     /// The key groups its keyed state is organized in.
     pub max_parallelism: u32,
     snapshots: Vec<TaskSnapshot>,
+    /// The task each snapshot is of.
+    tasks: Vec<String>,
 }
 
 impl Restored {
@@ -125,6 +127,24 @@ impl Restored {
             .filter(|(n, _)| n == name)
             .flat_map(|(_, entries)| entries.iter().cloned())
             .collect()
+    }
+
+    /// The in-flight messages task `task` recorded (an unaligned checkpoint).
+    pub fn in_flight(&self, task: &str) -> &[(Flight, u32, Vec<crate::channel::Message>)] {
+        self.tasks
+            .iter()
+            .position(|t| t == task)
+            .map_or(&[], |i| self.snapshots[i].channels.as_slice())
+    }
+
+    /// The tasks the checkpoint has snapshots of.
+    pub fn task_names(&self) -> &[String] {
+        &self.tasks
+    }
+
+    /// Whether any task recorded in-flight messages.
+    pub fn has_in_flight(&self) -> bool {
+        self.snapshots.iter().any(|s| !s.channels.is_empty())
     }
 
     /// What sink `name` prepared for this checkpoint.
@@ -335,7 +355,14 @@ pub fn load(path: &Path) -> Result<Restored, CheckpointError> {
         });
     }
     let mut snapshots = Vec::new();
+    let mut tasks = Vec::new();
     for task in &metadata.tasks {
+        tasks.push(
+            task.file
+                .strip_suffix(".state")
+                .unwrap_or(&task.file)
+                .to_owned(),
+        );
         let file = path.join(&task.file);
         let bytes = fs::read(&file).map_err(|e| corrupt(format!("{}: {e}", task.file)))?;
         if bytes.len() as u64 != task.bytes || crc32fast::hash(&bytes) != task.crc32 {
@@ -357,6 +384,7 @@ pub fn load(path: &Path) -> Result<Restored, CheckpointError> {
         path: path.to_owned(),
         max_parallelism: metadata.max_parallelism,
         snapshots,
+        tasks,
     })
 }
 
