@@ -228,8 +228,9 @@ fn wait_exit(child: &mut ChildGuard) -> std::process::ExitStatus {
 }
 
 /// Runs the job in `dir` (from `restore`, if given) until a checkpoint of its own has
-/// completed, then stops it with a savepoint; returns the savepoint's directory.
-fn run_until_savepoint(dir: &Path, restore: Option<&str>) -> String {
+/// completed and `ready` holds, then stops it with a savepoint; returns the
+/// savepoint's directory.
+fn run_until_savepoint(dir: &Path, restore: Option<&str>, ready: impl Fn(&Path) -> bool) -> String {
     let mut args = vec!["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"];
     if let Some(savepoint) = restore {
         args.extend(["--restore", savepoint]);
@@ -243,7 +244,7 @@ fn run_until_savepoint(dir: &Path, restore: Option<&str>) -> String {
     );
     let before = completed(dir);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while completed(dir) < before + 2 {
+    while completed(dir) < before + 2 || !ready(dir) {
         assert!(Instant::now() < deadline, "no checkpoint completed");
         assert!(
             child.0.try_wait().expect("wait").is_none(),
@@ -277,11 +278,12 @@ fn rescaling_2_to_1_to_3_through_savepoints_gives_identical_results() {
     let expected = reference("rescale_reference");
     let scratch = Scratch::new("recovery_rescale");
     let dir = &scratch.0;
-    // Key groups move between RocksDB databases, and from RocksDB into memory.
-    std::fs::write(dir.join("job.yaml"), job(2, Some(8000), true, "rocksdb")).expect("job");
-    let first = run_until_savepoint(dir, None);
-    std::fs::write(dir.join("job.yaml"), job(1, Some(8000), true, "rocksdb")).expect("job");
-    let second = run_until_savepoint(dir, Some(&first));
+    // Key groups move between RocksDB databases, and from RocksDB into memory. The
+    // paced runs cannot finish before they are stopped (40,000 events take 20 s).
+    std::fs::write(dir.join("job.yaml"), job(2, Some(2000), true, "rocksdb")).expect("job");
+    let first = run_until_savepoint(dir, None, |_| true);
+    std::fs::write(dir.join("job.yaml"), job(1, Some(2000), true, "rocksdb")).expect("job");
+    let second = run_until_savepoint(dir, Some(&first), |_| true);
     std::fs::write(dir.join("job.yaml"), job(3, None, true, "memory")).expect("job");
     let out = eddy(
         &[
@@ -310,7 +312,7 @@ sources:
     shape: orders
     count: 30000
     seed: 8
-    rate: 6000
+    rate: 2000
     event-time: {{ field: ts }}
 steps:
   - key-by: customer
@@ -329,7 +331,7 @@ fn an_upgraded_plugin_takes_over_the_state_of_a_savepoint() {
     let reference = Scratch::new("upgrade_reference");
     std::fs::write(
         reference.0.join("job.yaml"),
-        summary_job("order_summary.wasm").replace("rate: 6000", ""),
+        summary_job("order_summary.wasm").replace("rate: 2000", ""),
     )
     .expect("job");
     let out = eddy(
@@ -342,7 +344,10 @@ fn an_upgraded_plugin_takes_over_the_state_of_a_savepoint() {
     let scratch = Scratch::new("recovery_upgrade");
     let dir = &scratch.0;
     std::fs::write(dir.join("job.yaml"), summary_job("order_summary.wasm")).expect("job");
-    let savepoint = run_until_savepoint(dir, None);
+    // Some rows of version 1 are committed before the upgrade.
+    let savepoint = run_until_savepoint(dir, None, |d| {
+        !sorted_lines(&d.join("out.jsonl")).is_empty()
+    });
     std::fs::write(dir.join("job.yaml"), summary_job("order_summary_v2.wasm")).expect("job");
     let out = eddy(
         &[
@@ -634,7 +639,7 @@ sources:
   - type: generator
     name: orders
     shape: orders
-    count: 150000
+    count: 400000
     seed: 5
     parallelism: 2
     event-time: {{ field: ts }}
