@@ -186,6 +186,18 @@ fn tenant_quotas_and_roots_are_enforced() {
         text(&escape).1
     );
     assert!(!scratch.0.join("../elsewhere.jsonl").exists());
+    // A connector's directory grant is data access too, and its instances count.
+    let connector_escape = run(
+        "name: q\ntenant: acme\nsources:\n  - type: generator\n    count: 5\nsinks:\n  \
+         - type: plugin\n    plugin: dir_sink.wasm\n    params: { dir: /out }\n    \
+         sandbox: { dirs: [{ host: ., guest: /out, writable: true }] }\n"
+            .to_owned(),
+    );
+    assert!(
+        text(&connector_escape).1.contains("outside its root"),
+        "{}",
+        text(&connector_escape).1
+    );
     let stranger = run(job("", "acme/out.jsonl").replace("tenant: acme", "tenant: zed"));
     assert!(
         text(&stranger).1.contains("unknown tenant \"zed\""),
