@@ -15,7 +15,7 @@ use crate::exchange::key_group;
 use crate::memory::Pools;
 use crate::operator::{Operator, OperatorError};
 use crate::source::{Source, SourceError};
-use crate::state::{Decoder, Encoder, StateEntry, StateError};
+use crate::state::{Decoder, Encoder, StateEntry, StateError, restore_watermark, watermark_entry};
 use crate::time::Span;
 use crate::window::{Assigner, WindowSpec};
 
@@ -402,10 +402,7 @@ impl Operator for JoinOperator {
     }
 
     fn snapshot(&mut self, _target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
-        let mut entries = vec![StateEntry {
-            key_group: None,
-            bytes: self.watermark.to_le_bytes().to_vec(),
-        }];
+        let mut entries = vec![watermark_entry(self.watermark)];
         for (key, sides) in &self.held {
             let mut e = Encoder::new();
             e.bytes(key);
@@ -427,19 +424,12 @@ impl Operator for JoinOperator {
 
     fn restore(&mut self, entries: Vec<StateEntry>, _from: &Path) -> Result<(), OperatorError> {
         for entry in entries {
-            let mut d = Decoder::new(&entry.bytes);
             if entry.key_group.is_none() {
-                let w = d
-                    .i64()
+                self.watermark = restore_watermark(self.watermark, &entry)
                     .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
-                // Former subtasks saw the same watermarks; the least is safe.
-                self.watermark = if self.watermark == crate::watermark::BEGINNING_OF_TIME {
-                    w
-                } else {
-                    self.watermark.min(w)
-                };
                 continue;
             }
+            let mut d = Decoder::new(&entry.bytes);
             let (key, sides) =
                 decode_held(&mut d).map_err(|e| self.err(format!("checkpoint state: {e}")))?;
             let cost: usize = sides.iter().flatten().map(|h| h.cost).sum();

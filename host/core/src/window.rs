@@ -17,7 +17,7 @@ use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{AggregateFunction, Operator, OperatorError, WindowFunction};
 use crate::sideoutput::SideOutput;
-use crate::state::{Decoder, Encoder, StateEntry, StateError};
+use crate::state::{Decoder, Encoder, StateEntry, StateError, restore_watermark, watermark_entry};
 use crate::time::{Clock, Span};
 
 /// The `window` step of a job file.
@@ -750,10 +750,7 @@ impl Operator for WindowOperator {
     }
 
     fn snapshot(&mut self, _target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
-        let mut entries = vec![StateEntry {
-            key_group: None,
-            bytes: self.watermark.to_le_bytes().to_vec(),
-        }];
+        let mut entries = vec![watermark_entry(self.watermark)];
         for (key, windows) in &self.state {
             let mut e = Encoder::new();
             e.bytes(key).count(windows.len());
@@ -774,19 +771,12 @@ impl Operator for WindowOperator {
 
     fn restore(&mut self, entries: Vec<StateEntry>, _from: &Path) -> Result<(), OperatorError> {
         for entry in entries {
-            let mut d = Decoder::new(&entry.bytes);
             if entry.key_group.is_none() {
-                let w = d
-                    .i64()
+                self.watermark = restore_watermark(self.watermark, &entry)
                     .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
-                // Former subtasks saw the same watermarks; the least is safe.
-                self.watermark = if self.watermark == crate::watermark::BEGINNING_OF_TIME {
-                    w
-                } else {
-                    self.watermark.min(w)
-                };
                 continue;
             }
+            let mut d = Decoder::new(&entry.bytes);
             let (key, windows) =
                 decode_windows(&mut d).map_err(|e| self.err(format!("checkpoint state: {e}")))?;
             for w in windows.values() {

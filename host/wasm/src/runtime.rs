@@ -455,28 +455,26 @@ impl Runtime {
         subtask: u32,
         kind: OperatorKind,
     ) -> Result<WasmOperator, eddy_core::OperatorError> {
-        let info = InstanceInfo {
-            job: job.name.clone(),
-            step: step.name.clone(),
-            subtask,
-            parallelism: step.parallelism,
-            max_parallelism: job.max_parallelism,
-            params_json: params_json.to_owned(),
-            sandbox: step.sandbox.clone(),
-        };
+        let info = instance_info(
+            job,
+            &step.name,
+            (subtask, step.parallelism),
+            params_json.to_owned(),
+            &step.sandbox,
+        );
         self.operator(plugin, kind, info)
             .map_err(|e| eddy_core::OperatorError::new(&step.name, e))
     }
 }
 
-/// What a connector instance is told about itself.
-fn connector_info(
+/// What an instance running for `name` (a step or connector) of `job` is told about
+/// itself.
+fn instance_info(
     job: &eddy_core::Job,
     name: &str,
-    subtask: u32,
-    parallelism: u32,
-    params: &serde_json::Map<String, serde_json::Value>,
-    grants: &eddy_core::sandbox::Sandbox,
+    (subtask, parallelism): (u32, u32),
+    params_json: String,
+    sandbox: &eddy_core::sandbox::Sandbox,
 ) -> InstanceInfo {
     InstanceInfo {
         job: job.name.clone(),
@@ -484,8 +482,8 @@ fn connector_info(
         subtask,
         parallelism,
         max_parallelism: job.max_parallelism,
-        params_json: serde_json::Value::Object(params.clone()).to_string(),
-        sandbox: grants.clone(),
+        params_json,
+        sandbox: sandbox.clone(),
     }
 }
 
@@ -518,15 +516,13 @@ impl eddy_core::OperatorFactory for Runtime {
                 "a built-in step reached the plugin runtime",
             ));
         };
-        let info = InstanceInfo {
-            job: job.name.clone(),
-            step: step.name.clone(),
-            subtask,
-            parallelism,
-            max_parallelism: job.max_parallelism,
-            params_json: params_json.clone(),
-            sandbox: step.sandbox.clone(),
-        };
+        let info = instance_info(
+            job,
+            &step.name,
+            (subtask, parallelism),
+            params_json.clone(),
+            &step.sandbox,
+        );
         let mut op = self
             .operator(plugin, *kind, info)
             .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
@@ -564,7 +560,8 @@ impl eddy_core::OperatorFactory for Runtime {
             return Err(err("not a plugin source".into()));
         };
         let parallelism = parallelism.unwrap_or(1);
-        let info = connector_info(job, name, subtask, parallelism, params, grants);
+        let params = serde_json::Value::Object(params.clone()).to_string();
+        let info = instance_info(job, name, (subtask, parallelism), params, grants);
         let op = self
             .operator(plugin, OperatorKind::Source, info)
             .map_err(|e| err(e.to_string()))?;
@@ -591,7 +588,8 @@ impl eddy_core::OperatorFactory for Runtime {
             ));
         };
         let open = || {
-            let info = connector_info(job, name, 0, 1, params, grants);
+            let params = serde_json::Value::Object(params.clone()).to_string();
+            let info = instance_info(job, name, (0, 1), params, grants);
             self.operator(plugin, OperatorKind::Sink, info)
                 .map_err(|e| SinkError::new(name, plugin, std::io::Error::other(e.to_string())))
         };

@@ -38,6 +38,25 @@ pub fn entries_for(
         .collect()
 }
 
+/// The operator-wide entry carrying an operator's watermark.
+pub fn watermark_entry(watermark: i64) -> StateEntry {
+    StateEntry {
+        key_group: None,
+        bytes: watermark.to_le_bytes().to_vec(),
+    }
+}
+
+/// `current` after taking up a restored watermark entry: former subtasks saw the same
+/// watermarks, so the least of theirs is safe.
+pub fn restore_watermark(current: i64, entry: &StateEntry) -> Result<i64, StateError> {
+    let restored = Decoder::new(&entry.bytes).i64()?;
+    Ok(if current == crate::watermark::BEGINNING_OF_TIME {
+        restored
+    } else {
+        current.min(restored)
+    })
+}
+
 /// Writes values in the snapshot encoding (little-endian, lengths as u32).
 #[derive(Debug, Default)]
 pub struct Encoder {
