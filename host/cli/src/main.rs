@@ -141,10 +141,10 @@ fn run(cli: Cli) -> Result<()> {
                 let loaded = runtime.load(plugin.path).map_err(err)?;
                 runtime.prepare(&loaded, plugin.kind).map_err(err)?;
             }
-            for (name, kind, path, _) in job.connectors() {
-                let err = |e| anyhow::anyhow!("{name:?}: {e}");
-                let loaded = runtime.load(path).map_err(err)?;
-                runtime.prepare(&loaded, kind).map_err(err)?;
+            for c in job.connectors() {
+                let err = |e| anyhow::anyhow!("{:?}: {e}", c.name);
+                let loaded = runtime.load(c.plugin).map_err(err)?;
+                runtime.prepare(&loaded, c.kind).map_err(err)?;
             }
             eprintln!(
                 "{}: job {:?} is valid: {} source(s), {} step(s), {} sink(s)",
@@ -335,7 +335,7 @@ fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
         .iter()
         .map(|p| p.step.parallelism)
         .sum::<u32>()
-        + job.connectors().iter().map(|c| c.3).sum::<u32>();
+        + job.connectors().iter().map(|c| c.instances).sum::<u32>();
     let share = job.memory.wasm.0 / instances.max(1) as usize;
     if instances > 0 && share < MIN_INSTANCE_MEMORY {
         bail!(

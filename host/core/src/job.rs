@@ -553,6 +553,21 @@ pub enum JobError {
     },
 }
 
+/// A plugin source or sink of a job.
+#[derive(Clone, Debug)]
+pub struct Connector<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// `Source` or `Sink`: the world it must implement.
+    pub kind: OperatorKind,
+    /// The component file.
+    pub plugin: &'a Path,
+    /// Plugin instances it runs as.
+    pub instances: u32,
+    /// Its resolved sandbox.
+    pub sandbox: &'a Sandbox,
+}
+
 /// A WASM component a job runs, and where.
 #[derive(Clone, Debug)]
 pub struct PluginUse<'a> {
@@ -591,32 +606,38 @@ impl Job {
             .collect()
     }
 
-    /// Every connector component (plugin sources and sinks, side outputs included):
-    /// name, world, file and how many instances it runs as.
-    pub fn connectors(&self) -> Vec<(&str, OperatorKind, &Path, u32)> {
+    /// Every connector component: plugin sources and sinks, side outputs and dead
+    /// letters included.
+    pub fn connectors(&self) -> Vec<Connector<'_>> {
         let sources = self.sources.iter().filter_map(|(name, spec)| match spec {
             SourceSpec::Plugin {
                 plugin,
                 parallelism,
+                grants,
                 ..
-            } => Some((
-                name.as_str(),
-                OperatorKind::Source,
-                plugin.as_path(),
-                parallelism.unwrap_or(1),
-            )),
+            } => Some(Connector {
+                name,
+                kind: OperatorKind::Source,
+                plugin,
+                instances: parallelism.unwrap_or(1),
+                sandbox: grants,
+            }),
             _ => None,
         });
-        // A sink runs a writer and a committer.
         let sinks = self
             .sinks
             .iter()
             .chain(&self.side_sinks)
             .chain(&self.dead_letter)
             .filter_map(|(name, spec)| match spec {
-                SinkSpec::Plugin { plugin, .. } => {
-                    Some((name.as_str(), OperatorKind::Sink, plugin.as_path(), 2))
-                }
+                SinkSpec::Plugin { plugin, grants, .. } => Some(Connector {
+                    name,
+                    kind: OperatorKind::Sink,
+                    plugin,
+                    // A writer and a committer.
+                    instances: 2,
+                    sandbox: grants,
+                }),
                 _ => None,
             });
         sources.chain(sinks).collect()

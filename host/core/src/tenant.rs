@@ -123,7 +123,7 @@ impl Tenants {
         };
         let plugins = job.plugins();
         let instances: u32 = plugins.iter().map(|p| p.step.parallelism).sum::<u32>()
-            + job.connectors().iter().map(|c| c.3).sum::<u32>();
+            + job.connectors().iter().map(|c| c.instances).sum::<u32>();
         if let Some(max) = quotas.max_instances
             && instances > max
         {
@@ -225,32 +225,14 @@ fn data_paths(job: &Job) -> Vec<PathBuf> {
     for step in &job.steps {
         paths.extend(step.sandbox.dirs.iter().map(|d| d.host.clone()));
     }
-    for (_, sandbox) in connector_sandboxes(job) {
-        paths.extend(sandbox.dirs.iter().map(|d| d.host.clone()));
+    for c in job.connectors() {
+        paths.extend(c.sandbox.dirs.iter().map(|d| d.host.clone()));
     }
     paths.extend(job.checkpoints.as_ref().and_then(|c| c.dir.clone()));
     if job.state.backend != crate::state::backend::BackendKind::Memory {
         paths.extend(job.state.dir.clone());
     }
     paths
-}
-
-/// The sandboxes of a job's plugin sources and sinks, by name.
-fn connector_sandboxes(job: &Job) -> Vec<(&str, &crate::sandbox::Sandbox)> {
-    let sources = job.sources.iter().filter_map(|(name, spec)| match spec {
-        SourceSpec::Plugin { grants, .. } => Some((name.as_str(), grants.as_ref())),
-        _ => None,
-    });
-    let sinks = job
-        .sinks
-        .iter()
-        .chain(&job.side_sinks)
-        .chain(&job.dead_letter)
-        .filter_map(|(name, spec)| match spec {
-            SinkSpec::Plugin { grants, .. } => Some((name.as_str(), grants.as_ref())),
-            _ => None,
-        });
-    sources.chain(sinks).collect()
 }
 
 /// `path` with symbolic links resolved as far as it exists, and the rest normalized,

@@ -359,6 +359,11 @@ pub struct WindowFunctions {
     pub process: Option<Box<dyn WindowFunction>>,
 }
 
+/// Managed memory an event buffered for a window process function is charged.
+fn buffered_cost(event: EventRef<'_>) -> usize {
+    event.value.len() + event.key.map_or(0, <[u8]>::len) + 16
+}
+
 /// What a window operator works with beside its spec.
 pub struct WindowEnv {
     /// The pools its state is charged to.
@@ -615,7 +620,7 @@ impl WindowOperator {
             }
             state.events += 1;
             if self.process.is_some() {
-                let bytes = event.value.len() + event.key.map_or(0, <[u8]>::len) + 16;
+                let bytes = buffered_cost(event);
                 self.pools.managed.try_reserve(bytes).map_err(|e| {
                     OperatorError::new(
                         &self.step,
@@ -782,11 +787,7 @@ impl Operator for WindowOperator {
             for w in windows.values() {
                 self.reserve(&key)?;
                 if self.process.is_some() {
-                    let bytes: usize = w
-                        .buffer
-                        .iter()
-                        .map(|e| e.value.len() + e.key.map_or(0, <[u8]>::len) + 16)
-                        .sum();
+                    let bytes: usize = w.buffer.iter().map(buffered_cost).sum();
                     self.pools.managed.try_reserve(bytes).map_err(|e| {
                         self.err(format!("{e}; raise memory.managed in the job file"))
                     })?;

@@ -180,11 +180,6 @@ impl Storage {
         }
     }
 
-    /// The directory checkpoints are written to.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The directory of checkpoint (or savepoint) `id`.
     pub fn checkpoint_dir(&self, id: u64, savepoint: bool) -> PathBuf {
         let kind = if savepoint { "savepoint" } else { "chk" };
