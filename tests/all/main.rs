@@ -4,6 +4,7 @@
 mod cases;
 mod cli;
 mod engine;
+mod kafka;
 mod polyglot;
 mod recovery;
 mod sandbox;

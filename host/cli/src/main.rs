@@ -21,6 +21,7 @@ use eddy_core::plan::{Plan, PlanView};
 use eddy_core::state::backend::BackendKind;
 use eddy_core::tenant::Tenants;
 use eddy_core::{Dataflow, Job};
+use eddy_kafka::KafkaFactory;
 use eddy_state_rocksdb::RocksFactory;
 use eddy_wasm::{Runtime, RuntimeConfig};
 
@@ -262,8 +263,9 @@ fn run_job(job: &Job, restore: Option<&Path>, quiet: bool, live: bool) -> Result
             tracing::info!(job = %job.name, "restoring checkpoint {} from {}", r.id, r.path.display());
         }
         let clock = Arc::new(eddy_core::time::SystemClock);
+        let factory = KafkaFactory::new(&runtime);
         let dataflow =
-            Dataflow::build_with(job, &runtime, pools.clone(), clock, restored.as_ref())?;
+            Dataflow::build_with(job, &factory, pools.clone(), clock, restored.as_ref())?;
         let metrics = dataflow.metrics();
         // The endpoint serves the first attempt's metrics.
         if let Some(addr) = job.prometheus.filter(|_| attempt == 0) {

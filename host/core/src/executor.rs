@@ -26,7 +26,7 @@ use crate::sandbox::OnError;
 use crate::sideoutput::SideOutput;
 use crate::sink::{Connected, Sink, SinkError, builtin_committer, open_sink};
 use crate::source::{
-    Alignments, Source, SourceError, open_source, source_parallelism, with_event_time,
+    Alignments, Rejected, Source, SourceError, open_source, source_parallelism, with_event_time,
 };
 use crate::state::entries_for;
 use crate::time::{Clock, SystemClock};
@@ -151,6 +151,24 @@ struct Task {
 }
 
 impl Task {
+    /// Sends a record source `node` could not read to the dead-letter sink.
+    fn reject(&self, node: usize, r: Rejected) -> Result<(), RunError> {
+        let source = &self.metrics.nodes[node].name;
+        let Some(dead_letters) = &self.dead_letters else {
+            return Err(SourceError::Other {
+                source_name: source.clone(),
+                message: r.error,
+            }
+            .into());
+        };
+        let event = crate::EventRef {
+            key: r.key.as_deref(),
+            value: &r.value,
+            timestamp: None,
+        };
+        Ok(dead_letters.send(source, event, &r.error)?)
+    }
+
     fn counters(&self, node: usize) -> &Counters {
         let subtasks = &self.metrics.nodes[node].subtasks;
         &subtasks[self.subtask.min(subtasks.len() - 1)]
@@ -187,7 +205,11 @@ impl Task {
                         let (node, source) = &mut sources[i];
                         let node = *node;
                         let t = Instant::now();
-                        let change = match source.poll(self.batch_size)? {
+                        let polled = source.poll(self.batch_size)?;
+                        for r in source.take_rejected() {
+                            self.reject(node, r)?;
+                        }
+                        let change = match polled {
                             None => {
                                 live[i] = false;
                                 tracker.end(i)
@@ -686,12 +708,14 @@ impl Dataflow {
                     for (j, (name, spec)) in job.sources.iter().enumerate() {
                         if i < source_parallelism(spec) {
                             let mut source = match spec {
-                                SourceSpec::Plugin { .. } => with_event_time(
-                                    name,
-                                    factory.source(job, name, spec, i)?,
-                                    spec,
-                                    &alignments,
-                                ),
+                                SourceSpec::Plugin { .. } | SourceSpec::Kafka(_) => {
+                                    with_event_time(
+                                        name,
+                                        factory.source(job, name, spec, i)?,
+                                        spec,
+                                        &alignments,
+                                    )
+                                }
                                 _ => open_source(name, spec, i, &alignments)?,
                             };
                             if let Some(r) = restore {
@@ -1007,7 +1031,7 @@ fn connect_sink(
     spec: &crate::job::SinkSpec,
     restored: Option<&[u8]>,
 ) -> Result<Connected, SinkError> {
-    if let crate::job::SinkSpec::Plugin { .. } = spec {
+    if let crate::job::SinkSpec::Plugin { .. } | crate::job::SinkSpec::Kafka(_) = spec {
         let (sink, mut committer) = factory.sink(job, name, spec)?;
         if let Some(prepared) = restored {
             committer.commit(prepared)?;

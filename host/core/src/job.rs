@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::checkpoint::{CheckpointSpec, RestartSpec};
 use crate::expr::Expr;
 use crate::join::JoinSpec;
+use crate::kafka::{Guarantee, KafkaSinkSpec, KafkaSourceSpec};
 use crate::memory::{ByteSize, MemoryBudget, MemorySpec};
 use crate::sandbox::{DEFAULT_MAX_STACK, OnError, Sandbox, SandboxSpec};
 use crate::state::backend::StateSpec;
@@ -171,14 +172,17 @@ pub enum SourceSpec {
         #[serde(skip)]
         grants: Box<Sandbox>,
     },
+    /// Topics of a Kafka cluster, partitions read as checkpointed splits.
+    Kafka(Box<KafkaSourceSpec>),
 }
 
 /// Event time of a source: a timestamp field and the watermark strategy of each split.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct EventTimeSpec {
-    /// JSON field holding the event time in milliseconds since the epoch.
-    pub field: String,
+    /// JSON field holding the event time in milliseconds since the epoch; left out,
+    /// the timestamps the source itself reads (Kafka record timestamps).
+    pub field: Option<String>,
     /// How far out of order events may arrive: the watermark trails the largest
     /// timestamp seen by this much (default 0).
     pub max_out_of_orderness: Option<Span>,
@@ -206,6 +210,7 @@ impl SourceSpec {
             | SourceSpec::Stdin { event_time, .. }
             | SourceSpec::Generator { event_time, .. }
             | SourceSpec::Plugin { event_time, .. } => event_time.as_ref(),
+            SourceSpec::Kafka(kafka) => kafka.event_time.as_ref(),
         }
     }
 }
@@ -255,6 +260,8 @@ pub enum SinkSpec {
         #[serde(skip)]
         grants: Box<Sandbox>,
     },
+    /// A Kafka topic, exactly once through transactions.
+    Kafka(Box<KafkaSinkSpec>),
 }
 
 impl SinkSpec {
@@ -265,6 +272,7 @@ impl SinkSpec {
             | SinkSpec::Discard { input, .. }
             | SinkSpec::File { input, .. }
             | SinkSpec::Plugin { input, .. } => input.as_deref(),
+            SinkSpec::Kafka(kafka) => kafka.input.as_deref(),
         }
     }
 }
@@ -812,7 +820,44 @@ impl Resolver<'_> {
                         **grants = self.connector_sandbox(&spec.sandbox, sandbox, &what)?;
                         name.clone().unwrap_or_else(|| format!("source-{i}"))
                     }
+                    SourceSpec::Kafka(kafka) => {
+                        let what = format!("sources[{i}]");
+                        if kafka.topics.is_empty() {
+                            return Err(self.invalid(
+                                what,
+                                "topics:",
+                                "a Kafka source needs at least one topic".into(),
+                            ));
+                        }
+                        if kafka.max_rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                            return Err(self.invalid(
+                                what,
+                                "max-rate:",
+                                "max-rate must be a positive number of records per second".into(),
+                            ));
+                        }
+                        let chosen = kafka.parallelism.unwrap_or(parallelism);
+                        self.check_parallelism(
+                            &format!("{what}.parallelism"),
+                            "parallelism:",
+                            chosen,
+                            max_parallelism,
+                        )?;
+                        kafka.parallelism = Some(chosen);
+                        kafka.name.clone().unwrap_or_else(|| format!("source-{i}"))
+                    }
                 };
+                if !matches!(s, SourceSpec::Kafka(_))
+                    && s.event_time().is_some_and(|t| t.field.is_none())
+                {
+                    return Err(self.invalid(
+                        format!("sources[{i}].event-time"),
+                        "event-time:",
+                        "`field` names the JSON field holding the event time; only Kafka \
+                         sources have timestamps of their own"
+                            .into(),
+                    ));
+                }
                 self.unique(&mut names, &name, format!("sources[{i}]"))?;
                 Ok((name, s))
             })
@@ -858,6 +903,9 @@ impl Resolver<'_> {
                         *plugin = self.connector_plugin(&plugin_base, plugin, &what)?;
                         **grants = self.connector_sandbox(&spec.sandbox, sandbox, &what)?;
                         name.clone().unwrap_or_else(|| format!("sink-{i}"))
+                    }
+                    SinkSpec::Kafka(kafka) => {
+                        kafka.name.clone().unwrap_or_else(|| format!("sink-{i}"))
                     }
                 };
                 self.unique(&mut names, &name, format!("sinks[{i}]"))?;
@@ -948,13 +996,36 @@ impl Resolver<'_> {
             }
             None => None,
         };
+        let dead_lettering = steps
+            .iter()
+            .filter(|s| s.on_error == OnError::DeadLetter)
+            .map(|s| format!("step {:?}", s.name))
+            .chain(sources.iter().filter_map(|(name, s)| match s {
+                SourceSpec::Kafka(k) if k.on_error == OnError::DeadLetter => {
+                    Some(format!("source {name:?}"))
+                }
+                _ => None,
+            }))
+            .next();
         if dead_letter.is_none()
-            && let Some(step) = steps.iter().find(|s| s.on_error == OnError::DeadLetter)
+            && let Some(what) = dead_lettering
         {
             return Err(self.invalid(
-                format!("step {:?}", step.name),
+                what,
                 "on-error:",
                 "`on-error: dead-letter` needs a `dead-letter:` sink in the job".into(),
+            ));
+        }
+        let unchecked_output = side_sinks.iter().chain(&dead_letter).find(
+            |(_, s)| matches!(s, SinkSpec::Kafka(k) if k.guarantee == Guarantee::ExactlyOnce),
+        );
+        if let Some((name, _)) = unchecked_output {
+            return Err(self.invalid(
+                format!("sink {name:?}"),
+                "guarantee:",
+                "side outputs and dead letters are not part of checkpoints, so they cannot be \
+                 written exactly once; use `guarantee: at-least-once`"
+                    .into(),
             ));
         }
         let max_stack = spec.sandbox.max_stack.unwrap_or(DEFAULT_MAX_STACK);
@@ -977,6 +1048,18 @@ impl Resolver<'_> {
                 "tenant".into(),
                 "tenant:",
                 format!("{tenant:?} is not a tenant name (letters, digits, `-`, `_`)"),
+            ));
+        }
+        let exactly_once = sinks.iter().find(
+            |(_, s)| matches!(s, SinkSpec::Kafka(k) if k.guarantee == Guarantee::ExactlyOnce),
+        );
+        if let (None, Some((name, _))) = (&spec.checkpoints, exactly_once) {
+            return Err(self.invalid(
+                format!("sink {name:?}"),
+                "guarantee:",
+                "`exactly-once` commits a Kafka transaction per checkpoint: add a \
+                 `checkpoints:` section, or use `guarantee: at-least-once`"
+                    .into(),
             ));
         }
         let checkpoints = match spec.checkpoints {

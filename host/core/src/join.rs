@@ -184,6 +184,10 @@ impl Source for JoinInput {
     fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
         self.inner.seek(position)
     }
+
+    fn take_rejected(&mut self) -> Vec<crate::source::Rejected> {
+        self.inner.take_rejected()
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -12,6 +12,7 @@ pub mod expr;
 pub mod generator;
 pub mod job;
 pub mod join;
+pub mod kafka;
 pub mod memory;
 pub mod metrics;
 pub mod operator;

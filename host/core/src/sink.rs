@@ -102,11 +102,11 @@ pub fn open_sink(
         }),
         SinkSpec::Discard { .. } => Box::new(Discard),
         SinkSpec::File { path, .. } => Box::new(FileSink::open(name, path, restored)?),
-        SinkSpec::Plugin { plugin, .. } => {
+        SinkSpec::Plugin { .. } | SinkSpec::Kafka(_) => {
             return Err(SinkError::new(
                 name,
-                plugin,
-                std::io::Error::other("plugin sinks are opened by the plugin runtime"),
+                Path::new(name),
+                std::io::Error::other("connector sinks are opened by their connector factory"),
             ));
         }
     })
@@ -117,7 +117,10 @@ pub fn open_sink(
 pub fn commit_sink(name: &str, spec: &SinkSpec, prepared: &[u8]) -> Result<(), SinkError> {
     match spec {
         SinkSpec::File { path, .. } => commit_file(name, path, prepared),
-        SinkSpec::Stdout { .. } | SinkSpec::Discard { .. } | SinkSpec::Plugin { .. } => Ok(()),
+        SinkSpec::Stdout { .. }
+        | SinkSpec::Discard { .. }
+        | SinkSpec::Plugin { .. }
+        | SinkSpec::Kafka(_) => Ok(()),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, NO_TIMESTAMP};
 use crate::generator::Generator;
 use crate::job::{EventTimeSpec, Format, SourceSpec};
 use crate::state::{Decoder, Encoder, StateError};
@@ -49,6 +49,23 @@ pub trait Source: Send {
 
     /// Continues from a position [`Source::position`] returned.
     fn seek(&mut self, position: &[u8]) -> Result<(), SourceError>;
+
+    /// Records skipped since the last call because they could not be read, for the
+    /// job's dead-letter sink (sources whose policy is `on-error: dead-letter`).
+    fn take_rejected(&mut self) -> Vec<Rejected> {
+        Vec::new()
+    }
+}
+
+/// A record a source could not read, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// The record's key, if it has one.
+    pub key: Option<Vec<u8>>,
+    /// The record's bytes as read.
+    pub value: Vec<u8>,
+    /// What is wrong with it, and where it was read.
+    pub error: String,
 }
 
 /// A source failed; names the source and the position in its input.
@@ -93,6 +110,7 @@ pub fn source_parallelism(spec: &SourceSpec) -> u32 {
         SourceSpec::Generator { parallelism, .. } | SourceSpec::Plugin { parallelism, .. } => {
             parallelism.unwrap_or(1)
         }
+        SourceSpec::Kafka(kafka) => kafka.parallelism.unwrap_or(1),
         SourceSpec::File { .. } | SourceSpec::Stdin { .. } => 1,
     }
 }
@@ -164,10 +182,10 @@ fn open_plain(name: &str, spec: &SourceSpec, subtask: u32) -> Result<Box<dyn Sou
             ))
         }
         SourceSpec::Stdin { format, .. } => Box::new(Stdin::spawn(name, *format)),
-        SourceSpec::Plugin { .. } => {
+        SourceSpec::Plugin { .. } | SourceSpec::Kafka(_) => {
             return Err(SourceError::Other {
                 source_name: name.to_owned(),
-                message: "plugin sources are opened by the plugin runtime".into(),
+                message: "connector sources are opened by their connector factory".into(),
             });
         }
         SourceSpec::Generator {
@@ -456,12 +474,13 @@ impl Source for Stdin {
     }
 }
 
-/// Gives a source's events their event time from a JSON field and tracks the split's
-/// watermark (largest timestamp seen, minus the allowed out-of-orderness, minus one)
-/// and idleness.
+/// Gives a source's events their event time from a JSON field (or keeps the source's
+/// own timestamps) and tracks each split's watermark (largest timestamp seen, minus the
+/// allowed out-of-orderness, minus one) and idleness.
 struct TimedSource {
     name: String,
     inner: Box<dyn Source>,
+    /// The JSON field's path; empty for the source's own timestamps.
     field: Vec<String>,
     delay: i64,
     idle_timeout: Option<Duration>,
@@ -479,7 +498,12 @@ impl TimedSource {
     ) -> Self {
         TimedSource {
             name: name.to_owned(),
-            field: spec.field.split('.').map(str::to_owned).collect(),
+            field: spec
+                .field
+                .iter()
+                .flat_map(|f| f.split('.'))
+                .map(str::to_owned)
+                .collect(),
             delay: spec.max_out_of_orderness.map_or(0, Span::millis),
             idle_timeout: spec.idle_timeout.map(|s| s.0),
             splits: vec![(None, Instant::now()); inner.splits()],
@@ -516,6 +540,12 @@ impl Source for TimedSource {
             }
             return Ok(None);
         };
+        // Splits the source found (at its start, or later) hold the watermark back
+        // from the moment they are known, before their first event.
+        if self.inner.splits() > self.splits.len() {
+            self.splits
+                .resize(self.inner.splits(), (None, Instant::now()));
+        }
         if batch.is_empty() {
             return Ok(Some(batch));
         }
@@ -524,6 +554,21 @@ impl Source for TimedSource {
             self.splits.resize(split + 1, (None, Instant::now()));
         }
         let mut max_seen = self.splits[split].0;
+        if self.field.is_empty() {
+            let own = batch
+                .timestamps
+                .iter()
+                .copied()
+                .filter(|&t| t != NO_TIMESTAMP);
+            if batch.timestamps.len() != batch.len() || own.clone().count() != batch.len() {
+                return Err(self.err(
+                    "event-time has no `field` and the source gave an event no timestamp".into(),
+                ));
+            }
+            max_seen = own.chain(max_seen).max();
+            self.splits[split] = (max_seen, Instant::now());
+            return Ok(Some(batch));
+        }
         let mut timestamps = Vec::with_capacity(batch.len());
         for event in batch.iter() {
             let json: serde_json::Value = serde_json::from_slice(event.value)
@@ -601,6 +646,10 @@ impl Source for TimedSource {
         self.splits = splits.into_iter().map(|m| (m, Instant::now())).collect();
         self.inner.seek(inner)
     }
+
+    fn take_rejected(&mut self) -> Vec<Rejected> {
+        self.inner.take_rejected()
+    }
 }
 
 #[cfg(test)]
@@ -646,6 +695,46 @@ mod tests {
         fn seek(&mut self, _position: &[u8]) -> Result<(), SourceError> {
             Ok(())
         }
+    }
+
+    /// Finds two splits at its first poll, which yields nothing yet; then one event of
+    /// split 0.
+    struct LateStart {
+        polls: usize,
+    }
+
+    impl Source for LateStart {
+        fn poll(&mut self, _max: usize) -> Result<Option<Batch>, SourceError> {
+            self.polls += 1;
+            let mut b = Batch::default();
+            if self.polls > 1 {
+                b.push_value(b"{\"ts\":5000}").unwrap();
+            }
+            Ok(Some(b))
+        }
+        fn splits(&self) -> usize {
+            if self.polls == 0 { 0 } else { 2 }
+        }
+        fn position(&mut self) -> Result<Vec<u8>, SourceError> {
+            Ok(Vec::new())
+        }
+        fn seek(&mut self, _position: &[u8]) -> Result<(), SourceError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn splits_found_at_start_hold_the_watermark_back_before_their_first_event() {
+        let spec: EventTimeSpec = serde_yaml::from_str("field: ts").unwrap();
+        let mut src = TimedSource::new("s", Box::new(LateStart { polls: 0 }), &spec, None);
+        src.poll(10).unwrap();
+        assert!(
+            !src.idle(),
+            "a source with splits that have not spoken is not idle"
+        );
+        assert_eq!(src.watermark(), None);
+        src.poll(10).unwrap();
+        assert_eq!(src.watermark(), None, "split 1 has not spoken yet");
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub struct Quotas {
     pub max_stack: Option<ByteSize>,
     /// Most table elements one plugin instance may hold.
     pub max_table_elements: Option<u64>,
-    /// Whether plugins may be granted network addresses (default: no).
+    /// Whether plugins may be granted network addresses and jobs may use Kafka
+    /// connectors (default: no).
     #[serde(default)]
     pub network: bool,
 }
@@ -186,6 +187,24 @@ impl Tenants {
             if !quotas.network && !sandbox.network.is_empty() {
                 return Err(deny(format!("step {:?} network access", step.name)));
             }
+        }
+        let kafka_sources = job
+            .sources
+            .iter()
+            .filter(|(_, s)| matches!(s, SourceSpec::Kafka(_)));
+        let kafka_sinks = job
+            .sinks
+            .iter()
+            .chain(&job.side_sinks)
+            .chain(&job.dead_letter)
+            .filter(|(_, s)| matches!(s, SinkSpec::Kafka(_)));
+        let mut kafka = kafka_sources
+            .map(|(n, _)| n)
+            .chain(kafka_sinks.map(|(n, _)| n));
+        if !quotas.network
+            && let Some(name) = kafka.next()
+        {
+            return Err(deny(format!("Kafka connector {name:?} network access")));
         }
         if let Some(root) = &quotas.root {
             let root = resolve(root);

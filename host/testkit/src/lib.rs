@@ -1,6 +1,8 @@
 //! Test support shared by the end-to-end tests and the benchmarks: the example plugins,
 //! built into components by this crate's build script, and the repository's paths.
 
+pub mod kafka;
+
 use std::path::{Path, PathBuf};
 
 /// Paths of the example plugin components.

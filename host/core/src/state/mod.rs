@@ -132,11 +132,15 @@ impl Encoder {
         }
     }
 
-    /// Every event of a batch (key, value, timestamp).
+    /// Every event of a batch (key, value, timestamp, headers).
     pub fn batch(&mut self, batch: &Batch) -> &mut Self {
         self.count(batch.len());
         for e in batch.iter() {
             self.opt_bytes(e.key).bytes(e.value).opt_i64(e.timestamp);
+        }
+        self.count(batch.headers.len());
+        for h in &batch.headers {
+            self.u32(h.event).bytes(h.name.as_bytes()).bytes(&h.value);
         }
         self
     }
@@ -263,6 +267,19 @@ impl<'a> Decoder<'a> {
                     timestamp,
                 })
                 .map_err(|e| StateError(e.to_string()))?;
+        }
+        for _ in 0..self.count()? {
+            let (event, name, value) = (self.u32()?, self.str()?, self.bytes()?);
+            if event as usize >= n {
+                return Err(StateError(format!(
+                    "header of event {event} in a batch of {n}"
+                )));
+            }
+            batch.headers.push(crate::Header {
+                event,
+                name: name.to_owned(),
+                value: value.to_vec(),
+            });
         }
         Ok(batch)
     }
