@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use eddy_testkit::kafka::Broker;
+use eddy_testkit::kafka::{Broker, Record};
 use eddy_testkit::plugins::PLUGIN_DIR;
 
 use crate::support::{ChildGuard, Scratch, command, eddy, text};
@@ -105,9 +105,9 @@ fn spawn(dir: &std::path::Path, text: &str) -> ChildGuard {
 
 /// Writes `values` into partition `partition` of `topic`, unkeyed.
 fn produce_to(broker: &Broker, topic: &str, partition: i32, values: &[String]) {
-    let records: Vec<_> = values
+    let records: Vec<Record> = values
         .iter()
-        .map(|v| (Some(partition), None, v.as_bytes()))
+        .map(|v| Record::value(Some(partition), v.as_bytes()))
         .collect();
     broker.produce(topic, &records);
 }
@@ -314,8 +314,13 @@ fn kafka_malformed_records_fail_clearly_or_go_to_dead_letters() {
     let scratch = Scratch::new("kafka-malformed");
     let broker = Broker::start(&scratch.0);
     broker.create_topic("mixed", 1);
-    let values: [&[u8]; 3] = [br#"{"n":1}"#, b"{not json", br#"{"n":3}"#];
-    let records: Vec<_> = values.iter().map(|v| (Some(0), Some("k"), *v)).collect();
+    let records: Vec<Record> = [&br#"{"n":1}"#[..], b"{not json", br#"{"n":3}"#]
+        .iter()
+        .map(|v| Record {
+            key: Some("k".into()),
+            ..Record::value(Some(0), *v)
+        })
+        .collect();
     broker.produce("mixed", &records);
     let job = |policy: &str| {
         format!(
@@ -357,4 +362,57 @@ sinks:
         dead.contains("{not json") && dead.contains("mixed/0 offset 1"),
         "{dead}"
     );
+}
+
+#[test]
+fn kafka_carries_keys_headers_and_timestamps_and_starts_where_asked() {
+    let scratch = Scratch::new("kafka-start");
+    let broker = Broker::start(&scratch.0);
+    broker.create_topic("raw", 1);
+    let records: Vec<Record> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            key: Some(format!("k{i}")),
+            headers: vec![("origin".into(), format!("h{i}"))],
+            timestamp: Some(1000 * (i as i64 + 1)),
+            ..Record::value(Some(0), v.as_bytes())
+        })
+        .collect();
+    broker.produce("raw", &records);
+    broker.commit_offset("readers", "raw", 0, 2);
+    let copy = |output: &str, start: &str| {
+        broker.create_topic(output, 1);
+        let job = format!(
+            "name: copy-{output}
+sources:
+  - type: kafka
+    bootstrap: {bootstrap}
+    topics: [raw]
+    group: readers
+    format: raw
+    bounded: true
+    start-from: {start}
+sinks:
+  - type: kafka
+    bootstrap: {bootstrap}
+    topic: {output}
+",
+            bootstrap = broker.bootstrap
+        );
+        write_job(&scratch.0, "copy.yaml", &job);
+        let out = eddy(&["run", "-q", "copy.yaml"], &scratch.0);
+        assert!(out.status.success(), "{}", text(&out).1);
+        broker.read_records(output)
+    };
+    let all = copy("all", "earliest");
+    assert_eq!(all, records, "key, value, headers and timestamp go through");
+    let values = |rs: Vec<Record>| -> Vec<String> {
+        rs.into_iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect()
+    };
+    assert_eq!(values(copy("since", "{ timestamp: 2000 }")), ["b", "c"]);
+    assert_eq!(values(copy("committed", "committed")), ["c"]);
+    assert!(copy("latest", "latest").is_empty());
 }

@@ -172,11 +172,15 @@ mod tests {
 
     #[test]
     fn settings_parse_with_defaults_and_secrets_stay_hidden() {
-        let spec: KafkaSourceSpec = serde_yaml::from_str(
-            "bootstrap: 127.0.0.1:9092\ntopics: [a]\nstart-from: !timestamp 1000\n\
+        // Through the job file's source list, as users write it.
+        let source: crate::job::SourceSpec = serde_yaml::from_str(
+            "type: kafka\nbootstrap: 127.0.0.1:9092\ntopics: [a]\nstart-from: { timestamp: 1000 }\n\
              properties: { fetch.max.bytes: 1048576, sasl.password: hunter2 }\n",
         )
         .unwrap();
+        let crate::job::SourceSpec::Kafka(spec) = source else {
+            panic!("not a Kafka source: {source:?}");
+        };
         assert_eq!(spec.start_from, StartFrom::Timestamp(1000));
         assert_eq!(spec.properties.0["fetch.max.bytes"], "1048576");
         let shown = format!("{spec:?}");

@@ -14,7 +14,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicRe
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -31,6 +31,55 @@ fn binary() -> &'static Path {
         assert!(out.status.success(), "building the Kafka broker failed");
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     })
+}
+
+/// A Kafka record as tests write and read it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Partition to write to (the partitioner's choice when absent).
+    pub partition: Option<i32>,
+    /// The key.
+    pub key: Option<String>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Timestamp in ms since the epoch (the producer's clock when absent).
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    /// An unkeyed record of `value` for `partition`.
+    pub fn value(partition: Option<i32>, value: impl Into<Vec<u8>>) -> Record {
+        Record {
+            partition,
+            value: value.into(),
+            ..Record::default()
+        }
+    }
+
+    fn from_message(m: &BorrowedMessage<'_>) -> Record {
+        Record {
+            partition: Some(m.partition()),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: m.payload().unwrap_or_default().to_vec(),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            let value = h.value.unwrap_or_default();
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(value).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            timestamp: m.timestamp().to_millis(),
+        }
+    }
 }
 
 /// A broker on loopback, stopped when dropped.
@@ -139,18 +188,29 @@ impl Broker {
         }
     }
 
-    /// Writes `(partition, key, value)` records, and waits until all are acknowledged.
-    pub fn produce(&self, topic: &str, records: &[(Option<i32>, Option<&str>, &[u8])]) {
+    /// Writes `records`, and waits until all are acknowledged.
+    pub fn produce(&self, topic: &str, records: &[Record]) {
         let producer: BaseProducer = self.config().create().expect("producer");
-        for (partition, key, value) in records {
-            let mut record = BaseRecord::<str, [u8]>::to(topic).payload(*value);
-            if let Some(p) = partition {
-                record = record.partition(*p);
+        for r in records {
+            let mut headers = OwnedHeaders::new();
+            for (name, value) in &r.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value.as_bytes()),
+                });
             }
-            if let Some(k) = key {
-                record = record.key(*k);
+            let mut record = BaseRecord::<str, [u8]>::to(topic)
+                .payload(r.value.as_slice())
+                .headers(headers);
+            if let Some(p) = r.partition {
+                record = record.partition(p);
             }
-            let mut record = record;
+            if let Some(k) = &r.key {
+                record = record.key(k.as_str());
+            }
+            if let Some(ts) = r.timestamp {
+                record = record.timestamp(ts);
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -167,8 +227,31 @@ impl Broker {
             .expect("records acknowledged");
     }
 
+    /// Commits `offset` for partition `partition` of `topic` in consumer group `group`.
+    pub fn commit_offset(&self, group: &str, topic: &str, partition: i32, offset: i64) {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .expect("offset");
+        consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .expect("commit");
+    }
+
     /// Every record of `topic` a `read_committed` consumer sees now: values as text.
     pub fn read_committed(&self, topic: &str) -> Vec<String> {
+        self.read_records(topic)
+            .into_iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect()
+    }
+
+    /// Every record of `topic` a `read_committed` consumer sees now.
+    pub fn read_records(&self, topic: &str) -> Vec<Record> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", "eddy-test-reader")
@@ -192,13 +275,12 @@ impl Broker {
         }
         consumer.assign(&tpl).expect("assign");
         let mut at_end = std::collections::HashSet::new();
-        let mut values = Vec::new();
+        let mut records = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while at_end.len() < partitions.len() {
             assert!(Instant::now() < deadline, "reading {topic} took too long");
             match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => values
-                    .push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()),
+                Some(Ok(m)) => records.push(Record::from_message(&m)),
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     at_end.insert(p);
                 }
@@ -206,7 +288,7 @@ impl Broker {
                 None => {}
             }
         }
-        values
+        records
     }
 
     /// Waits until `topic` has at least `n` committed records (or `timeout` passes),
