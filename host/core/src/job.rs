@@ -1389,6 +1389,29 @@ mod tests {
     }
 
     #[test]
+    fn kafka_settings_that_cannot_keep_their_promise_are_refused() {
+        let kafka_in = "sources:\n  - type: kafka\n    bootstrap: b:1\n    topics: [t]\n";
+        let eos =
+            "  - type: kafka\n    bootstrap: b:1\n    topic: o\n    guarantee: exactly-once\n";
+        let no_checkpoints = format!("name: x\n{kafka_in}sinks:\n{eos}");
+        let msg = parse(&no_checkpoints).unwrap_err().to_string();
+        assert!(msg.contains("add a `checkpoints:` section"), "{msg}");
+        let dead_letters = format!(
+            "name: x\ncheckpoints: {{ interval: 1s }}\n{kafka_in}dead-letter:\n{}sinks:\n  - type: stdout\n",
+            eos.replacen("  - ", "  ", 1).replace("\n    ", "\n  ")
+        );
+        let msg = parse(&dead_letters).unwrap_err().to_string();
+        assert!(msg.contains("cannot be written exactly once"), "{msg}");
+        let untimed = "name: x\nsources:\n  - type: generator\n    event-time: {}\nsinks:\n  - type: stdout\n";
+        let msg = parse(untimed).unwrap_err().to_string();
+        assert!(msg.contains("only Kafka sources have timestamps"), "{msg}");
+        parse(&format!(
+            "name: x\n{kafka_in}    event-time: {{}}\nsinks:\n  - type: stdout\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
     fn missing_plugin_names_step_and_line() {
         let text = "name: x\nsources:\n  - type: stdin\nsteps:\n  - name: conv\n    map: nope.wasm\nsinks:\n  - type: stdout\n";
         let msg = parse(text).unwrap_err().to_string();

@@ -332,6 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn kafka_needs_network() {
+        let kafka = job(
+            "name: a\ntenant: acme\nmemory: { process: 256mb }\nsources:\n  - type: kafka\n    bootstrap: b:9092\n    topics: [t]\nsinks:\n  - type: stdout\n",
+        );
+        let err = tenants().admit(&kafka).unwrap_err().to_string();
+        assert!(
+            err.contains("Kafka connector \"source-0\" network access"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn quotas_and_unknown_tenants_are_refused() {
         let big =
             job("name: a\ntenant: acme\nsources:\n  - type: stdin\nsinks:\n  - type: stdout\n");
