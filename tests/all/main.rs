@@ -5,6 +5,7 @@ mod cases;
 mod cli;
 mod engine;
 mod kafka;
+mod nexmark;
 mod polyglot;
 mod recovery;
 mod sandbox;

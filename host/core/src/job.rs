@@ -99,6 +99,9 @@ pub enum GeneratorShape {
     Orders,
     /// Sentences: `{"id","text","ts"}`.
     Sentences,
+    /// Nexmark's online auction: persons, auctions and bids as in the reference
+    /// generator, event `n` of its own seed; event time is each event's date_time.
+    Nexmark,
 }
 
 /// One source of the job.
@@ -146,6 +149,8 @@ pub enum SourceSpec {
         shape: GeneratorShape,
         /// Events per second of wall-clock time; as fast as possible when absent.
         rate: Option<f64>,
+        /// Nexmark: events per second of event time (default 10,000).
+        event_rate: Option<f64>,
         /// Subtasks; subtask `i` of `p` produces events `i, i+p, i+2p, …`.
         parallelism: Option<u32>,
         /// Where event time comes from, and how watermarks follow it.
@@ -779,6 +784,8 @@ impl Resolver<'_> {
                     SourceSpec::Generator {
                         name,
                         rate,
+                        event_rate,
+                        shape,
                         parallelism: p,
                         ..
                     } => {
@@ -788,6 +795,24 @@ impl Resolver<'_> {
                                 "rate:",
                                 "rate must be a positive number of events per second".into(),
                             ));
+                        }
+                        match (event_rate, shape) {
+                            (Some(r), GeneratorShape::Nexmark) if !(*r > 0.0 && r.is_finite()) => {
+                                return Err(self.invalid(
+                                    format!("sources[{i}]"),
+                                    "event-rate:",
+                                    "event-rate must be a positive number of events per second"
+                                        .into(),
+                                ));
+                            }
+                            (Some(_), shape) if *shape != GeneratorShape::Nexmark => {
+                                return Err(self.invalid(
+                                    format!("sources[{i}]"),
+                                    "event-rate:",
+                                    "event-rate applies to `shape: nexmark` only".into(),
+                                ));
+                            }
+                            _ => {}
                         }
                         let chosen = p.unwrap_or(parallelism);
                         self.check_parallelism(
@@ -847,14 +872,20 @@ impl Resolver<'_> {
                         kafka.name.clone().unwrap_or_else(|| format!("source-{i}"))
                     }
                 };
-                if !matches!(s, SourceSpec::Kafka(_))
-                    && s.event_time().is_some_and(|t| t.field.is_none())
-                {
+                let own_timestamps = matches!(
+                    s,
+                    SourceSpec::Kafka(_)
+                        | SourceSpec::Generator {
+                            shape: GeneratorShape::Nexmark,
+                            ..
+                        }
+                );
+                if !own_timestamps && s.event_time().is_some_and(|t| t.field.is_none()) {
                     return Err(self.invalid(
                         format!("sources[{i}].event-time"),
                         "event-time:",
                         "`field` names the JSON field holding the event time; only Kafka \
-                         sources have timestamps of their own"
+                         and Nexmark sources have timestamps of their own"
                             .into(),
                     ));
                 }
@@ -1404,7 +1435,10 @@ mod tests {
         assert!(msg.contains("cannot be written exactly once"), "{msg}");
         let untimed = "name: x\nsources:\n  - type: generator\n    event-time: {}\nsinks:\n  - type: stdout\n";
         let msg = parse(untimed).unwrap_err().to_string();
-        assert!(msg.contains("only Kafka sources have timestamps"), "{msg}");
+        assert!(
+            msg.contains("only Kafka and Nexmark sources have timestamps"),
+            "{msg}"
+        );
         parse(&format!(
             "name: x\n{kafka_in}    event-time: {{}}\nsinks:\n  - type: stdout\n"
         ))

@@ -15,6 +15,7 @@ pub mod join;
 pub mod kafka;
 pub mod memory;
 pub mod metrics;
+pub mod nexmark;
 pub mod operator;
 pub mod plan;
 pub mod sandbox;

@@ -3,9 +3,10 @@
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
-use crate::batch::{Batch, NO_TIMESTAMP};
+use crate::batch::{Batch, EventRef, NO_TIMESTAMP};
 use crate::generator::Generator;
-use crate::job::{EventTimeSpec, Format, SourceSpec};
+use crate::job::{EventTimeSpec, Format, GeneratorShape, SourceSpec};
+use crate::nexmark;
 use crate::state::{Decoder, Encoder, StateError};
 use crate::time::Span;
 use crate::watermark::AlignmentGroup;
@@ -193,12 +194,19 @@ fn open_plain(name: &str, spec: &SourceSpec, subtask: u32) -> Result<Box<dyn Sou
             seed,
             shape,
             rate,
+            event_rate,
             parallelism,
             ..
         } => {
             let stride = u64::from(parallelism.unwrap_or(1));
+            let generator = match shape {
+                GeneratorShape::Nexmark => {
+                    Generator::nexmark(event_rate.unwrap_or(nexmark::DEFAULT_EVENT_RATE))
+                }
+                _ => Generator::new(*shape, *seed),
+            };
             Box::new(GeneratorSource {
-                generator: Generator::new(*shape, *seed),
+                generator,
                 next: u64::from(subtask),
                 stride,
                 count: *count,
@@ -352,8 +360,13 @@ impl Source for GeneratorSource {
         let mut line = Vec::with_capacity(128);
         for _ in 0..n {
             line.clear();
-            self.generator.write_event(self.next, &mut line);
-            batch.push_value(&line).map_err(|e| SourceError::Other {
+            let timestamp = self.generator.write_event(self.next, &mut line);
+            let event = EventRef {
+                key: None,
+                value: &line,
+                timestamp,
+            };
+            batch.push(event).map_err(|e| SourceError::Other {
                 source_name: self.name.clone(),
                 message: e.to_string(),
             })?;
@@ -849,6 +862,7 @@ mod tests {
             seed: 3,
             shape: Default::default(),
             rate: None,
+            event_rate: None,
             parallelism: None,
             event_time: None,
         };
@@ -878,6 +892,7 @@ mod tests {
             seed: 3,
             shape: Default::default(),
             rate: None,
+            event_rate: None,
             parallelism: Some(p),
             event_time: None,
         };
