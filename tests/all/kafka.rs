@@ -314,7 +314,7 @@ fn kafka_malformed_records_fail_clearly_or_go_to_dead_letters() {
     let scratch = Scratch::new("kafka-malformed");
     let broker = Broker::start(&scratch.0);
     broker.create_topic("mixed", 1);
-    let records: Vec<Record> = [&br#"{"n":1}"#[..], b"{not json", br#"{"n":3}"#]
+    let records: Vec<Record> = [&br#"{"n":1}"#[..], b"{not json", br#"{"n":3}"#, b"{last"]
         .iter()
         .map(|v| Record {
             key: Some("k".into()),
@@ -359,7 +359,9 @@ sinks:
     assert_eq!(output, "{\"n\":1}\n{\"n\":3}\n");
     let dead = std::fs::read_to_string(scratch.0.join("dead.jsonl")).expect("dead letters");
     assert!(
-        dead.contains("{not json") && dead.contains("mixed/0 offset 1"),
+        dead.contains("{not json")
+            && dead.contains("mixed/0 offset 1")
+            && dead.contains("offset 3"),
         "{dead}"
     );
 }

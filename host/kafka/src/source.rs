@@ -117,6 +117,10 @@ impl Assigned {
                 });
             }
             split.fetched = offset + 1;
+            if split.pending.is_empty() {
+                // Everything before it was handed on: so is the rejected record.
+                split.next = split.fetched;
+            }
             self.rejected.push(Rejected {
                 key: message.key().map(<[u8]>::to_vec),
                 value: value.unwrap_or_default().to_vec(),
