@@ -460,9 +460,7 @@ impl Source for Stdin {
         while batch.len() < max {
             match self.batches.try_recv() {
                 Ok(Ok(Some(more))) => {
-                    for i in 0..more.len() {
-                        let _ = batch.push_from(&more, i);
-                    }
+                    let _ = batch.append(&more);
                 }
                 Ok(Ok(None)) => {
                     self.done = true;

@@ -117,14 +117,22 @@ impl Target {
 
     /// Produces every event of `batch`, waiting for room when librdkafka's queue is full.
     fn produce(&self, producer: &BaseProducer<Deliveries>, batch: &Batch) -> Result<(), SinkError> {
-        for (i, event) in batch.iter().enumerate() {
-            let mut headers = None;
-            for h in batch.headers.iter().filter(|h| h.event as usize == i) {
-                headers = Some(headers.unwrap_or_else(OwnedHeaders::new).insert(Header {
-                    key: &h.name,
-                    value: Some(&h.value),
-                }));
+        // Each event's headers, gathered in one pass over the batch's.
+        let mut headers: Vec<Option<OwnedHeaders>> = Vec::new();
+        if !batch.headers.is_empty() {
+            headers.resize_with(batch.len(), || None);
+            for h in &batch.headers {
+                if let Some(slot) = headers.get_mut(h.event as usize) {
+                    let owned = slot.take().unwrap_or_else(OwnedHeaders::new);
+                    *slot = Some(owned.insert(Header {
+                        key: &h.name,
+                        value: Some(&h.value),
+                    }));
+                }
             }
+        }
+        for (i, event) in batch.iter().enumerate() {
+            let headers = headers.get_mut(i).and_then(Option::take);
             let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(event.value);
             if let Some(key) = event.key {
                 record = record.key(key);
@@ -296,12 +304,9 @@ const PREPARED_VERSION: u8 = 2;
 
 impl Sink for Staging {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        for i in 0..batch.len() {
-            self.current
-                .push_from(batch, i)
-                .map_err(|e| self.target.err(e.to_string()))?;
-        }
-        Ok(())
+        self.current
+            .append(batch)
+            .map_err(|e| self.target.err(e.to_string()))
     }
 
     fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<u8>, SinkError> {

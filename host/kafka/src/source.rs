@@ -72,11 +72,18 @@ pub(crate) struct KafkaSource {
 #[derive(Default)]
 struct Assigned {
     splits: Vec<Split>,
-    index: HashMap<(String, i32), usize>,
+    /// Split index by topic, then partition (looked up per record without allocating).
+    index: HashMap<String, HashMap<i32, usize>>,
+    /// Records buffered over all splits.
+    buffered: usize,
     rejected: Vec<Rejected>,
 }
 
 impl Assigned {
+    fn find(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.index.get(topic)?.get(&partition).copied()
+    }
+
     /// Buffers one record in its split, or rejects it.
     fn take(
         &mut self,
@@ -84,10 +91,7 @@ impl Assigned {
         spec: &KafkaSourceSpec,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), SourceError> {
-        let Some(&i) = self
-            .index
-            .get(&(message.topic().to_owned(), message.partition()))
-        else {
+        let Some(i) = self.find(message.topic(), message.partition()) else {
             return Ok(());
         };
         let offset = message.offset();
@@ -148,6 +152,7 @@ impl Assigned {
                 value: h.value.unwrap_or_default().to_vec(),
             }));
         }
+        self.buffered += 1;
         Ok(())
     }
 }
@@ -290,9 +295,12 @@ impl KafkaSource {
     }
 
     fn add_split(&mut self, topic: String, partition: i32, next: i64, end: Option<i64>) {
+        let i = self.assigned.splits.len();
         self.assigned
             .index
-            .insert((topic.clone(), partition), self.assigned.splits.len());
+            .entry(topic.clone())
+            .or_default()
+            .insert(partition, i);
         self.assigned.splits.push(Split {
             topic,
             partition,
@@ -313,8 +321,7 @@ impl KafkaSource {
     ) -> Result<TopicPartitionList, SourceError> {
         let mut added = TopicPartitionList::new();
         for (topic, partition) in owned {
-            let key = (topic.clone(), partition);
-            if self.assigned.index.contains_key(&key) {
+            if self.assigned.find(&topic, partition).is_some() {
                 continue;
             }
             let next = self.start_offset(&topic, partition, from)?;
@@ -437,14 +444,10 @@ impl KafkaSource {
         }
     }
 
-    fn pending(&self) -> usize {
-        self.assigned.splits.iter().map(|s| s.pending.len()).sum()
-    }
-
     /// Reads records until `max` are buffered or none is ready.
     fn fetch(&mut self, max: usize) -> Result<(), SourceError> {
-        while self.pending() < max {
-            let wait = if self.pending() > 0 {
+        while self.assigned.buffered < max {
+            let wait = if self.assigned.buffered > 0 {
                 Duration::ZERO
             } else {
                 Duration::from_millis(20)
@@ -517,6 +520,7 @@ impl Source for KafkaSource {
         let split = &mut self.assigned.splits[i];
         split.next = split.fetched;
         let batch = std::mem::take(&mut split.pending);
+        self.assigned.buffered -= batch.len();
         if let Some((_, handed)) = &mut self.pacing {
             *handed += batch.len() as u64;
         }

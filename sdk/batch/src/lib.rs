@@ -266,6 +266,20 @@ impl Batch {
         Ok(())
     }
 
+    /// Appends every event of `src` with its headers, in one pass over them (unlike
+    /// [`Batch::push_from`] per event, which looks through all of `src`'s headers).
+    pub fn append(&mut self, src: &Batch) -> Result<(), BatchOverflow> {
+        let base = self.len() as u32;
+        for event in src.iter() {
+            self.push(event)?;
+        }
+        self.headers.extend(src.headers.iter().map(|h| Header {
+            event: base + h.event,
+            ..h.clone()
+        }));
+        Ok(())
+    }
+
     /// Splits into batches of at most `max_bytes` each (by [`Batch::byte_size`]); fails
     /// with the size of the first event that alone exceeds the limit.
     pub fn split_by_bytes(self, max_bytes: usize) -> Result<Vec<Batch>, usize> {
@@ -420,6 +434,27 @@ mod tests {
         assert_eq!(b.event(1), ev(Some(b"k"), b"bb", Some(5)));
         assert_eq!(b.event(2), ev(None, b"", None));
         b.validate().unwrap();
+    }
+
+    #[test]
+    fn append_equals_pushing_each_event_with_its_headers() {
+        let mut src = Batch::default();
+        src.push(ev(Some(b"k"), b"a", Some(1))).unwrap();
+        src.push(ev(None, b"b", None)).unwrap();
+        src.headers.push(Header {
+            event: 1,
+            name: "h".into(),
+            value: b"v".to_vec(),
+        });
+        let mut appended = Batch::default();
+        appended.push(ev(None, b"first", None)).unwrap();
+        let mut pushed = appended.clone();
+        appended.append(&src).unwrap();
+        for i in 0..src.len() {
+            pushed.push_from(&src, i).unwrap();
+        }
+        assert_eq!(appended, pushed);
+        assert_eq!(appended.headers[0].event, 2);
     }
 
     #[test]
