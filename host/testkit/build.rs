@@ -19,6 +19,8 @@ const PLUGINS: &[&str] = &[
     "dir-sink",
     "top-count",
     "max-rows",
+    "nexmark-select",
+    "nexmark-state",
     "eddy-bench-guest",
 ];
 

@@ -247,6 +247,19 @@ pub enum SinkSpec {
         /// A side output to write instead of the main output.
         input: Option<String>,
     },
+    /// The digest of the final rows, exactly once (see [`crate::digest`]).
+    Digest {
+        /// Name used in errors and metrics.
+        name: Option<String>,
+        /// A side output to write instead of the main output.
+        input: Option<String>,
+        /// The row's columns, in order.
+        columns: Vec<String>,
+        /// The summary file (JSON: rows, digest, latency), relative to the job file.
+        path: PathBuf,
+        /// Also the final rows, sorted, to this file (keeps every row in memory).
+        rows: Option<PathBuf>,
+    },
     /// A WASM sink connector (the `sink-plugin` world), with two-phase commit.
     Plugin {
         /// Name used in errors and metrics.
@@ -276,6 +289,7 @@ impl SinkSpec {
             SinkSpec::Stdout { input, .. }
             | SinkSpec::Discard { input, .. }
             | SinkSpec::File { input, .. }
+            | SinkSpec::Digest { input, .. }
             | SinkSpec::Plugin { input, .. } => input.as_deref(),
             SinkSpec::Kafka(kafka) => kafka.input.as_deref(),
         }
@@ -921,6 +935,13 @@ impl Resolver<'_> {
                     }
                     SinkSpec::File { name, path, .. } => {
                         *path = base.join(&*path);
+                        name.clone().unwrap_or_else(|| format!("sink-{i}"))
+                    }
+                    SinkSpec::Digest {
+                        name, path, rows, ..
+                    } => {
+                        *path = base.join(&*path);
+                        *rows = rows.as_ref().map(|r| base.join(r));
                         name.clone().unwrap_or_else(|| format!("sink-{i}"))
                     }
                     SinkSpec::Plugin {

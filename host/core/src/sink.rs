@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::batch::Batch;
+use crate::digest::{DigestSink, commit_digest};
 use crate::job::SinkSpec;
 use crate::state::{Decoder, Encoder};
 
@@ -102,6 +103,18 @@ pub fn open_sink(
         }),
         SinkSpec::Discard { .. } => Box::new(Discard),
         SinkSpec::File { path, .. } => Box::new(FileSink::open(name, path, restored)?),
+        SinkSpec::Digest {
+            columns,
+            path,
+            rows,
+            ..
+        } => Box::new(DigestSink::open(
+            name,
+            columns,
+            path,
+            rows.as_deref(),
+            restored,
+        )?),
         SinkSpec::Plugin { .. } | SinkSpec::Kafka(_) => {
             return Err(SinkError::new(
                 name,
@@ -117,6 +130,7 @@ pub fn open_sink(
 pub fn commit_sink(name: &str, spec: &SinkSpec, prepared: &[u8]) -> Result<(), SinkError> {
     match spec {
         SinkSpec::File { path, .. } => commit_file(name, path, prepared),
+        SinkSpec::Digest { .. } => commit_digest(name, prepared),
         SinkSpec::Stdout { .. }
         | SinkSpec::Discard { .. }
         | SinkSpec::Plugin { .. }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::batch::{Batch, EventRef, NO_TIMESTAMP};
 use crate::generator::Generator;
 use crate::job::{EventTimeSpec, Format, GeneratorShape, SourceSpec};
+use crate::latency::EventClock;
 use crate::nexmark;
 use crate::state::{Decoder, Encoder, StateError};
 use crate::time::Span;
@@ -371,6 +372,12 @@ impl Source for GeneratorSource {
                 message: e.to_string(),
             })?;
             self.next += self.stride;
+        }
+        if let (Some(clock), Some(&last)) = (
+            EventClock::get(),
+            batch.timestamps.last().filter(|&&t| t != NO_TIMESTAMP),
+        ) {
+            clock.reached(last);
         }
         Ok(Some(batch))
     }

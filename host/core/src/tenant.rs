@@ -237,8 +237,12 @@ fn data_paths(job: &Job) -> Vec<PathBuf> {
         .chain(&job.side_sinks)
         .chain(&job.dead_letter)
     {
-        if let SinkSpec::File { path, .. } = sink {
-            paths.push(path.clone());
+        match sink {
+            SinkSpec::File { path, .. } => paths.push(path.clone()),
+            SinkSpec::Digest { path, rows, .. } => {
+                paths.extend([Some(path), rows.as_ref()].into_iter().flatten().cloned())
+            }
+            _ => {}
         }
     }
     for step in &job.steps {

@@ -149,7 +149,6 @@ pub trait Process: Sized + 'static {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
 pub mod keyed;
 
 #[doc(hidden)]

@@ -8,9 +8,16 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::__private::WitTimeDomain;
-use crate::__private::process::eddy::plugin::{side_output, state, timers as host_timers};
 use crate::{Batch, Error, TimeDomain};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
+#[cfg(not(target_arch = "wasm32"))]
+use native as host;
+#[cfg(target_arch = "wasm32")]
+mod wit;
+#[cfg(target_arch = "wasm32")]
+use wit as host;
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::msg(format_args!("state: {e}")))
@@ -22,7 +29,7 @@ fn ttl_ms(ttl: Option<Duration>) -> Option<u64> {
 
 /// One value per key.
 pub struct ValueState<T> {
-    handle: state::ValueState,
+    handle: host::ValueState,
     _value: PhantomData<T>,
 }
 
@@ -30,7 +37,7 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     /// The state `name`; with `ttl`, an entry not written for that long reads as empty.
     pub fn new(name: &str, ttl: Option<Duration>) -> Self {
         ValueState {
-            handle: state::ValueState::new(name, ttl_ms(ttl)),
+            handle: host::ValueState::new(name, ttl_ms(ttl)),
             _value: PhantomData,
         }
     }
@@ -54,7 +61,7 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
 
 /// A list per key.
 pub struct ListState<T> {
-    handle: state::ListState,
+    handle: host::ListState,
     _value: PhantomData<T>,
 }
 
@@ -62,7 +69,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     /// The state `name`; with `ttl`, a list not written for that long reads as empty.
     pub fn new(name: &str, ttl: Option<Duration>) -> Self {
         ListState {
-            handle: state::ListState::new(name, ttl_ms(ttl)),
+            handle: host::ListState::new(name, ttl_ms(ttl)),
             _value: PhantomData,
         }
     }
@@ -86,7 +93,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
 
 /// A map per key, from string keys to values.
 pub struct MapState<V> {
-    handle: state::MapState,
+    handle: host::MapState,
     _value: PhantomData<V>,
 }
 
@@ -94,7 +101,7 @@ impl<V: Serialize + DeserializeOwned> MapState<V> {
     /// The state `name`; with `ttl`, a map not written for that long reads as empty.
     pub fn new(name: &str, ttl: Option<Duration>) -> Self {
         MapState {
-            handle: state::MapState::new(name, ttl_ms(ttl)),
+            handle: host::MapState::new(name, ttl_ms(ttl)),
             _value: PhantomData,
         }
     }
@@ -133,31 +140,24 @@ impl<V: Serialize + DeserializeOwned> MapState<V> {
     }
 }
 
-fn wit(domain: TimeDomain) -> WitTimeDomain {
-    match domain {
-        TimeDomain::EventTime => WitTimeDomain::EventTime,
-        TimeDomain::ProcessingTime => WitTimeDomain::ProcessingTime,
-    }
-}
-
 /// Asks for `on_timer` for the current key once `domain`'s clock passes `timestamp`.
 pub fn register_timer(domain: TimeDomain, timestamp: i64) {
-    host_timers::register(wit(domain), timestamp);
+    host::register_timer(domain, timestamp);
 }
 
 /// Cancels a timer of the current key.
 pub fn delete_timer(domain: TimeDomain, timestamp: i64) {
-    host_timers::delete(wit(domain), timestamp);
+    host::delete_timer(domain, timestamp);
 }
 
 /// The operator's event-time watermark.
 pub fn watermark() -> i64 {
-    host_timers::current_watermark()
+    host::watermark()
 }
 
 /// The host's processing time, in ms.
 pub fn processing_time() -> i64 {
-    host_timers::current_processing_time()
+    host::processing_time()
 }
 
 /// Sends a JSON value to the side output `tag` (the step lists it in `side-outputs`).
@@ -166,6 +166,6 @@ pub fn side_output<T: Serialize>(tag: &str, value: &T) -> Result<(), Error> {
     batch
         .push_value(&serde_json::to_vec(value)?)
         .map_err(Error::msg)?;
-    side_output::emit(tag, &batch.into());
+    host::side_output(tag, batch);
     Ok(())
 }

@@ -1,0 +1,194 @@
+//! The first step of every query: reads an event and emits what the query needs of it,
+//! or nothing.
+
+use std::fmt;
+
+use eddy_sdk::serde::{Serialize, Serializer};
+use eddy_sdk::{Context, Emitter, Error, Event, FlatMap};
+
+use crate::event::{self, Event as Nexmark};
+use crate::rows::*;
+
+/// Which query the step serves (param `query`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Query {
+    Q0,
+    Q1,
+    Q2,
+    Q3,
+    Q4,
+    Q5,
+    Q7,
+    Q8,
+}
+
+/// The flat-map every query starts with (`params: { query: q0 }`).
+pub struct Select {
+    query: Query,
+}
+
+/// q1's price: dollars times 0.908, exactly, with three fraction digits.
+struct Euros(i64);
+
+impl fmt::Display for Euros {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let thousandths = i128::from(self.0) * 908;
+        let sign = if thousandths < 0 { "-" } else { "" };
+        let abs = thousandths.unsigned_abs();
+        write!(f, "{sign}{}.{:03}", abs / 1000, abs % 1000)
+    }
+}
+
+impl Serialize for Euros {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// q3 keeps people from these states.
+const Q3_STATES: [&str; 3] = ["OR", "ID", "CA"];
+
+impl FlatMap for Select {
+    fn open(ctx: &Context) -> Result<Self, Error> {
+        let name: String = ctx.require("query")?;
+        let query = match name.as_str() {
+            "q0" => Query::Q0,
+            "q1" => Query::Q1,
+            "q2" => Query::Q2,
+            "q3" => Query::Q3,
+            "q4" => Query::Q4,
+            "q5" => Query::Q5,
+            "q7" => Query::Q7,
+            "q8" => Query::Q8,
+            other => {
+                return Err(Error::msg(format_args!(
+                    "unknown query {other:?} (expected q0, q1, q2, q3, q4, q5, q7 or q8)"
+                )));
+            }
+        };
+        Ok(Select { query })
+    }
+
+    fn flat_map(&mut self, input: &Event<'_>, out: &mut Emitter<'_>) -> Result<(), Error> {
+        let event: Nexmark<'_> = input.json()?;
+        match (self.query, event) {
+            (Query::Q0, Nexmark::Bid(b)) => out.json(&bid_row(&b, b.price)),
+            (Query::Q1, Nexmark::Bid(b)) => out.json(&bid_row(&b, b.price.map(Euros))),
+            (Query::Q2, Nexmark::Bid(b)) => match b.auction {
+                Some(auction) if auction % 123 == 0 => out.json(&AuctionPrice {
+                    auction,
+                    price: b.price,
+                }),
+                _ => Ok(()),
+            },
+            (Query::Q3, Nexmark::Person(p)) => match (p.id, &p.state) {
+                (Some(key), Some(state)) if Q3_STATES.contains(&state.as_ref()) => {
+                    out.json(&Q3In {
+                        key,
+                        person: Some(Q3Person {
+                            name: p.name,
+                            city: p.city,
+                            state: p.state,
+                        }),
+                        auction: None,
+                    })
+                }
+                _ => Ok(()),
+            },
+            (Query::Q3, Nexmark::Auction(a)) => match (a.seller, a.id, a.category) {
+                (Some(key), Some(id), Some(10)) => out.json(&Q3In {
+                    key,
+                    person: None,
+                    auction: Some(id),
+                }),
+                _ => Ok(()),
+            },
+            (Query::Q4, Nexmark::Auction(a)) => match (a.id, a.date_time, a.expires) {
+                (Some(key), Some(date_time), Some(expires)) => out.json(&Q4In {
+                    key,
+                    auction: Some(Q4Auction {
+                        category: a.category,
+                        date_time,
+                        expires,
+                    }),
+                    bid: None,
+                }),
+                _ => Ok(()),
+            },
+            (Query::Q4, Nexmark::Bid(b)) => match (b.auction, b.price, b.date_time) {
+                (Some(key), Some(price), Some(date_time)) => out.json(&Q4In {
+                    key,
+                    auction: None,
+                    bid: Some(Q4Bid { price, date_time }),
+                }),
+                _ => Ok(()),
+            },
+            (Query::Q5, Nexmark::Bid(b)) => match b.auction {
+                Some(auction) => out.json(&AuctionOnly { auction }),
+                None => Ok(()),
+            },
+            (Query::Q7, Nexmark::Bid(b)) => match (b.price, b.date_time) {
+                (Some(price), Some(date_time)) => out.json(&Q7In {
+                    key: 0,
+                    bid: Q7Bid {
+                        auction: b.auction,
+                        price,
+                        bidder: b.bidder,
+                        date_time,
+                        extra: b.extra,
+                    },
+                }),
+                _ => Ok(()),
+            },
+            (Query::Q8, Nexmark::Person(p)) => match (p.id, p.date_time) {
+                (Some(key), Some(date_time)) => out.json(&Q8In {
+                    key,
+                    name: p.name,
+                    person: true,
+                    date_time,
+                }),
+                _ => Ok(()),
+            },
+            (Query::Q8, Nexmark::Auction(a)) => match (a.seller, a.date_time) {
+                (Some(key), Some(date_time)) => out.json(&Q8In {
+                    key,
+                    name: None,
+                    person: false,
+                    date_time,
+                }),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+/// q5's input: the bid's auction (the bid's time is the event's own).
+#[derive(Serialize)]
+#[serde(crate = "eddy_sdk::serde")]
+struct AuctionOnly {
+    auction: i64,
+}
+
+fn bid_row<'a, P>(b: &'a event::Bid<'_>, price: P) -> BidRow<'a, P> {
+    BidRow {
+        auction: b.auction,
+        bidder: b.bidder,
+        price,
+        date_time: b.date_time,
+        extra: b.extra.as_deref(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn euros_are_exact_with_three_digits() {
+        assert_eq!(Euros(12142).to_string(), "11024.936");
+        assert_eq!(Euros(1).to_string(), "0.908");
+        assert_eq!(Euros(0).to_string(), "0.000");
+        assert_eq!(Euros(-5).to_string(), "-4.540");
+    }
+}
