@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use eddy_core::nexmark::{DEFAULT_EVENT_RATE, Nexmark};
 
-use crate::support::{Scratch, eddy, text};
+use crate::support::{Scratch, eddy, plugin_dir, text};
 
 /// Runs a Nexmark job with `steps` at `parallelism` over `count` events; the output
 /// lines, sorted.
@@ -387,4 +387,73 @@ query_tests! {
     nexmark_q5_finds_the_hottest_auctions_per_hop_window: q5,
     nexmark_q7_finds_the_highest_bids_per_window: q7,
     nexmark_q8_finds_new_users_who_sell: q8,
+}
+
+/// `eddy bench nexmark --json` for `query`, from the repository root.
+fn bench(query: &str, extra: &[&str]) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut args = vec![
+        "bench",
+        "nexmark",
+        "--query",
+        query,
+        "--events",
+        "60000",
+        "--json",
+        "--plugin-dir",
+        plugin_dir(),
+    ];
+    args.extend_from_slice(extra);
+    let out = eddy(&args, root);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{query} {extra:?}: {stderr}");
+    serde_json::from_str(stdout.trim()).expect("one JSON object")
+}
+
+#[test]
+fn native_twins_and_components_give_the_same_digest_for_every_query() {
+    for query in ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"] {
+        let wasm = bench(query, &[]);
+        let native = bench(query, &["--native"]);
+        assert_eq!(wasm["native"], false);
+        assert_eq!(native["native"], true);
+        assert_eq!(wasm["events"], 60000, "{query}");
+        assert!(wasm["rows"].as_i64().expect("rows") > 0, "{query}");
+        assert_eq!(wasm["digest"], native["digest"], "{query}");
+        assert_eq!(wasm["rows"], native["rows"], "{query}");
+        for key in ["events_per_s", "events_per_cpu_s", "peak_rss_mib"] {
+            assert!(wasm[key].as_f64().expect(key) > 0.0, "{query}: {key}");
+        }
+    }
+}
+
+#[test]
+fn a_benchmark_with_checkpoints_and_parallelism_keeps_the_digest() {
+    let plain = bench("q4", &[]);
+    let checkpointed = bench(
+        "q4",
+        &["--parallelism", "2", "--checkpoint-interval", "100ms"],
+    );
+    assert_eq!(plain["digest"], checkpointed["digest"]);
+    assert_eq!(checkpointed["parallelism"], 2);
+    assert!(checkpointed["latency_p99_ms"].as_f64().is_some());
+}
+
+#[test]
+fn bench_rejects_an_unknown_query_by_name() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = eddy(
+        &[
+            "bench",
+            "nexmark",
+            "--query",
+            "q6",
+            "--plugin-dir",
+            plugin_dir(),
+        ],
+        root,
+    );
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("unknown query \"q6\""), "{stderr}");
 }

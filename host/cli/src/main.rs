@@ -4,6 +4,7 @@
     reason = "a command prints its results on stdout"
 )]
 
+mod bench;
 mod control;
 mod status;
 
@@ -96,6 +97,9 @@ enum Command {
         #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "latest")]
         restore: Option<PathBuf>,
     },
+    /// Measure Eddy: `eddy bench nexmark --query q5 --events 10000000 --parallelism 2`.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Take a savepoint of a running job (it needs a `checkpoints` section); prints the
     /// savepoint's directory, which `eddy run --restore DIR` resumes from.
     Savepoint {
@@ -105,6 +109,13 @@ enum Command {
         #[arg(long)]
         stop: bool,
     },
+}
+
+/// The benchmarks.
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// A Nexmark query on the built-in generator: throughput, latency, memory, digest.
+    Nexmark(bench::NexmarkArgs),
 }
 
 /// Set by Ctrl-C: sources stop, what is in flight drains, sinks finish.
@@ -157,6 +168,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Bench(BenchCommand::Nexmark(args)) => bench::nexmark(&args),
         Command::Savepoint { job, stop } => {
             let job = job.load()?;
             let Some(checkpoints) = &job.checkpoints else {
@@ -331,7 +343,7 @@ fn run_job(job: &Job, restore: Option<&Path>, quiet: bool, live: bool) -> Result
 
 /// The WASM runtime sized for `job`: every plugin subtask gets an equal share of the
 /// job's WASM memory, charged to `pools` when running.
-fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
+pub(crate) fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
     let instances: u32 = job
         .plugins()
         .iter()

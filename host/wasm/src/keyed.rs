@@ -20,12 +20,9 @@ use crate::bindings::base::eddy::plugin::types::TimeDomain;
 use crate::bindings::process::eddy::plugin::{side_output, state, timers};
 use crate::host::HostState;
 
-/// A state handle: which state, and its time to live.
-#[derive(Clone, Debug)]
-pub struct StateHandle {
-    name: String,
-    ttl_ms: Option<u64>,
-}
+/// A state handle: which state, and its time to live (the same record a natively
+/// compiled process function names its state with).
+pub use eddy_sdk::keyed::native::StateId as StateHandle;
 
 /// Kinds of state, the last byte of their keys.
 const VALUE: u8 = 0;
@@ -39,28 +36,44 @@ const TIMERS_ENTRY: u8 = b'T';
 /// A timer: when, domain code, key.
 type TimerEntry = (i64, u8, Vec<u8>);
 
-/// The contents of one kind of state, as stored.
-trait Contents: Sized {
+/// How contents of state are written.
+trait Encode {
     fn encode(&self, e: &mut Encoder);
+}
+
+/// The contents of one kind of state, as stored.
+trait Contents: Encode + Sized {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, StateError>;
 }
 
-impl Contents for Vec<u8> {
+impl Encode for [u8] {
     fn encode(&self, e: &mut Encoder) {
         e.bytes(self);
     }
+}
+
+impl Encode for Vec<u8> {
+    fn encode(&self, e: &mut Encoder) {
+        e.bytes(self);
+    }
+}
+
+impl Contents for Vec<u8> {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, StateError> {
         Ok(d.bytes()?.to_vec())
     }
 }
 
-impl Contents for Vec<Vec<u8>> {
+impl Encode for Vec<Vec<u8>> {
     fn encode(&self, e: &mut Encoder) {
         e.count(self.len());
         for item in self {
             e.bytes(item);
         }
     }
+}
+
+impl Contents for Vec<Vec<u8>> {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, StateError> {
         (0..d.count()?)
             .map(|_| d.bytes().map(<[u8]>::to_vec))
@@ -68,13 +81,16 @@ impl Contents for Vec<Vec<u8>> {
     }
 }
 
-impl Contents for BTreeMap<Vec<u8>, Vec<u8>> {
+impl Encode for BTreeMap<Vec<u8>, Vec<u8>> {
     fn encode(&self, e: &mut Encoder) {
         e.count(self.len());
         for (k, v) in self {
             e.bytes(k).bytes(v);
         }
     }
+}
+
+impl Contents for BTreeMap<Vec<u8>, Vec<u8>> {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, StateError> {
         let mut map = BTreeMap::new();
         for _ in 0..d.count()? {
@@ -112,6 +128,8 @@ pub struct KeyedState {
     /// Side-output events of the current call, by tag.
     pub(crate) side: Vec<(String, Batch)>,
     journal: Journal,
+    /// A native call's failed state access (components trap instead).
+    failed: Option<String>,
 }
 
 impl std::fmt::Debug for KeyedState {
@@ -152,6 +170,7 @@ impl KeyedState {
             timers: BTreeSet::new(),
             side: Vec::new(),
             journal: Journal::default(),
+            failed: None,
         }
     }
 
@@ -185,7 +204,7 @@ impl KeyedState {
     }
 
     /// Sets (or with `None` clears) the current key's state `h`, stamped now.
-    fn write<T: Contents>(
+    fn write<T: Encode + ?Sized>(
         &mut self,
         h: &StateHandle,
         kind: u8,
@@ -337,95 +356,201 @@ impl KeyedState {
     }
 }
 
-fn handle(state: &HostState, r: &Resource<StateHandle>) -> wasmtime::Result<StateHandle> {
-    Ok(state.table.get(r)?.clone())
+/// The events of `input` by key, in key order: a process function sees each key's
+/// events of a batch in one call.
+pub(crate) fn group_by_key(input: &Batch) -> BTreeMap<Vec<u8>, Batch> {
+    let mut groups: BTreeMap<Vec<u8>, Batch> = BTreeMap::new();
+    for i in 0..input.len() {
+        let key = input.key(i).unwrap_or_default().to_vec();
+        let _ = groups.entry(key).or_default().push_from(input, i);
+    }
+    groups
 }
 
-impl state::Host for HostState {}
-
-impl state::HostValueState for HostState {
-    fn new(
-        &mut self,
-        name: String,
-        ttl_ms: Option<u64>,
-    ) -> wasmtime::Result<Resource<StateHandle>> {
-        Ok(self.table.push(StateHandle { name, ttl_ms })?)
-    }
-
-    fn get(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<Option<Vec<u8>>> {
-        let h = handle(self, &r)?;
-        self.keyed.read::<Vec<u8>>(&h, VALUE)
-    }
-
-    fn set(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> wasmtime::Result<()> {
-        let h = handle(self, &r)?;
-        self.keyed.write(&h, VALUE, Some(&value))
-    }
-
-    fn clear(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
-        let h = handle(self, &r)?;
-        self.keyed.write::<Vec<u8>>(&h, VALUE, None)
-    }
-
-    fn drop(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
-        self.table.delete(r)?;
-        Ok(())
-    }
+/// The latest timestamp among `events`, which the output of their call inherits.
+pub(crate) fn latest_timestamp(events: &Batch) -> Option<i64> {
+    events
+        .timestamps
+        .iter()
+        .copied()
+        .filter(|&t| t != eddy_core::NO_TIMESTAMP)
+        .max()
 }
 
-impl state::HostListState for HostState {
-    fn new(
-        &mut self,
-        name: String,
-        ttl_ms: Option<u64>,
-    ) -> wasmtime::Result<Resource<StateHandle>> {
-        Ok(self.table.push(StateHandle { name, ttl_ms })?)
+/// Appends a process function's output to `out`, keyed by `key` and stamped `ts`
+/// where the function set neither.
+pub(crate) fn append_keyed(
+    out: &mut Batch,
+    produced: &Batch,
+    key: &[u8],
+    ts: Option<i64>,
+) -> Result<(), eddy_core::batch::BatchOverflow> {
+    for e in produced.iter() {
+        out.push(eddy_core::EventRef {
+            key: e.key.or(Some(key)),
+            value: e.value,
+            timestamp: e.timestamp.or(ts),
+        })?;
     }
-
-    fn get(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<Vec<Vec<u8>>> {
-        let h = handle(self, &r)?;
-        Ok(self.keyed.read(&h, LIST)?.unwrap_or_default())
-    }
-
-    fn add(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> wasmtime::Result<()> {
-        let h = handle(self, &r)?;
-        let mut list: Vec<Vec<u8>> = self.keyed.read(&h, LIST)?.unwrap_or_default();
-        list.push(value);
-        self.keyed.write(&h, LIST, Some(&list))
-    }
-
-    fn replace(&mut self, r: Resource<StateHandle>, values: Vec<Vec<u8>>) -> wasmtime::Result<()> {
-        let h = handle(self, &r)?;
-        self.keyed.write(&h, LIST, Some(&values))
-    }
-
-    fn clear(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
-        let h = handle(self, &r)?;
-        self.keyed.write::<Vec<Vec<u8>>>(&h, LIST, None)
-    }
-
-    fn drop(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
-        self.table.delete(r)?;
-        Ok(())
-    }
+    Ok(())
 }
 
 /// A map state's contents.
 type MapContents = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// The operations of the `state` and `timers` imports, on the current key: what the
+/// WIT host functions and the native twins' host both call.
+impl KeyedState {
+    fn value_get(&mut self, h: &StateHandle) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.read(h, VALUE)
+    }
+
+    fn value_set(&mut self, h: &StateHandle, value: &[u8]) -> wasmtime::Result<()> {
+        self.write(h, VALUE, Some(value))
+    }
+
+    fn value_clear(&mut self, h: &StateHandle) -> wasmtime::Result<()> {
+        self.write::<[u8]>(h, VALUE, None)
+    }
+
+    fn list_get(&mut self, h: &StateHandle) -> wasmtime::Result<Vec<Vec<u8>>> {
+        Ok(self.read(h, LIST)?.unwrap_or_default())
+    }
+
+    fn list_add(&mut self, h: &StateHandle, value: &[u8]) -> wasmtime::Result<()> {
+        let mut list: Vec<Vec<u8>> = self.read(h, LIST)?.unwrap_or_default();
+        list.push(value.to_vec());
+        self.write(h, LIST, Some(&list))
+    }
+
+    fn list_replace(&mut self, h: &StateHandle, values: &Vec<Vec<u8>>) -> wasmtime::Result<()> {
+        self.write(h, LIST, Some(values))
+    }
+
+    fn list_clear(&mut self, h: &StateHandle) -> wasmtime::Result<()> {
+        self.write::<Vec<Vec<u8>>>(h, LIST, None)
+    }
+
+    fn map_get(&mut self, h: &StateHandle, key: &[u8]) -> wasmtime::Result<Option<Vec<u8>>> {
+        let map: Option<MapContents> = self.read(h, MAP)?;
+        Ok(map.and_then(|mut m| m.remove(key)))
+    }
+
+    fn map_put(&mut self, h: &StateHandle, key: &[u8], value: &[u8]) -> wasmtime::Result<()> {
+        let mut map: MapContents = self.read(h, MAP)?.unwrap_or_default();
+        map.insert(key.to_vec(), value.to_vec());
+        self.write(h, MAP, Some(&map))
+    }
+
+    fn map_remove(&mut self, h: &StateHandle, key: &[u8]) -> wasmtime::Result<()> {
+        let Some(mut map) = self.read::<MapContents>(h, MAP)? else {
+            return Ok(());
+        };
+        if map.remove(key).is_some() {
+            // An emptied map stays, as before: its TTL stamp is kept fresh.
+            self.write(h, MAP, Some(&map))?;
+        }
+        Ok(())
+    }
+
+    fn map_entries(&mut self, h: &StateHandle) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let map: MapContents = self.read(h, MAP)?.unwrap_or_default();
+        Ok(map.into_iter().collect())
+    }
+
+    fn map_clear(&mut self, h: &StateHandle) -> wasmtime::Result<()> {
+        self.write::<MapContents>(h, MAP, None)
+    }
+
+    /// Registers (`add`) or deletes a timer of the current key.
+    fn timer(&mut self, domain: TimeDomain, timestamp: i64, add: bool) {
+        let timer = (timestamp, domain_code(domain), self.key.clone());
+        self.set_timer(timer, add);
+    }
+}
+
+fn handle(state: &HostState, r: &Resource<StateHandle>) -> wasmtime::Result<StateHandle> {
+    Ok(state.table.get(r)?.clone())
+}
+
+fn new_handle(
+    state: &mut HostState,
+    name: String,
+    ttl_ms: Option<u64>,
+) -> wasmtime::Result<Resource<StateHandle>> {
+    Ok(state.table.push(StateHandle { name, ttl_ms })?)
+}
+
+fn drop_handle(state: &mut HostState, r: Resource<StateHandle>) -> wasmtime::Result<()> {
+    state.table.delete(r)?;
+    Ok(())
+}
+
+impl state::Host for HostState {}
+
+impl state::HostValueState for HostState {
+    fn new(&mut self, name: String, ttl: Option<u64>) -> wasmtime::Result<Resource<StateHandle>> {
+        new_handle(self, name, ttl)
+    }
+
+    fn get(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<Option<Vec<u8>>> {
+        let h = handle(self, &r)?;
+        self.keyed.value_get(&h)
+    }
+
+    fn set(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> wasmtime::Result<()> {
+        let h = handle(self, &r)?;
+        self.keyed.value_set(&h, &value)
+    }
+
+    fn clear(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
+        let h = handle(self, &r)?;
+        self.keyed.value_clear(&h)
+    }
+
+    fn drop(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
+        drop_handle(self, r)
+    }
+}
+
+impl state::HostListState for HostState {
+    fn new(&mut self, name: String, ttl: Option<u64>) -> wasmtime::Result<Resource<StateHandle>> {
+        new_handle(self, name, ttl)
+    }
+
+    fn get(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<Vec<Vec<u8>>> {
+        let h = handle(self, &r)?;
+        self.keyed.list_get(&h)
+    }
+
+    fn add(&mut self, r: Resource<StateHandle>, value: Vec<u8>) -> wasmtime::Result<()> {
+        let h = handle(self, &r)?;
+        self.keyed.list_add(&h, &value)
+    }
+
+    fn replace(&mut self, r: Resource<StateHandle>, values: Vec<Vec<u8>>) -> wasmtime::Result<()> {
+        let h = handle(self, &r)?;
+        self.keyed.list_replace(&h, &values)
+    }
+
+    fn clear(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
+        let h = handle(self, &r)?;
+        self.keyed.list_clear(&h)
+    }
+
+    fn drop(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
+        drop_handle(self, r)
+    }
+}
+
 impl state::HostMapState for HostState {
-    fn new(
-        &mut self,
-        name: String,
-        ttl_ms: Option<u64>,
-    ) -> wasmtime::Result<Resource<StateHandle>> {
-        Ok(self.table.push(StateHandle { name, ttl_ms })?)
+    fn new(&mut self, name: String, ttl: Option<u64>) -> wasmtime::Result<Resource<StateHandle>> {
+        new_handle(self, name, ttl)
     }
 
     fn get(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
         let h = handle(self, &r)?;
-        let map: Option<MapContents> = self.keyed.read(&h, MAP)?;
-        Ok(map.and_then(|mut m| m.remove(&key)))
+        self.keyed.map_get(&h, &key)
     }
 
     fn put(
@@ -435,50 +560,37 @@ impl state::HostMapState for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        let mut map: MapContents = self.keyed.read(&h, MAP)?.unwrap_or_default();
-        map.insert(key, value);
-        self.keyed.write(&h, MAP, Some(&map))
+        self.keyed.map_put(&h, &key, &value)
     }
 
     fn remove(&mut self, r: Resource<StateHandle>, key: Vec<u8>) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        let Some(mut map) = self.keyed.read::<MapContents>(&h, MAP)? else {
-            return Ok(());
-        };
-        if map.remove(&key).is_some() {
-            // An emptied map stays, as before: its TTL stamp is kept fresh.
-            self.keyed.write(&h, MAP, Some(&map))?;
-        }
-        Ok(())
+        self.keyed.map_remove(&h, &key)
     }
 
     fn entries(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let h = handle(self, &r)?;
-        let map: MapContents = self.keyed.read(&h, MAP)?.unwrap_or_default();
-        Ok(map.into_iter().collect())
+        self.keyed.map_entries(&h)
     }
 
     fn clear(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
         let h = handle(self, &r)?;
-        self.keyed.write::<MapContents>(&h, MAP, None)
+        self.keyed.map_clear(&h)
     }
 
     fn drop(&mut self, r: Resource<StateHandle>) -> wasmtime::Result<()> {
-        self.table.delete(r)?;
-        Ok(())
+        drop_handle(self, r)
     }
 }
 
 impl timers::Host for HostState {
     fn register(&mut self, domain: TimeDomain, timestamp: i64) -> wasmtime::Result<()> {
-        let timer = (timestamp, domain_code(domain), self.keyed.key.clone());
-        self.keyed.set_timer(timer, true);
+        self.keyed.timer(domain, timestamp, true);
         Ok(())
     }
 
     fn delete(&mut self, domain: TimeDomain, timestamp: i64) -> wasmtime::Result<()> {
-        let timer = (timestamp, domain_code(domain), self.keyed.key.clone());
-        self.keyed.set_timer(timer, false);
+        self.keyed.timer(domain, timestamp, false);
         Ok(())
     }
 
@@ -495,6 +607,96 @@ impl side_output::Host for HostState {
     fn emit(&mut self, tag: String, events: crate::bindings::WitBatch) -> wasmtime::Result<()> {
         self.keyed.side.push((tag, Batch::from(events)));
         Ok(())
+    }
+}
+
+/// The host of natively compiled process functions: the same state, timers and side
+/// outputs as a component's. A failed access is kept in `failed` and fails the call.
+impl eddy_sdk::keyed::native::KeyedHost for KeyedState {
+    fn value_get(&mut self, h: &StateHandle) -> Option<Vec<u8>> {
+        let got = KeyedState::value_get(self, h);
+        self.note(got).flatten()
+    }
+    fn value_set(&mut self, h: &StateHandle, value: &[u8]) {
+        let done = KeyedState::value_set(self, h, value);
+        self.note(done);
+    }
+    fn value_clear(&mut self, h: &StateHandle) {
+        let done = KeyedState::value_clear(self, h);
+        self.note(done);
+    }
+    fn list_get(&mut self, h: &StateHandle) -> Vec<Vec<u8>> {
+        let got = KeyedState::list_get(self, h);
+        self.note(got).unwrap_or_default()
+    }
+    fn list_add(&mut self, h: &StateHandle, value: &[u8]) {
+        let done = KeyedState::list_add(self, h, value);
+        self.note(done);
+    }
+    fn list_clear(&mut self, h: &StateHandle) {
+        let done = KeyedState::list_clear(self, h);
+        self.note(done);
+    }
+    fn map_get(&mut self, h: &StateHandle, key: &[u8]) -> Option<Vec<u8>> {
+        let got = KeyedState::map_get(self, h, key);
+        self.note(got).flatten()
+    }
+    fn map_put(&mut self, h: &StateHandle, key: &[u8], value: &[u8]) {
+        let done = KeyedState::map_put(self, h, key, value);
+        self.note(done);
+    }
+    fn map_remove(&mut self, h: &StateHandle, key: &[u8]) {
+        let done = KeyedState::map_remove(self, h, key);
+        self.note(done);
+    }
+    fn map_entries(&mut self, h: &StateHandle) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let got = KeyedState::map_entries(self, h);
+        self.note(got).unwrap_or_default()
+    }
+    fn map_clear(&mut self, h: &StateHandle) {
+        let done = KeyedState::map_clear(self, h);
+        self.note(done);
+    }
+    fn register_timer(&mut self, domain: eddy_sdk::TimeDomain, timestamp: i64) {
+        self.timer(wit_domain(domain), timestamp, true);
+    }
+    fn delete_timer(&mut self, domain: eddy_sdk::TimeDomain, timestamp: i64) {
+        self.timer(wit_domain(domain), timestamp, false);
+    }
+    fn watermark(&mut self) -> i64 {
+        self.watermark
+    }
+    fn processing_time(&mut self) -> i64 {
+        self.now
+    }
+    fn side_output(&mut self, tag: &str, events: Batch) {
+        self.side.push((tag.to_owned(), events));
+    }
+}
+
+/// The WIT's time domain for the SDK's.
+pub(crate) fn wit_domain(domain: eddy_sdk::TimeDomain) -> TimeDomain {
+    match domain {
+        eddy_sdk::TimeDomain::EventTime => TimeDomain::EventTime,
+        eddy_sdk::TimeDomain::ProcessingTime => TimeDomain::ProcessingTime,
+    }
+}
+
+impl KeyedState {
+    /// Keeps the first failure of a native call's state access.
+    fn note<T>(&mut self, result: wasmtime::Result<T>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.failed.get_or_insert_with(|| e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The failure of the native call that just ended, if a state access failed.
+    pub(crate) fn take_failure(&mut self) -> Option<String> {
+        self.failed.take()
     }
 }
 

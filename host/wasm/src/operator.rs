@@ -364,22 +364,13 @@ impl WasmOperator {
     /// Runs a process function: the events of each key in one call, with that key's
     /// state current.
     fn process_keyed(&mut self, input: Batch) -> Result<Batch, WasmError> {
-        let mut groups: std::collections::BTreeMap<Vec<u8>, Batch> = Default::default();
-        for i in 0..input.len() {
-            let key = input.key(i).unwrap_or_default().to_vec();
-            let _ = groups.entry(key).or_default().push_from(&input, i);
-        }
+        let groups = crate::keyed::group_by_key(&input);
         // One journal for the whole batch: if any key's call fails, none of the batch's
         // state changes stay, so replaying its events applies each exactly once.
         self.store.data_mut().keyed.begin();
         let mut out = Batch::default();
         for (key, events) in groups {
-            let latest = events
-                .timestamps
-                .iter()
-                .copied()
-                .filter(|&t| t != eddy_core::NO_TIMESTAMP)
-                .max();
+            let latest = crate::keyed::latest_timestamp(&events);
             let wit = WitBatch::from(events);
             let keyed = &mut self.store.data_mut().keyed;
             keyed.key = key.clone();
@@ -452,15 +443,8 @@ impl WasmOperator {
     ) -> Result<(), WasmError> {
         self.check(&produced, function)?;
         self.check_size(&produced, function)?;
-        for e in produced.iter() {
-            out.push(eddy_core::EventRef {
-                key: e.key.or(Some(key)),
-                value: e.value,
-                timestamp: e.timestamp.or(ts),
-            })
-            .map_err(|e| self.contract(function, e.to_string()))?;
-        }
-        Ok(())
+        crate::keyed::append_keyed(out, &produced, key, ts)
+            .map_err(|e| self.contract(function, e.to_string()))
     }
 }
 

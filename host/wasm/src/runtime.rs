@@ -249,6 +249,39 @@ pub fn world_of(kind: OperatorKind) -> (&'static str, String) {
 }
 
 impl Runtime {
+    /// Where subtask `subtask` of process step `step` keeps its keyed state: the
+    /// job's state backend, or memory charged to the managed pool.
+    pub(crate) fn keyed_backend(
+        &self,
+        job: &eddy_core::Job,
+        step: &str,
+        subtask: u32,
+        parallelism: u32,
+    ) -> Result<Box<dyn KeyedBackend>, eddy_core::OperatorError> {
+        Ok(match &self.state {
+            Some(factory) => factory
+                .open(job, step, subtask, parallelism)
+                .map_err(|e| eddy_core::OperatorError::new(step, e))?,
+            None => Box::new(HeapBackend::new(self.starter.pools.clone())),
+        })
+    }
+
+    /// Empty keyed state for a process function's subtask, in its backend.
+    pub(crate) fn keyed_state(
+        &self,
+        job: &eddy_core::Job,
+        step: &str,
+        subtask: u32,
+        parallelism: u32,
+    ) -> Result<crate::keyed::KeyedState, eddy_core::OperatorError> {
+        let mut keyed = crate::keyed::KeyedState::new(self.starter.pools.clone());
+        keyed.set_backend(
+            self.keyed_backend(job, step, subtask, parallelism)?,
+            job.max_parallelism,
+        );
+        Ok(keyed)
+    }
+
     /// An engine configured by `config`, with WASI and the Eddy host interfaces linked.
     pub fn new(config: &RuntimeConfig) -> Result<Runtime, WasmError> {
         let mut wasm = Config::new();
@@ -527,12 +560,7 @@ impl eddy_core::OperatorFactory for Runtime {
             .operator(plugin, *kind, info)
             .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
         if *kind == OperatorKind::Process {
-            let backend: Box<dyn KeyedBackend> = match &self.state {
-                Some(factory) => factory
-                    .open(job, &step.name, subtask, parallelism)
-                    .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?,
-                None => Box::new(HeapBackend::new(self.starter.pools.clone())),
-            };
+            let backend = self.keyed_backend(job, &step.name, subtask, parallelism)?;
             op.set_state_backend(backend, job.max_parallelism);
         }
         Ok(Box::new(op))

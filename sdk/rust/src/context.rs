@@ -30,6 +30,14 @@ impl Context {
         }
     }
 
+    /// The same context for subtask `subtask` of `parallelism` (a host running the
+    /// operator natively sets it).
+    pub fn at(mut self, subtask: u32, parallelism: u32) -> Context {
+        self.subtask = subtask;
+        self.parallelism = parallelism;
+        self
+    }
+
     /// The context the host gives this instance (only inside a component).
     #[cfg(target_arch = "wasm32")]
     pub(crate) fn from_host() -> Result<Context, Error> {
