@@ -13,41 +13,94 @@
 //! file `path` — so the file always describes committed output only.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::batch::Batch;
 use crate::latency::{EventClock, Histogram};
 use crate::sink::{Sink, SinkError};
 use crate::state::{Decoder, Encoder};
 
-/// A row's text (see the module documentation).
-pub fn row_text(value: &Value, columns: &[String], out: &mut String) {
+/// The event `value` (a JSON object) as a row: its text (see the module
+/// documentation) in `out`, and 1, or -1 for a retraction.
+pub fn row_text(value: &[u8], columns: &[String], out: &mut String) -> Result<i64, String> {
+    let mut de = serde_json::Deserializer::from_slice(value);
+    let row = Row { columns }
+        .deserialize(&mut de)
+        .and_then(|row| de.end().map(|()| row))
+        .map_err(|e| e.to_string())?;
     out.clear();
-    for (i, column) in columns.iter().enumerate() {
+    for (i, raw) in row.values.iter().enumerate() {
         if i > 0 {
             out.push('\t');
         }
-        match value.get(column) {
-            None | Some(Value::Null) => out.push_str("\\N"),
-            Some(Value::String(s)) => {
-                for c in s.chars() {
-                    match c {
-                        '\\' => out.push_str("\\\\"),
-                        '\t' => out.push_str("\\t"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        c => out.push(c),
-                    }
+        let text = raw.map_or("null", RawValue::get);
+        if text.starts_with('"') {
+            let s: Cow<'_, str> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
                 }
             }
-            Some(other) => {
-                let _ = write!(out, "{other}");
+        } else if text == "null" {
+            out.push_str("\\N");
+        } else {
+            out.push_str(text);
+        }
+    }
+    Ok(if row.retract { -1 } else { 1 })
+}
+
+/// Reads the wanted columns of one event, borrowed from its JSON text.
+struct Row<'c> {
+    columns: &'c [String],
+}
+
+/// The columns' raw JSON values (`None`: absent) and whether the event retracts.
+struct Values<'de> {
+    values: Vec<Option<&'de RawValue>>,
+    retract: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Row<'_> {
+    type Value = Values<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Values<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Row<'_> {
+    type Value = Values<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values<'de>, A::Error> {
+        let mut row = Values {
+            values: vec![None; self.columns.len()],
+            retract: false,
+        };
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if let Some(i) = self.columns.iter().position(|c| *c == key) {
+                row.values[i] = Some(map.next_value()?);
+            } else if key == "retract" {
+                row.retract = map.next_value()?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
+        Ok(row)
     }
 }
 
@@ -194,19 +247,13 @@ impl Sink for DigestSink {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let clock = EventClock::get();
         for event in batch.iter() {
-            let value: Value = serde_json::from_slice(event.value).map_err(|e| {
+            let mut text = std::mem::take(&mut self.text);
+            let sign = row_text(event.value, &self.columns, &mut text).map_err(|e| {
                 self.error(format!(
                     "an event is not a JSON object ({e}): {}",
                     String::from_utf8_lossy(&event.value[..event.value.len().min(200)])
                 ))
             })?;
-            let sign = if value.get("retract") == Some(&Value::Bool(true)) {
-                -1
-            } else {
-                1
-            };
-            let mut text = std::mem::take(&mut self.text);
-            row_text(&value, &self.columns, &mut text);
             self.digest.apply(&text, sign);
             if let Some(kept) = &mut self.kept {
                 *kept.entry(text.clone()).or_default() += sign;
@@ -285,9 +332,20 @@ mod tests {
     fn rows_follow_the_canonical_text() {
         let columns: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
         let mut text = String::new();
-        let v = serde_json::json!({"d": "x\ty\\z\n", "a": 5, "b": null, "c": "11024.936"});
-        row_text(&v, &columns, &mut text);
-        assert_eq!(text, "5\t\\N\t11024.936\tx\\ty\\\\z\\n");
+        let v =
+            serde_json::json!({"d": "x\ty\\z\n", "a": 5, "b": null, "c": "11024.936", "e": [1]});
+        let sign = row_text(v.to_string().as_bytes(), &columns, &mut text).unwrap();
+        assert_eq!(
+            (sign, text.as_str()),
+            (1, "5\t\\N\t11024.936\tx\\ty\\\\z\\n")
+        );
+        let v = serde_json::json!({"a": 1, "retract": true});
+        assert_eq!(
+            row_text(v.to_string().as_bytes(), &columns, &mut text),
+            Ok(-1)
+        );
+        assert_eq!(text, "1\t\\N\t\\N\t\\N", "missing columns are NULL");
+        assert!(row_text(b"[1]", &columns, &mut text).is_err());
     }
 
     #[test]
@@ -328,7 +386,7 @@ mod tests {
         commit_digest("d", &prepared).unwrap();
         commit_digest("d", &prepared).unwrap();
         assert_eq!(std::fs::read_to_string(&rows).unwrap(), "a\nb\n");
-        let summary: Value =
+        let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let mut expected = Digest::default();
         expected.apply("a", 1);

@@ -287,13 +287,13 @@ fn next_extra(rng: &mut SplitMix64, size: i32, avg: i32, out: &mut Vec<u8>) {
     escape_into(text, out);
 }
 
-fn escape_into(text: &[u8], out: &mut Vec<u8>) {
-    for &c in text {
-        if c == b'\\' || c == b'"' {
-            out.push(b'\\');
-        }
-        out.push(c);
+fn escape_into(mut text: &[u8], out: &mut Vec<u8>) {
+    while let Some(i) = text.iter().position(|&c| c == b'\\' || c == b'"') {
+        out.extend_from_slice(&text[..i]);
+        out.extend_from_slice(&[b'\\', text[i]]);
+        text = &text[i + 1..];
     }
+    out.extend_from_slice(text);
 }
 
 /// Tables the reference generator builds once from fixed seeds.

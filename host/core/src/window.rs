@@ -2,7 +2,7 @@
 //! per key, fired by the watermark, with allowed lateness (late events re-fire their
 //! window as an update) and a late side output for events beyond it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -392,6 +392,14 @@ pub struct WindowOperator {
     late_output: Option<Arc<SideOutput>>,
     /// Per key, per window `(start, end)`.
     state: BTreeMap<Vec<u8>, BTreeMap<(i64, i64), WindowState>>,
+    /// The keys with a window ending at each time, so that time finds the windows it
+    /// fires and expires without visiting every key. Entries may be stale (a session
+    /// merged away): whoever pops one checks the state.
+    ends: BTreeSet<(i64, Vec<u8>)>,
+    /// The same, for windows fired but kept for their allowed lateness.
+    expiring: BTreeSet<(i64, Vec<u8>)>,
+    /// Whether any aggregate reads a field (a count needs no parsed event).
+    reads_fields: bool,
     /// How far time has progressed: the watermark, or the clock in processing time.
     watermark: i64,
     reserved: usize,
@@ -432,6 +440,12 @@ impl WindowOperator {
             lateness: spec.allowed_lateness.map_or(0, Span::millis),
             late_output,
             state: BTreeMap::new(),
+            ends: BTreeSet::new(),
+            expiring: BTreeSet::new(),
+            reads_fields: spec
+                .aggregate
+                .values()
+                .any(|a| !matches!(a, AggregateSpec::Count)),
             watermark: crate::watermark::BEGINNING_OF_TIME,
             reserved: 0,
             pools,
@@ -580,8 +594,13 @@ impl WindowOperator {
                 self.err("event has no timestamp; give its source an `event-time` field")
             })?,
         };
-        let json: Value =
-            serde_json::from_slice(event.value).map_err(|e| self.err(format!("not JSON: {e}")))?;
+        let json: Value = if self.reads_fields {
+            serde_json::from_slice(event.value).map_err(|e| self.err(format!("not JSON: {e}")))?
+        } else {
+            serde_json::from_slice::<serde::de::IgnoredAny>(event.value)
+                .map_err(|e| self.err(format!("not JSON: {e}")))?;
+            Value::Null
+        };
         let mut windows: Vec<(i64, i64)> = self
             .assigner
             .windows(ts)
@@ -609,6 +628,7 @@ impl WindowOperator {
                     .entry(key.to_vec())
                     .or_default()
                     .insert(window, fresh);
+                self.ends.insert((window.1, key.to_vec()));
             }
             let aggregates = &self.aggregates;
             let Some(state) = self.state.get_mut(key).and_then(|w| w.get_mut(&window)) else {
@@ -709,6 +729,7 @@ impl WindowOperator {
             .entry(key.to_vec())
             .or_default()
             .insert((start, end), merged);
+        self.ends.insert((end, key.to_vec()));
         self.release(overlapping.len().saturating_sub(1), key.len());
         Ok((start, end))
     }
@@ -794,6 +815,9 @@ impl Operator for WindowOperator {
                     self.reserved += bytes;
                 }
             }
+            for &(_, end) in windows.keys() {
+                self.ends.insert((end, key.clone()));
+            }
             self.state.insert(key, windows);
         }
         Ok(())
@@ -831,13 +855,22 @@ impl WindowOperator {
     /// Time reached `time`: fires the windows it completes, drops those it expires.
     fn fire(&mut self, time: i64) -> Result<Batch, OperatorError> {
         self.watermark = self.watermark.max(time);
+        let watermark = self.watermark;
+        // Windows fire when time reaches `end - 1`.
         let mut due: Vec<(i64, i64, Vec<u8>)> = Vec::new();
-        for (key, windows) in &self.state {
-            for (window, state) in windows {
-                if !state.fired && window.1 - 1 <= self.watermark {
-                    due.push((window.1, window.0, key.clone()));
+        while let Some((end, key)) = self.ends.first().cloned() {
+            if end - 1 > watermark {
+                break;
+            }
+            self.ends.pop_first();
+            if let Some(windows) = self.state.get(&key) {
+                for (&(start, e), state) in windows {
+                    if e == end && !state.fired {
+                        due.push((end, start, key.clone()));
+                    }
                 }
             }
+            self.expiring.insert((end, key));
         }
         due.sort();
         let mut out = Batch::default();
@@ -851,17 +884,23 @@ impl WindowOperator {
             }
             self.emit(&mut out, &key, (start, end), false)?;
         }
-        let mut freed = Vec::new();
+        // And are dropped when it passes `end - 1 + allowed-lateness`.
         let lateness = self.lateness;
-        let watermark = self.watermark;
-        for (key, windows) in self.state.iter_mut() {
+        while let Some((end, key)) = self.expiring.first().cloned() {
+            if (end - 1).saturating_add(lateness) > watermark {
+                break;
+            }
+            self.expiring.pop_first();
+            let Some(windows) = self.state.get_mut(&key) else {
+                continue;
+            };
             let before = windows.len();
-            windows.retain(|w, _| (w.1 - 1).saturating_add(lateness) > watermark);
-            freed.push((before - windows.len(), key.len()));
-        }
-        self.state.retain(|_, w| !w.is_empty());
-        for (windows, key) in freed {
-            self.release(windows, key);
+            windows.retain(|w, _| w.1 != end || (w.1 - 1).saturating_add(lateness) > watermark);
+            let freed = before - windows.len();
+            if windows.is_empty() {
+                self.state.remove(&key);
+            }
+            self.release(freed, key.len());
         }
         Ok(out)
     }

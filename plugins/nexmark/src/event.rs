@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use eddy_sdk::serde::Deserialize;
+use eddy_sdk::serde_json::value::RawValue;
 
 /// One event: `{"person": {...}}`, `{"auction": {...}}` or `{"bid": {...}}`.
 #[derive(Deserialize)]
@@ -44,6 +45,7 @@ pub(crate) struct Bid<'a> {
     pub bidder: Option<i64>,
     pub price: Option<i64>,
     pub date_time: Option<i64>,
+    /// Kept as JSON text: copied into outputs without unescaping and escaping again.
     #[serde(borrow)]
-    pub extra: Option<Cow<'a, str>>,
+    pub extra: Option<&'a RawValue>,
 }

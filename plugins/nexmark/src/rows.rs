@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use eddy_sdk::serde::{Deserialize, Serialize};
+use eddy_sdk::serde_json::value::RawValue;
 
 /// q0's row (and q1's, with the price as a decimal string).
 #[derive(Serialize)]
@@ -13,7 +14,7 @@ pub(crate) struct BidRow<'a, P> {
     pub bidder: Option<i64>,
     pub price: P,
     pub date_time: Option<i64>,
-    pub extra: Option<&'a str>,
+    pub extra: Option<&'a RawValue>,
 }
 
 /// q2's row.
@@ -121,20 +122,20 @@ pub(crate) struct AuctionCount {
 /// q7's input and row: a bid (every bid has key 0: the maximum is global).
 #[derive(Serialize, Deserialize, Clone)]
 #[serde(crate = "eddy_sdk::serde")]
-pub(crate) struct Q7Bid<'a> {
+pub(crate) struct Q7Bid {
     pub auction: Option<i64>,
     pub price: i64,
     pub bidder: Option<i64>,
     pub date_time: i64,
-    pub extra: Option<Cow<'a, str>>,
+    pub extra: Option<Box<RawValue>>,
 }
 
 /// q7's input wrapper: the bid with the constant key.
 #[derive(Serialize, Deserialize)]
 #[serde(crate = "eddy_sdk::serde")]
-pub(crate) struct Q7In<'a> {
+pub(crate) struct Q7In {
     pub key: i64,
-    pub bid: Q7Bid<'a>,
+    pub bid: Q7Bid,
 }
 
 /// q8's input: a person (by id) or an auction (by seller), with its event time.

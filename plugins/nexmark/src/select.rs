@@ -30,18 +30,47 @@ pub struct Select {
 /// q1's price: dollars times 0.908, exactly, with three fraction digits.
 struct Euros(i64);
 
+impl Euros {
+    /// The decimal text, written without the formatting machinery (it is q1's hot path).
+    fn write(&self, buf: &mut [u8; 32]) -> usize {
+        let thousandths = i128::from(self.0) * 908;
+        let mut digits = thousandths.unsigned_abs();
+        let mut at = buf.len();
+        let mut emitted = 0;
+        while digits > 0 || emitted < 4 {
+            if emitted == 3 {
+                at -= 1;
+                buf[at] = b'.';
+            }
+            at -= 1;
+            buf[at] = b'0' + (digits % 10) as u8;
+            digits /= 10;
+            emitted += 1;
+        }
+        if thousandths < 0 {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        at
+    }
+}
+
 impl fmt::Display for Euros {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let thousandths = i128::from(self.0) * 908;
-        let sign = if thousandths < 0 { "-" } else { "" };
-        let abs = thousandths.unsigned_abs();
-        write!(f, "{sign}{}.{:03}", abs / 1000, abs % 1000)
+        let mut buf = [0; 32];
+        let at = self.write(&mut buf);
+        f.write_str(std::str::from_utf8(&buf[at..]).map_err(|_| fmt::Error)?)
     }
 }
 
 impl Serialize for Euros {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let mut buf = [0; 32];
+        let at = self.write(&mut buf);
+        match std::str::from_utf8(&buf[at..]) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => Err(eddy_sdk::serde::ser::Error::custom("digits are ASCII")),
+        }
     }
 }
 
@@ -135,7 +164,7 @@ impl FlatMap for Select {
                         price,
                         bidder: b.bidder,
                         date_time,
-                        extra: b.extra,
+                        extra: b.extra.map(ToOwned::to_owned),
                     },
                 }),
                 _ => Ok(()),
@@ -176,7 +205,7 @@ fn bid_row<'a, P>(b: &'a event::Bid<'_>, price: P) -> BidRow<'a, P> {
         bidder: b.bidder,
         price,
         date_time: b.date_time,
-        extra: b.extra.as_deref(),
+        extra: b.extra,
     }
 }
 
@@ -190,5 +219,7 @@ mod tests {
         assert_eq!(Euros(1).to_string(), "0.908");
         assert_eq!(Euros(0).to_string(), "0.000");
         assert_eq!(Euros(-5).to_string(), "-4.540");
+        assert_eq!(Euros(i64::MAX).to_string(), "8374821809464136432.756");
+        assert_eq!(Euros(i64::MIN).to_string(), "-8374821809464136433.664");
     }
 }

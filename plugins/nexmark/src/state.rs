@@ -280,8 +280,8 @@ impl Q5Top {
 #[serde(crate = "eddy_sdk::serde")]
 struct Highest {
     max: Option<i64>,
-    bids: Vec<Q7Bid<'static>>,
-    at_end: Vec<Q7Bid<'static>>,
+    bids: Vec<Q7Bid>,
+    at_end: Vec<Q7Bid>,
 }
 
 /// q7: the bids with each 10 s window's highest price.
@@ -293,7 +293,7 @@ impl Q7 {
     fn process(&mut self, events: &[Event<'_>]) -> Result<(), Error> {
         let mut touched: BTreeMap<i64, Highest> = BTreeMap::new();
         for event in events {
-            let input: Q7In<'static> = event.json()?;
+            let input: Q7In = event.json()?;
             let bid = input.bid;
             let t = bid.date_time;
             if t.rem_euclid(WINDOW_MS) == 0 {
