@@ -21,6 +21,7 @@ const PLUGINS: &[&str] = &[
     "max-rows",
     "nexmark-select",
     "nexmark-state",
+    "nexmark-source",
     "eddy-bench-guest",
 ];
 

@@ -11,14 +11,18 @@ use crate::support::{Scratch, eddy, plugin_dir, text};
 /// Runs a Nexmark job with `steps` at `parallelism` over `count` events; the output
 /// lines, sorted.
 fn run(test: &str, parallelism: u32, count: u64, steps: &str) -> Vec<String> {
-    let scratch = Scratch::new(test);
+    let source = format!("type: generator\n    shape: nexmark\n    count: {count}");
+    run_with(test, parallelism, &source, steps)
+}
+
+/// Runs `source` (its YAML, indented for a list item) and `steps` into a file sink.
+fn run_with(test: &str, parallelism: u32, source: &str, steps: &str) -> Vec<String> {
+    let scratch = Scratch::with_plugins(test);
     let job = format!(
         "name: nexmark
 parallelism: {parallelism}
 sources:
-  - type: generator
-    shape: nexmark
-    count: {count}
+  - {source}
     event-time: {{ max-out-of-orderness: 4s }}
 {steps}
 sinks:
@@ -51,6 +55,14 @@ fn the_nexmark_source_emits_the_reference_events_at_any_parallelism() {
     expected.sort();
     assert_eq!(run("nexmark-p1", 1, 2000, ""), expected);
     assert_eq!(run("nexmark-p3", 3, 2000, ""), expected);
+    // The WASM source plugin is the same generator.
+    for (splits, parallelism) in [(1, 1), (4, 2)] {
+        let source = format!(
+            "type: plugin\n    plugin: nexmark_source.wasm\n    params: {{ count: 2000, splits: {splits} }}"
+        );
+        let test = format!("nexmark-plugin-{splits}-{parallelism}");
+        assert_eq!(run_with(&test, parallelism, &source, ""), expected);
+    }
 }
 
 #[test]
@@ -456,4 +468,54 @@ fn bench_rejects_an_unknown_query_by_name() {
     assert!(!out.status.success());
     let (_, stderr) = text(&out);
     assert!(stderr.contains("unknown query \"q6\""), "{stderr}");
+}
+
+#[test]
+fn q4_on_the_wasm_source_is_exactly_once_across_kills() {
+    let count = 60_000;
+    let scratch = Scratch::with_plugins("nexmark-q4-kills");
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/nexmark/queries/q4.yaml");
+    let job = std::fs::read_to_string(file)
+        .expect("q4 job file")
+        .replace(
+            "plugin-dir: ../../dist\n",
+            "parallelism: 2\ncheckpoints: { interval: 100ms, dir: checkpoints }\n",
+        )
+        .replace(
+            "type: generator\n    shape: nexmark\n    count: 1000000",
+            &format!(
+                "type: plugin\n    plugin: nexmark_source.wasm\n    \
+                 params: {{ count: {count}, splits: 2, rate: 5000 }}"
+            ),
+        )
+        .replace(
+            "path: out/q4.json",
+            "path: out/summary.json\n    rows: out/rows.tsv",
+        );
+    std::fs::write(scratch.0.join("job.yaml"), job).expect("write job");
+    let mut expected = reference::q4(&reference::events(count));
+    expected.sort();
+    let mut delays = crate::recovery::Delays(7);
+    for _ in 0..4 {
+        let mut child = crate::recovery::start(&scratch.0);
+        std::thread::sleep(std::time::Duration::from_millis(delays.next_ms(300, 900)));
+        if child.0.try_wait().expect("wait").is_some() {
+            break;
+        }
+        child.0.kill().expect("SIGKILL");
+        let _ = child.0.wait();
+    }
+    crate::recovery::finish(&scratch.0);
+    let rows = std::fs::read_to_string(scratch.0.join("out/rows.tsv")).expect("rows");
+    assert_eq!(rows.lines().collect::<Vec<_>>(), expected);
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(scratch.0.join("out/summary.json")).expect("summary"),
+    )
+    .expect("summary JSON");
+    let mut digest = eddy_core::digest::Digest::default();
+    for row in &expected {
+        digest.apply(row, 1);
+    }
+    assert_eq!(summary["digest"], digest.hex());
 }

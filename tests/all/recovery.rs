@@ -84,10 +84,10 @@ fn sorted_lines(path: &Path) -> Vec<String> {
 }
 
 /// A small deterministic generator of kill delays.
-struct Delays(u64);
+pub(crate) struct Delays(pub u64);
 
 impl Delays {
-    fn next_ms(&mut self, low: u64, high: u64) -> u64 {
+    pub(crate) fn next_ms(&mut self, low: u64, high: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -97,7 +97,7 @@ impl Delays {
 }
 
 /// Starts `eddy run` in `dir`, resuming from the latest checkpoint if there is one.
-fn start(dir: &Path) -> ChildGuard {
+pub(crate) fn start(dir: &Path) -> ChildGuard {
     let resume = std::fs::read_dir(dir.join("checkpoints"))
         .map(|entries| {
             entries
@@ -118,7 +118,7 @@ fn start(dir: &Path) -> ChildGuard {
 }
 
 /// Runs the job in `dir` to completion (resuming), within a bound.
-fn finish(dir: &Path) {
+pub(crate) fn finish(dir: &Path) {
     let mut child = start(dir);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -67,6 +67,10 @@ pub struct NexmarkArgs {
     /// Run the operators' native twins instead of their components.
     #[arg(long)]
     native: bool,
+    /// Generate the events with the WASM source plugin (`nexmark_source.wasm`) instead
+    /// of the built-in generator.
+    #[arg(long)]
+    wasm_source: bool,
     /// Take exactly-once checkpoints this often (`1s`, `500ms`); none when absent.
     #[arg(long, value_name = "DURATION")]
     checkpoint_interval: Option<String>,
@@ -88,6 +92,7 @@ struct Report {
     events: u64,
     parallelism: u32,
     native: bool,
+    wasm_source: bool,
     checkpoint_interval: Option<String>,
     checkpoints: u64,
     seconds: f64,
@@ -128,7 +133,18 @@ fn job_text(args: &NexmarkArgs, scratch: &Path) -> Result<String> {
         text = text.replace(from, to);
         Ok(())
     };
-    replace("count: 1000000", &format!("count: {}", args.events))?;
+    if args.wasm_source {
+        replace(
+            "  - type: generator\n    shape: nexmark\n    count: 1000000\n",
+            &format!(
+                "  - type: plugin\n    plugin: nexmark_source.wasm\n    \
+                 params: {{ count: {}, splits: {} }}\n",
+                args.events, args.parallelism
+            ),
+        )?;
+    } else {
+        replace("count: 1000000", &format!("count: {}", args.events))?;
+    }
     let summary = scratch.join("summary.json");
     let mut sink = format!("path: {}", summary.display());
     if let Some(rows) = &args.output {
@@ -208,6 +224,7 @@ fn run(args: &NexmarkArgs, job: &Job, scratch: &Path) -> Result<Report> {
         events,
         parallelism: args.parallelism,
         native: args.native,
+        wasm_source: args.wasm_source,
         checkpoint_interval: args.checkpoint_interval.clone(),
         checkpoints: metrics
             .checkpoints
@@ -228,9 +245,10 @@ fn run(args: &NexmarkArgs, job: &Job, scratch: &Path) -> Result<Report> {
 fn print_report(r: &Report) {
     let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} ms"));
     println!(
-        "nexmark {} ({}): {} events at parallelism {}, checkpoints {}",
+        "nexmark {} ({}{}): {} events at parallelism {}, checkpoints {}",
         r.query,
         if r.native { "native" } else { "wasm" },
+        if r.wasm_source { ", WASM source" } else { "" },
         r.events,
         r.parallelism,
         r.checkpoint_interval

@@ -889,6 +889,7 @@ impl Resolver<'_> {
                 let own_timestamps = matches!(
                     s,
                     SourceSpec::Kafka(_)
+                        | SourceSpec::Plugin { .. }
                         | SourceSpec::Generator {
                             shape: GeneratorShape::Nexmark,
                             ..
@@ -898,8 +899,8 @@ impl Resolver<'_> {
                     return Err(self.invalid(
                         format!("sources[{i}].event-time"),
                         "event-time:",
-                        "`field` names the JSON field holding the event time; only Kafka \
-                         and Nexmark sources have timestamps of their own"
+                        "`field` names the JSON field holding the event time; only Kafka, \
+                         Nexmark and plugin sources have timestamps of their own"
                             .into(),
                     ));
                 }
@@ -1457,7 +1458,7 @@ mod tests {
         let untimed = "name: x\nsources:\n  - type: generator\n    event-time: {}\nsinks:\n  - type: stdout\n";
         let msg = parse(untimed).unwrap_err().to_string();
         assert!(
-            msg.contains("only Kafka and Nexmark sources have timestamps"),
+            msg.contains("only Kafka, Nexmark and plugin sources have timestamps"),
             "{msg}"
         );
         parse(&format!(

@@ -17,7 +17,6 @@ pub mod kafka;
 pub mod latency;
 pub mod memory;
 pub mod metrics;
-pub mod nexmark;
 pub mod operator;
 pub mod plan;
 pub mod sandbox;
@@ -31,6 +30,7 @@ pub mod watermark;
 pub mod window;
 
 pub use eddy_batch::{self as batch, Batch, EventRef, Header, NO_TIMESTAMP};
+pub use eddy_nexmark as nexmark;
 pub use executor::{Dataflow, RunError, RunSummary};
 pub use job::{Job, JobError, OperatorKind, Partition, Step, StepOp};
 pub use operator::{Operator, OperatorError, OperatorFactory};

@@ -373,12 +373,6 @@ impl Source for GeneratorSource {
             })?;
             self.next += self.stride;
         }
-        if let (Some(clock), Some(&last)) = (
-            EventClock::get(),
-            batch.timestamps.last().filter(|&&t| t != NO_TIMESTAMP),
-        ) {
-            clock.reached(last);
-        }
         Ok(Some(batch))
     }
 
@@ -585,6 +579,9 @@ impl Source for TimedSource {
             }
             max_seen = own.chain(max_seen).max();
             self.splits[split] = (max_seen, Instant::now());
+            if let (Some(clock), Some(reached)) = (EventClock::get(), max_seen) {
+                clock.reached(reached);
+            }
             return Ok(Some(batch));
         }
         let mut timestamps = Vec::with_capacity(batch.len());
@@ -607,6 +604,9 @@ impl Source for TimedSource {
             timestamps.push(ts);
         }
         self.splits[split] = (max_seen, Instant::now());
+        if let (Some(clock), Some(reached)) = (EventClock::get(), max_seen) {
+            clock.reached(reached);
+        }
         batch.timestamps = timestamps;
         Ok(Some(batch))
     }

@@ -11,7 +11,9 @@
 use std::io::Write;
 use std::sync::OnceLock;
 
-use crate::generator::SplitMix64;
+mod random;
+
+pub use random::SplitMix64;
 
 /// date_time of event 0: 2015-07-15T00:00:00Z.
 pub const BASE_TIME_MS: i64 = 1_436_918_400_000;
