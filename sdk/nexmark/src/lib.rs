@@ -290,7 +290,7 @@ fn next_extra(rng: &mut SplitMix64, size: i32, avg: i32, out: &mut Vec<u8>) {
 }
 
 fn escape_into(mut text: &[u8], out: &mut Vec<u8>) {
-    while let Some(i) = text.iter().position(|&c| c == b'\\' || c == b'"') {
+    while let Some(i) = memchr::memchr2(b'\\', b'"', text) {
         out.extend_from_slice(&text[..i]);
         out.extend_from_slice(&[b'\\', text[i]]);
         text = &text[i + 1..];
