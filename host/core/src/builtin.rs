@@ -1,5 +1,6 @@
 //! Built-in declarative operators: key-by, where, select and rolling aggregates.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -195,20 +196,7 @@ impl Operator for KeyBy {
     fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
         let mut out = Batch::with_capacity(input.len(), input.values.len());
         for event in input.iter() {
-            let json = parse(&self.step, event.value)?;
-            let key = self
-                .path
-                .iter()
-                .try_fold(&json, |v, name| v.get(name))
-                .filter(|v| !v.is_null())
-                .ok_or_else(|| {
-                    fail(
-                        &self.step,
-                        format!("no key field `{}`", self.path.join(".")),
-                        event.value,
-                    )
-                })?;
-            let key = key_bytes(key);
+            let key = self.key(event.value)?;
             push(
                 &self.step,
                 &mut out,
@@ -219,6 +207,39 @@ impl Operator for KeyBy {
             )?;
         }
         Ok(out)
+    }
+}
+
+impl KeyBy {
+    /// The key of an event: read straight from its JSON text (strings unescaped,
+    /// integers as written), as [`key_bytes`] of the field's value.
+    fn key<'a>(&self, value: &'a [u8]) -> Result<Cow<'a, [u8]>, OperatorError> {
+        let missing = || {
+            fail(
+                &self.step,
+                format!("no key field `{}`", self.path.join(".")),
+                value,
+            )
+        };
+        let Ok(raw) = crate::fields::path(value, &self.path) else {
+            // Not a JSON object: say whether it is JSON at all.
+            parse(&self.step, value)?;
+            return Err(missing());
+        };
+        let raw = raw.filter(|r| r.get() != "null").ok_or_else(missing)?;
+        let text = raw.get();
+        if let Some(s) = crate::fields::string(raw) {
+            return Ok(match s {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            });
+        }
+        let integer = text.strip_prefix('-').unwrap_or(text);
+        if !integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(Cow::Borrowed(text.as_bytes()));
+        }
+        // Other numbers, booleans, arrays, objects: as their compact JSON.
+        Ok(Cow::Owned(key_bytes(&parse(&self.step, text.as_bytes())?)))
     }
 }
 

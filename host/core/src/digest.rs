@@ -16,12 +16,10 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use std::borrow::Cow;
-
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::batch::Batch;
+use crate::fields;
 use crate::latency::{EventClock, Histogram};
 use crate::sink::{Sink, SinkError};
 use crate::state::{Decoder, Encoder};
@@ -29,19 +27,20 @@ use crate::state::{Decoder, Encoder};
 /// The event `value` (a JSON object) as a row: its text (see the module
 /// documentation) in `out`, and 1, or -1 for a retraction.
 pub fn row_text(value: &[u8], columns: &[String], out: &mut String) -> Result<i64, String> {
-    let mut de = serde_json::Deserializer::from_slice(value);
-    let row = Row { columns }
-        .deserialize(&mut de)
-        .and_then(|row| de.end().map(|()| row))
-        .map_err(|e| e.to_string())?;
+    let names: Vec<&str> = columns
+        .iter()
+        .map(String::as_str)
+        .chain([RETRACT])
+        .collect();
+    let mut picked = fields::pick(value, &names).map_err(|e| e.to_string())?;
+    let retract = picked.pop().flatten().is_some_and(|r| r.get() == "true");
     out.clear();
-    for (i, raw) in row.values.iter().enumerate() {
+    for (i, raw) in picked.iter().enumerate() {
         if i > 0 {
             out.push('\t');
         }
         let text = raw.map_or("null", RawValue::get);
-        if text.starts_with('"') {
-            let s: Cow<'_, str> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(s) = raw.and_then(fields::string) {
             for c in s.chars() {
                 match c {
                     '\\' => out.push_str("\\\\"),
@@ -57,52 +56,11 @@ pub fn row_text(value: &[u8], columns: &[String], out: &mut String) -> Result<i6
             out.push_str(text);
         }
     }
-    Ok(if row.retract { -1 } else { 1 })
+    Ok(if retract { -1 } else { 1 })
 }
 
-/// Reads the wanted columns of one event, borrowed from its JSON text.
-struct Row<'c> {
-    columns: &'c [String],
-}
-
-/// The columns' raw JSON values (`None`: absent) and whether the event retracts.
-struct Values<'de> {
-    values: Vec<Option<&'de RawValue>>,
-    retract: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for Row<'_> {
-    type Value = Values<'de>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Values<'de>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Row<'_> {
-    type Value = Values<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values<'de>, A::Error> {
-        let mut row = Values {
-            values: vec![None; self.columns.len()],
-            retract: false,
-        };
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if let Some(i) = self.columns.iter().position(|c| *c == key) {
-                row.values[i] = Some(map.next_value()?);
-            } else if key == "retract" {
-                row.retract = map.next_value()?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(row)
-    }
-}
+/// The field that marks a retraction.
+const RETRACT: &str = "retract";
 
 /// A row's hash.
 pub fn row_hash(text: &str) -> u64 {

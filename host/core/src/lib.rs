@@ -10,6 +10,7 @@ pub mod digest;
 pub mod exchange;
 pub mod executor;
 pub mod expr;
+pub mod fields;
 pub mod generator;
 pub mod job;
 pub mod join;
