@@ -96,30 +96,42 @@ fn main() {
             path_str(&file)
         ));
     }
-    consts.push_str(&python_plugin(&root, &target));
+    consts.push_str(&python_plugins(&root, &target));
     std::fs::write(out.join("plugins.rs"), consts).expect("cannot write plugins.rs");
 }
 
-/// Builds the Python twin of `currency-convert` with componentize-py.
-fn python_plugin(root: &Path, target: &Path) -> String {
-    let file = target.join("python/currency_convert_py.wasm");
+/// The Python twins of Rust example plugins: directory and world.
+const PYTHON_PLUGINS: &[(&str, &str)] = &[
+    ("currency-convert-py", "map-plugin"),
+    ("amount-filter-py", "filter-plugin"),
+    ("word-split-py", "flat-map-plugin"),
+];
+
+/// Builds the Python twins with componentize-py.
+fn python_plugins(root: &Path, target: &Path) -> String {
     std::fs::create_dir_all(target.join("python")).expect("python output dir");
-    let status = Command::new("componentize-py")
-        .arg("-d")
-        .arg(root.join("wit"))
-        .args(["-w", "map-plugin", "componentize", "-p"])
-        .arg(root.join("plugins/currency-convert-py"))
-        .arg("-p")
-        .arg(root.join("sdk/python"))
-        .args(["app", "-o"])
-        .arg(&file)
-        .status()
-        .expect("componentize-py is needed to build the Python plugin: run .ci/setup (pip install componentize-py==0.25.1)");
-    assert!(status.success(), "building the Python plugin failed");
-    format!(
-        "/// The Python twin of `currency-convert`.\npub const CURRENCY_CONVERT_PY: &str = {:?};\n",
-        path_str(&file)
-    )
+    let mut consts = String::new();
+    for (dir, world) in PYTHON_PLUGINS {
+        let file = target.join(format!("python/{}.wasm", dir.replace('-', "_")));
+        let status = Command::new("componentize-py")
+            .arg("-d")
+            .arg(root.join("wit"))
+            .args(["-w", world, "componentize", "-p"])
+            .arg(root.join("plugins").join(dir))
+            .arg("-p")
+            .arg(root.join("sdk/python"))
+            .args(["app", "-o"])
+            .arg(&file)
+            .status()
+            .expect("componentize-py is needed to build the Python plugins: run .ci/setup (pip install componentize-py==0.25.1)");
+        assert!(status.success(), "building the Python plugin {dir} failed");
+        consts.push_str(&format!(
+            "/// The Python twin `{dir}`.\npub const {}: &str = {:?};\n",
+            dir.replace('-', "_").to_uppercase(),
+            path_str(&file)
+        ));
+    }
+    consts
 }
 
 fn path_str(p: &Path) -> String {

@@ -1,15 +1,19 @@
 """Write Eddy plugins in Python.
 
-A plugin subclasses `Map` (one output event per input event) and exports it with
-`export_map`; the SDK unpacks the host's packed batches into `Event`s and packs what
-the plugin emits. Build with componentize-py against the `map-plugin` world of `wit/`.
+A plugin subclasses `Map` (one output per input), `Filter` or `FlatMap` and exports it
+with `export_map`, `export_filter` or `export_flat_map`; the SDK unpacks the host's
+packed batches into `Event`s and packs what the plugin emits. Build with componentize-py
+against the matching world of `wit/` (`map-plugin`, `filter-plugin`, `flat-map-plugin`).
 """
 
 import json
 import math
 
-from componentize_py_types import Err
-from wit_world.imports import config, types
+try:  # Inside a component: the bindings componentize-py generates.
+    from componentize_py_types import Err
+    from wit_world.imports import config, types
+except ImportError:  # Natively (a plugin's unit tests): the plain classes still work.
+    Err = config = types = None
 
 
 class Event:
@@ -91,27 +95,106 @@ def _encode(value):
     return dumps(value).encode()
 
 
+def _opener(holder, cls):
+    """The `open` export: creates the instance of `cls` and hands it the params."""
+
+    def open(self):
+        try:
+            holder.instance = cls()
+            holder.instance.open(json.loads(config.params()))
+        except Exception as e:  # noqa: BLE001 - every failure is the plugin's error
+            raise Err(types.PluginError(str(e), None))
+
+    return open
+
+
+def _each(input, call):
+    """Calls `call(i, event)` for every event of the batch; a failure names the event."""
+    for i, event in enumerate(events(input)):
+        try:
+            call(i, event)
+        except Exception as e:  # noqa: BLE001
+            raise Err(types.PluginError(str(e), i))
+
+
 def export_map(cls):
     """The `map-operator` export for a `Map` subclass (assign it to `MapOperator`)."""
 
     class MapOperator:
         instance = None
 
-        def open(self):
-            try:
-                MapOperator.instance = cls()
-                MapOperator.instance.open(json.loads(config.params()))
-            except Exception as e:  # noqa: BLE001 - every failure is the plugin's error
-                raise Err(types.PluginError(str(e), None))
-
         def map_batch(self, input):
-            op = MapOperator.instance
             out = []
-            for i, event in enumerate(events(input)):
-                try:
-                    out.append(_encode(op.map(event)))
-                except Exception as e:  # noqa: BLE001
-                    raise Err(types.PluginError(str(e), i))
+            _each(input, lambda _, event: out.append(_encode(MapOperator.instance.map(event))))
             return pack(out)
 
+    MapOperator.open = _opener(MapOperator, cls)
     return MapOperator
+
+
+class Filter:
+    """Keeps the events for which `filter` returns true. Override `open` (optional)."""
+
+    def open(self, params):
+        """Called once per instance with the step's params (a dict)."""
+
+    def filter(self, event):
+        """Whether `event` passes."""
+        raise NotImplementedError
+
+
+def export_filter(cls):
+    """The `filter-operator` export for a `Filter` subclass (assign it to
+    `FilterOperator`); only the indices of the kept events cross back."""
+
+    class FilterOperator:
+        instance = None
+
+        def filter_batch(self, input):
+            keep = []
+
+            def test(i, event):
+                if FilterOperator.instance.filter(event):
+                    keep.append(i)
+
+            _each(input, test)
+            return keep
+
+    FilterOperator.open = _opener(FilterOperator, cls)
+    return FilterOperator
+
+
+class FlatMap:
+    """A one-to-many transformation. Override `open` (optional) and `flat_map`."""
+
+    def open(self, params):
+        """Called once per instance with the step's params (a dict)."""
+
+    def flat_map(self, event):
+        """Returns (or yields) any number of output values."""
+        raise NotImplementedError
+
+
+def export_flat_map(cls):
+    """The `flat-map-operator` export for a `FlatMap` subclass (assign it to
+    `FlatMapOperator`); each output remembers its input, whose key and timestamp it
+    inherits."""
+    from wit_world.exports.flat_map_operator import FlatMapOutput
+
+    class FlatMapOperator:
+        instance = None
+
+        def flat_map_batch(self, input):
+            out = []
+            origins = []
+
+            def expand(i, event):
+                for value in FlatMapOperator.instance.flat_map(event):
+                    out.append(_encode(value))
+                    origins.append(i)
+
+            _each(input, expand)
+            return FlatMapOutput(pack(out), origins)
+
+    FlatMapOperator.open = _opener(FlatMapOperator, cls)
+    return FlatMapOperator

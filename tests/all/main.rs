@@ -7,6 +7,7 @@ mod engine;
 mod kafka;
 mod nexmark;
 mod polyglot;
+mod project;
 mod recovery;
 mod sandbox;
 mod support;

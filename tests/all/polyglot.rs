@@ -1,6 +1,6 @@
 //! Plugins written in other languages run the same jobs with the same results.
 
-use eddy_testkit::plugins::CURRENCY_CONVERT_PY;
+use eddy_testkit::plugins::{AMOUNT_FILTER_PY, CURRENCY_CONVERT_PY, WORD_SPLIT_PY};
 use eddy_testkit::repo_root;
 
 use crate::support::{Scratch, eddy, text};
@@ -43,4 +43,36 @@ fn python_plugins_match_rust_ones_in_output_and_errors() {
         stderr.contains("no exchange rate for currency \"XYZ\""),
         "{stderr}"
     );
+}
+
+/// Runs the example job `job` (from the repository root) with its plugin file
+/// `rust_file` replaced by the component `twin`.
+fn run_twin(test: &str, job: &str, rust_file: &str, twin: &str) -> std::process::Output {
+    let scratch = Scratch::new(test);
+    std::fs::copy(twin, scratch.0.join(rust_file)).expect("copy twin");
+    let dir = scratch.0.to_str().expect("UTF-8 path");
+    eddy(&["run", "--quiet", "--plugin-dir", dir, job], &repo_root())
+}
+
+#[test]
+fn python_filter_and_flat_map_twins_give_the_rust_plugins_output() {
+    for (job, rust_file, twin) in [
+        (
+            "plugins/amount-filter/job.yaml",
+            "amount_filter.wasm",
+            AMOUNT_FILTER_PY,
+        ),
+        (
+            "plugins/word-split/job.yaml",
+            "word_split.wasm",
+            WORD_SPLIT_PY,
+        ),
+    ] {
+        let out = run_twin(&format!("twin-{rust_file}"), job, rust_file, twin);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{job}: {stderr}");
+        let expected = std::fs::read_to_string(repo_root().join(job).with_extension("expected"))
+            .expect("expected output");
+        assert_eq!(stdout, expected, "{job}");
+    }
 }

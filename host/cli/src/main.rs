@@ -6,6 +6,7 @@
 
 mod bench;
 mod control;
+mod project;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,21 @@ enum Command {
         #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "latest")]
         restore: Option<PathBuf>,
     },
+    /// Create a plugin project: its code, job file, sample events, expected output and a
+    /// unit test (`eddy new --lang python shout`).
+    New {
+        /// The plugin's name, also its directory.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: project::Lang,
+        /// The Eddy checkout whose SDK and WIT the project builds against (default: the
+        /// one this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the component of the plugin project in the current directory.
+    Build,
     /// Measure Eddy: `eddy bench nexmark --query q5 --events 10000000 --parallelism 2`.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -169,6 +185,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Nexmark(args)) => bench::nexmark(&args),
+        Command::New { name, lang, sdk } => project::new(&name, lang, sdk.as_deref()),
+        Command::Build => project::build(),
         Command::Savepoint { job, stop } => {
             let job = job.load()?;
             let Some(checkpoints) = &job.checkpoints else {

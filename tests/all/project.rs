@@ -1,0 +1,123 @@
+//! `eddy new` and `eddy build`: a new plugin project builds with its language's
+//! toolchain, passes its own unit test and runs its job with the expected output.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use eddy_testkit::repo_root;
+
+use crate::support::{Scratch, command, eddy, text};
+
+/// One build directory for every Rust project the tests create, so they compile the
+/// SDK's dependencies once.
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("project-target")
+}
+
+/// A command in `dir` without the flags meant for the test build (coverage, sanitizers).
+fn clean(mut cmd: Command) -> Command {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("CARGO_TARGET_DIR", target_dir());
+    cmd
+}
+
+/// Creates project `shout-it` in `lang` in a fresh scratch directory.
+fn new_project(test: &str, lang: &str) -> (Scratch, PathBuf) {
+    let scratch = Scratch::new(test);
+    let out = eddy(&["new", "--lang", lang, "shout-it"], &scratch.0);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("created shout-it/"), "{stdout}");
+    let dir = scratch.0.join("shout-it");
+    (scratch, dir)
+}
+
+/// `eddy build`, then the project's job, whose output must be its expected output.
+fn build_and_run(dir: &Path) {
+    let out = clean(command(&["build"], dir))
+        .output()
+        .expect("eddy build");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "eddy build failed: {stdout}{stderr}");
+    assert!(dir.join("shout_it.wasm").exists());
+    let out = eddy(&["run", "-q", "job.yaml"], dir);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let expected = std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected");
+    assert_eq!(stdout, expected);
+}
+
+#[test]
+fn a_new_rust_project_builds_passes_its_test_and_runs_its_job() {
+    let (_scratch, dir) = new_project("project-rust", "rust");
+    build_and_run(&dir);
+    let mut test = clean(Command::new("cargo"));
+    let out = test
+        .args(["test", "--quiet"])
+        .current_dir(&dir)
+        .output()
+        .expect("cargo test");
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
+#[test]
+fn a_new_python_project_builds_passes_its_test_and_runs_its_job() {
+    let (_scratch, dir) = new_project("project-python", "python");
+    build_and_run(&dir);
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "-q"])
+        .env("PYTHONPATH", repo_root().join("sdk/python"))
+        .current_dir(&dir)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
+#[test]
+fn build_says_which_toolchain_is_missing_and_how_to_install_it() {
+    for (lang, missing) in [
+        (
+            "python",
+            "componentize-py is not installed: pip install componentize-py",
+        ),
+        ("rust", "cargo is not installed: install Rust with rustup"),
+    ] {
+        let (_scratch, dir) = new_project(&format!("project-missing-{lang}"), lang);
+        let out = command(&["build"], &dir)
+            .env("PATH", "/nonexistent")
+            .output()
+            .expect("eddy build");
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success());
+        assert!(stderr.contains(missing), "{lang}: {stderr}");
+    }
+}
+
+#[test]
+fn new_refuses_bad_names_and_existing_directories_and_build_needs_a_project() {
+    let scratch = Scratch::new("project-refusals");
+    let out = eddy(&["new", "Bad Name"], &scratch.0);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("is not a plugin name"),
+        "{}",
+        text(&out).1
+    );
+    std::fs::create_dir(scratch.0.join("taken")).expect("dir");
+    let out = eddy(&["new", "taken"], &scratch.0);
+    assert!(text(&out).1.contains("already exists"), "{}", text(&out).1);
+    let out = eddy(&["build"], &scratch.0);
+    assert!(
+        text(&out).1.contains("no plugin.yaml here"),
+        "{}",
+        text(&out).1
+    );
+}
