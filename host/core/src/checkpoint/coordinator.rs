@@ -292,11 +292,14 @@ impl Coordinator {
                 self.finish(next_id, pending.take(), &finished)?;
                 return Ok(Outcome::Ended);
             }
-            let wait = next_trigger
-                .map_or(Duration::from_millis(100), |t| {
-                    t.saturating_duration_since(Instant::now())
-                })
-                .min(Duration::from_millis(20));
+            // Wait for reports; with no checkpoint in flight, only until the next one is
+            // due (a due trigger must not make the wait zero while one is in flight:
+            // that spun a core until it completed).
+            let wait = match (&pending, next_trigger) {
+                (None, Some(t)) => t.saturating_duration_since(Instant::now()),
+                _ => Duration::from_millis(20),
+            }
+            .min(Duration::from_millis(20));
             match self.reports.recv_timeout(wait) {
                 Ok(Report::Ack { task, id, snapshot }) => {
                     if let Some(mut p) = pending.take() {
