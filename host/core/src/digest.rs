@@ -24,39 +24,57 @@ use crate::latency::{EventClock, Histogram};
 use crate::sink::{Sink, SinkError};
 use crate::state::{Decoder, Encoder};
 
-/// The event `value` (a JSON object) as a row: its text (see the module
-/// documentation) in `out`, and 1, or -1 for a retraction.
-pub fn row_text(value: &[u8], columns: &[String], out: &mut String) -> Result<i64, String> {
-    let names: Vec<&str> = columns
-        .iter()
-        .map(String::as_str)
-        .chain([RETRACT])
-        .collect();
-    let mut picked = fields::pick(value, &names).map_err(|e| e.to_string())?;
-    let retract = picked.pop().flatten().is_some_and(|r| r.get() == "true");
-    out.clear();
-    for (i, raw) in picked.iter().enumerate() {
-        if i > 0 {
-            out.push('\t');
-        }
-        let text = raw.map_or("null", RawValue::get);
-        if let Some(s) = raw.and_then(fields::string) {
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\t' => out.push_str("\\t"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    c => out.push(c),
-                }
-            }
-        } else if text == "null" {
-            out.push_str("\\N");
-        } else {
-            out.push_str(text);
-        }
+/// Reads rows of given columns from events.
+#[derive(Clone, Debug)]
+pub struct RowReader {
+    /// The columns, then the retraction marker.
+    names: Vec<String>,
+}
+
+impl RowReader {
+    /// A reader of rows with `columns`, in order.
+    pub fn new(columns: &[String]) -> Self {
+        let mut names = columns.to_vec();
+        names.push(RETRACT.to_owned());
+        RowReader { names }
     }
-    Ok(if retract { -1 } else { 1 })
+
+    /// The event `value` (a JSON object) as a row: its text (see the module
+    /// documentation) in `out`, and 1, or -1 for a retraction. `picked` is scratch
+    /// space kept between calls.
+    pub fn read<'v>(
+        &self,
+        value: &'v [u8],
+        picked: &mut Vec<Option<&'v RawValue>>,
+        out: &mut String,
+    ) -> Result<i64, String> {
+        picked.resize(self.names.len(), None);
+        fields::pick_into(value, &self.names, picked).map_err(|e| e.to_string())?;
+        let retract = picked.pop().flatten().is_some_and(|r| r.get() == "true");
+        out.clear();
+        for (i, raw) in picked.iter().enumerate() {
+            if i > 0 {
+                out.push('\t');
+            }
+            let text = raw.map_or("null", RawValue::get);
+            if let Some(s) = raw.and_then(fields::string) {
+                for c in s.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+            } else if text == "null" {
+                out.push_str("\\N");
+            } else {
+                out.push_str(text);
+            }
+        }
+        Ok(if retract { -1 } else { 1 })
+    }
 }
 
 /// The field that marks a retraction.
@@ -97,7 +115,7 @@ impl Digest {
 /// The digest sink of a job (`type: digest`).
 pub struct DigestSink {
     name: String,
-    columns: Vec<String>,
+    reader: RowReader,
     path: PathBuf,
     rows_path: Option<PathBuf>,
     digest: Digest,
@@ -119,7 +137,7 @@ impl DigestSink {
     ) -> Result<Self, SinkError> {
         let mut sink = DigestSink {
             name: name.to_owned(),
-            columns: columns.to_vec(),
+            reader: RowReader::new(columns),
             path: path.to_owned(),
             rows_path: rows.map(Path::to_owned),
             digest: Digest::default(),
@@ -204,14 +222,18 @@ fn decode(bytes: &[u8]) -> Result<Prepared, crate::state::StateError> {
 impl Sink for DigestSink {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let clock = EventClock::get();
+        let mut picked = Vec::new();
         for event in batch.iter() {
             let mut text = std::mem::take(&mut self.text);
-            let sign = row_text(event.value, &self.columns, &mut text).map_err(|e| {
-                self.error(format!(
-                    "an event is not a JSON object ({e}): {}",
-                    String::from_utf8_lossy(&event.value[..event.value.len().min(200)])
-                ))
-            })?;
+            let sign = self
+                .reader
+                .read(event.value, &mut picked, &mut text)
+                .map_err(|e| {
+                    self.error(format!(
+                        "an event is not a JSON object ({e}): {}",
+                        String::from_utf8_lossy(&event.value[..event.value.len().min(200)])
+                    ))
+                })?;
             self.digest.apply(&text, sign);
             if let Some(kept) = &mut self.kept {
                 *kept.entry(text.clone()).or_default() += sign;
@@ -292,18 +314,23 @@ mod tests {
         let mut text = String::new();
         let v =
             serde_json::json!({"d": "x\ty\\z\n", "a": 5, "b": null, "c": "11024.936", "e": [1]});
-        let sign = row_text(v.to_string().as_bytes(), &columns, &mut text).unwrap();
+        let reader = RowReader::new(&columns);
+        let mut picked = Vec::new();
+        let text_of = v.to_string();
+        let sign = reader
+            .read(text_of.as_bytes(), &mut picked, &mut text)
+            .unwrap();
         assert_eq!(
             (sign, text.as_str()),
             (1, "5\t\\N\t11024.936\tx\\ty\\\\z\\n")
         );
         let v = serde_json::json!({"a": 1, "retract": true});
         assert_eq!(
-            row_text(v.to_string().as_bytes(), &columns, &mut text),
+            reader.read(v.to_string().as_bytes(), &mut Vec::new(), &mut text),
             Ok(-1)
         );
         assert_eq!(text, "1\t\\N\t\\N\t\\N", "missing columns are NULL");
-        assert!(row_text(b"[1]", &columns, &mut text).is_err());
+        assert!(reader.read(b"[1]", &mut Vec::new(), &mut text).is_err());
     }
 
     #[test]

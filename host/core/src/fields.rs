@@ -13,10 +13,21 @@ pub fn pick<'de, S: AsRef<str>>(
     value: &'de [u8],
     names: &[S],
 ) -> Result<Vec<Option<&'de RawValue>>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(value);
-    let picked = Pick { names }.deserialize(&mut de)?;
-    de.end()?;
+    let mut picked = vec![None; names.len()];
+    pick_into(value, names, &mut picked)?;
     Ok(picked)
+}
+
+/// [`pick`] into `picked` (one slot per name), allocating nothing.
+pub fn pick_into<'de, S: AsRef<str>>(
+    value: &'de [u8],
+    names: &[S],
+    picked: &mut [Option<&'de RawValue>],
+) -> Result<(), serde_json::Error> {
+    picked.fill(None);
+    let mut de = serde_json::Deserializer::from_slice(value);
+    Pick { names, picked }.deserialize(&mut de)?;
+    de.end()
 }
 
 /// The value at the dotted `path` (`user.id` as `["user", "id"]`), `None` if a part is
@@ -31,7 +42,9 @@ pub fn path<'de, S: AsRef<str>>(
         if i > 0 && !current.starts_with(b"{") {
             return Ok(None);
         }
-        let Some(raw) = pick(current, std::slice::from_ref(name))?.pop().flatten() else {
+        let mut one = [None];
+        pick_into(current, std::slice::from_ref(name), &mut one)?;
+        let Some(raw) = one[0] else {
             return Ok(None);
         };
         current = raw.get().as_bytes();
@@ -48,36 +61,36 @@ pub fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
         .flatten()
 }
 
-struct Pick<'n, S> {
+struct Pick<'n, 'p, 'de, S> {
     names: &'n [S],
+    picked: &'p mut [Option<&'de RawValue>],
 }
 
-impl<'de, S: AsRef<str>> DeserializeSeed<'de> for Pick<'_, S> {
-    type Value = Vec<Option<&'de RawValue>>;
+impl<'de, S: AsRef<str>> DeserializeSeed<'de> for Pick<'_, '_, 'de, S> {
+    type Value = ();
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de, S: AsRef<str>> Visitor<'de> for Pick<'_, S> {
-    type Value = Vec<Option<&'de RawValue>>;
+impl<'de, S: AsRef<str>> Visitor<'de> for Pick<'_, '_, 'de, S> {
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut values = vec![None; self.names.len()];
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match self.names.iter().position(|n| n.as_ref() == key) {
-                Some(i) => values[i] = Some(map.next_value()?),
+                Some(i) => self.picked[i] = Some(map.next_value()?),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(values)
+        Ok(())
     }
 }
 
