@@ -46,39 +46,38 @@ impl<'a> NativeTwins<'a> {
     }
 
     /// Runs the map `T` wherever a step uses the component file `file`.
-    pub fn map<T: Map + Send>(mut self, file: &str) -> Self {
-        self.twins.insert(
-            file.to_owned(),
-            Box::new(|_, step, ctx, _, _| {
-                let op = T::open(&ctx).map_err(|e| sdk_error(&step.name, e))?;
-                Ok(Box::new(Stateless {
-                    op,
-                    step: step.name.clone(),
-                    apply: |op: &mut T, input: Batch| {
-                        let mut out = eddy_sdk::run_map(op, &input)?;
-                        out.inherit_aligned(input);
-                        Ok(out)
-                    },
-                }))
-            }),
-        );
-        self
+    pub fn map<T: Map + Send>(self, file: &str) -> Self {
+        self.stateless(file, T::open, |op: &mut T, input: Batch| {
+            let mut out = eddy_sdk::run_map(op, &input)?;
+            out.inherit_aligned(input);
+            Ok(out)
+        })
     }
 
     /// Runs the flat-map `T` wherever a step uses the component file `file`.
-    pub fn flat_map<T: FlatMap + Send>(mut self, file: &str) -> Self {
+    pub fn flat_map<T: FlatMap + Send>(self, file: &str) -> Self {
+        self.stateless(file, T::open, |op: &mut T, input: Batch| {
+            let (mut out, origins) = eddy_sdk::run_flat_map(op, &input)?;
+            out.inherit_from(&input, &origins);
+            Ok(out)
+        })
+    }
+
+    /// Registers a stateless twin: opened by `open`, each batch through `apply`.
+    fn stateless<T: Send + 'static>(
+        mut self,
+        file: &str,
+        open: fn(&Context) -> Result<T, eddy_sdk::Error>,
+        apply: fn(&mut T, Batch) -> Result<Batch, eddy_sdk::Error>,
+    ) -> Self {
         self.twins.insert(
             file.to_owned(),
-            Box::new(|_, step, ctx, _, _| {
-                let op = T::open(&ctx).map_err(|e| sdk_error(&step.name, e))?;
+            Box::new(move |_, step, ctx, _, _| {
+                let op = open(&ctx).map_err(|e| sdk_error(&step.name, e))?;
                 Ok(Box::new(Stateless {
                     op,
                     step: step.name.clone(),
-                    apply: |op: &mut T, input: Batch| {
-                        let (mut out, origins) = eddy_sdk::run_flat_map(op, &input)?;
-                        out.inherit_from(&input, &origins);
-                        Ok(out)
-                    },
+                    apply,
                 }))
             }),
         );

@@ -2,8 +2,10 @@
 //! the host's keyed state, so it is checkpointed and restored like any other.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use eddy_sdk::keyed::{self, ListState, MapState, ValueState};
+use eddy_sdk::serde::de::DeserializeOwned;
 use eddy_sdk::serde::{Deserialize, Serialize};
 use eddy_sdk::{Context, Emitter, Error, Event, Process, TimeDomain, Timer};
 
@@ -297,10 +299,12 @@ impl Q7 {
             let bid = input.bid;
             let t = bid.date_time;
             if t.rem_euclid(WINDOW_MS) == 0 {
-                self.window(&mut touched, t)?.at_end.push(bid.clone());
+                window(&self.windows, &mut touched, t, t)?
+                    .at_end
+                    .push(bid.clone());
             }
             let end = t - t.rem_euclid(WINDOW_MS) + WINDOW_MS;
-            let w = self.window(&mut touched, end)?;
+            let w = window(&self.windows, &mut touched, end, end)?;
             match w.max {
                 Some(m) if bid.price < m => {}
                 Some(m) if bid.price == m => w.bids.push(bid),
@@ -314,27 +318,6 @@ impl Q7 {
             self.windows.put(&end.to_string(), &w)?;
         }
         Ok(())
-    }
-
-    /// The window ending at `end`, read once per call.
-    fn window<'a>(
-        &self,
-        touched: &'a mut BTreeMap<i64, Highest>,
-        end: i64,
-    ) -> Result<&'a mut Highest, Error> {
-        if let std::collections::btree_map::Entry::Vacant(slot) = touched.entry(end) {
-            let w = match self.windows.get(&end.to_string())? {
-                Some(w) => w,
-                None => {
-                    keyed::register_timer(TimeDomain::EventTime, end);
-                    Highest::default()
-                }
-            };
-            slot.insert(w);
-        }
-        touched
-            .get_mut(&end)
-            .ok_or_else(|| Error::msg("window vanished"))
     }
 
     fn on_timer(&mut self, end: i64, out: &mut Emitter<'_>) -> Result<(), Error> {
@@ -384,19 +367,7 @@ impl Q8 {
         for event in events {
             let input: Q8In<'static> = event.json()?;
             let start = input.date_time - input.date_time.rem_euclid(WINDOW_MS);
-            if let std::collections::btree_map::Entry::Vacant(slot) = touched.entry(start) {
-                let w = match self.windows.get(&start.to_string())? {
-                    Some(w) => w,
-                    None => {
-                        keyed::register_timer(TimeDomain::EventTime, start + WINDOW_MS - 1);
-                        NewUser::default()
-                    }
-                };
-                slot.insert(w);
-            }
-            let Some(w) = touched.get_mut(&start) else {
-                continue;
-            };
+            let w = window(&self.windows, &mut touched, start, start + WINDOW_MS - 1)?;
             if input.person {
                 w.person = true;
                 w.name = input.name.map(String::from);
@@ -421,5 +392,32 @@ impl Q8 {
     fn on_timer(&mut self, at: i64) -> Result<(), Error> {
         self.windows.remove(&(at + 1 - WINDOW_MS).to_string());
         Ok(())
+    }
+}
+
+/// The entry of window `at` in map state `windows`, read once per call into `touched`
+/// (which the call writes back at its end); a window seen for the first time gets an
+/// event-time timer at `timer`.
+fn window<'a, V>(
+    windows: &MapState<V>,
+    touched: &'a mut BTreeMap<i64, V>,
+    at: i64,
+    timer: i64,
+) -> Result<&'a mut V, Error>
+where
+    V: Default + Serialize + DeserializeOwned,
+{
+    match touched.entry(at) {
+        Entry::Occupied(slot) => Ok(slot.into_mut()),
+        Entry::Vacant(slot) => {
+            let w = match windows.get(&at.to_string())? {
+                Some(w) => w,
+                None => {
+                    keyed::register_timer(TimeDomain::EventTime, timer);
+                    V::default()
+                }
+            };
+            Ok(slot.insert(w))
+        }
     }
 }
