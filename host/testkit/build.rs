@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use eddy_toolchain::{Lang, Plugin};
+
 /// Every component package that tests and benchmarks use: the example plugins, and
 /// the guest of the boundary benchmark.
 const PLUGINS: &[&str] = &[
@@ -96,38 +98,45 @@ fn main() {
             path_str(&file)
         ));
     }
-    consts.push_str(&python_plugins(&root, &target));
+    consts.push_str(&twins(&root, &target));
     std::fs::write(out.join("plugins.rs"), consts).expect("cannot write plugins.rs");
 }
 
-/// The Python twins of Rust example plugins: directory and world.
-const PYTHON_PLUGINS: &[(&str, &str)] = &[
-    ("currency-convert-py", "map-plugin"),
-    ("amount-filter-py", "filter-plugin"),
-    ("word-split-py", "flat-map-plugin"),
+/// The twins of Rust example plugins in the other languages: directory, language and
+/// world.
+const TWINS: &[(&str, Lang, &str)] = &[
+    ("currency-convert-py", Lang::Python, "map-plugin"),
+    ("amount-filter-py", Lang::Python, "filter-plugin"),
+    ("word-split-py", Lang::Python, "flat-map-plugin"),
+    ("order-summary-py", Lang::Python, "process-plugin"),
+    ("currency-convert-js", Lang::Js, "map-plugin"),
+    ("order-summary-js", Lang::Js, "process-plugin"),
+    ("currency-convert-c", Lang::C, "map-plugin"),
+    ("order-summary-c", Lang::C, "process-plugin"),
 ];
 
-/// Builds the Python twins with componentize-py.
-fn python_plugins(root: &Path, target: &Path) -> String {
-    std::fs::create_dir_all(target.join("python")).expect("python output dir");
+/// Builds the twins with their languages' toolchains.
+fn twins(root: &Path, target: &Path) -> String {
     let mut consts = String::new();
-    for (dir, world) in PYTHON_PLUGINS {
-        let file = target.join(format!("python/{}.wasm", dir.replace('-', "_")));
-        let status = Command::new("componentize-py")
-            .arg("-d")
-            .arg(root.join("wit"))
-            .args(["-w", world, "componentize", "-p"])
-            .arg(root.join("plugins").join(dir))
-            .arg("-p")
-            .arg(root.join("sdk/python"))
-            .args(["app", "-o"])
-            .arg(&file)
-            .status()
-            .expect("componentize-py is needed to build the Python plugins: run .ci/setup (pip install componentize-py==0.25.1)");
-        assert!(status.success(), "building the Python plugin {dir} failed");
+    for (dir, lang, world) in TWINS {
+        let name = dir.replace('-', "_");
+        let file = target.join(format!("twins/{name}.wasm"));
+        let plugin = Plugin {
+            lang: *lang,
+            name: dir,
+            dir: &root.join("plugins").join(dir),
+            world,
+            sdk: root,
+            work: &target.join("twins").join(dir),
+        };
+        if let Err(e) = eddy_toolchain::build(&plugin, &file) {
+            panic!(
+                "building the {lang} plugin {dir} failed: {e} (.ci/setup installs every toolchain)"
+            );
+        }
         consts.push_str(&format!(
-            "/// The Python twin `{dir}`.\npub const {}: &str = {:?};\n",
-            dir.replace('-', "_").to_uppercase(),
+            "/// The {lang} twin `{dir}`.\npub const {}: &str = {:?};\n",
+            name.to_uppercase(),
             path_str(&file)
         ));
     }

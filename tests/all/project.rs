@@ -1,5 +1,6 @@
-//! `eddy new` and `eddy build`: a new plugin project builds with its language's
-//! toolchain, passes its own unit test and runs its job with the expected output.
+//! `eddy new`, `eddy build` and `eddy test`: a new plugin project in every language
+//! builds with its language's toolchain, passes its own unit test and runs its job with
+//! the expected output.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,7 +41,8 @@ fn new_project(test: &str, lang: &str) -> (Scratch, PathBuf) {
     (scratch, dir)
 }
 
-/// `eddy build`, then the project's job, whose output must be its expected output.
+/// `eddy build`, then the project's job, whose output must be its expected output, and
+/// `eddy test`, which checks the same and must catch a changed expectation.
 fn build_and_run(dir: &Path) {
     let out = clean(command(&["build"], dir))
         .output()
@@ -53,6 +55,18 @@ fn build_and_run(dir: &Path) {
     assert!(out.status.success(), "{stderr}");
     let expected = std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected");
     assert_eq!(stdout, expected);
+    let out = eddy(&["test"], dir);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "eddy test: {stderr}");
+    assert!(stdout.contains("ok: 3 lines as expected"), "{stdout}");
+    std::fs::write(dir.join("expected.jsonl"), expected.replace("HELLO", "HI")).expect("edit");
+    let out = eddy(&["test"], dir);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 1 differs from expected.jsonl") && stderr.contains("HI"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -82,6 +96,39 @@ fn a_new_python_project_builds_passes_its_test_and_runs_its_job() {
 }
 
 #[test]
+fn a_new_javascript_project_builds_passes_its_test_and_runs_its_job() {
+    let (_scratch, dir) = new_project("project-js", "js");
+    build_and_run(&dir);
+    let register = repo_root().join("sdk/js/test/register.js");
+    let out = Command::new("node")
+        .arg("--import")
+        .arg(&register)
+        .arg("--test")
+        .current_dir(&dir)
+        .output()
+        .expect("node");
+    assert!(out.status.success(), "{}", text(&out).0);
+}
+
+#[test]
+fn a_new_c_project_builds_and_runs_its_job() {
+    let (_scratch, dir) = new_project("project-c", "c");
+    build_and_run(&dir);
+}
+
+/// The JavaScript SDK's own unit tests (JSON text as the Rust SDK writes it, batches).
+#[test]
+fn the_javascript_sdk_passes_its_unit_tests() {
+    let sdk = repo_root().join("sdk/js");
+    let out = Command::new("node")
+        .args(["--import", "./test/register.js", "--test", "test/"])
+        .current_dir(&sdk)
+        .output()
+        .expect("node");
+    assert!(out.status.success(), "{}", text(&out).0);
+}
+
+#[test]
 fn build_says_which_toolchain_is_missing_and_how_to_install_it() {
     for (lang, missing) in [
         (
@@ -89,6 +136,11 @@ fn build_says_which_toolchain_is_missing_and_how_to_install_it() {
             "componentize-py is not installed: pip install componentize-py",
         ),
         ("rust", "cargo is not installed: install Rust with rustup"),
+        ("js", "node is not installed: install Node.js 18 or later"),
+        (
+            "c",
+            "clang is not installed: apt-get install clang lld wasi-libc",
+        ),
     ] {
         let (_scratch, dir) = new_project(&format!("project-missing-{lang}"), lang);
         let out = command(&["build"], &dir)

@@ -99,13 +99,13 @@ enum Command {
         restore: Option<PathBuf>,
     },
     /// Create a plugin project: its code, job file, sample events, expected output and a
-    /// unit test (`eddy new --lang python shout`).
+    /// unit test (`eddy new --lang python shout`; languages: rust, python, js, c).
     New {
         /// The plugin's name, also its directory.
         name: String,
         /// The language.
-        #[arg(long, value_enum, default_value = "rust")]
-        lang: project::Lang,
+        #[arg(long, default_value = "rust", value_parser = |s: &str| s.parse::<eddy_toolchain::Lang>())]
+        lang: eddy_toolchain::Lang,
         /// The Eddy checkout whose SDK and WIT the project builds against (default: the
         /// one this binary was built from).
         #[arg(long)]
@@ -113,6 +113,9 @@ enum Command {
     },
     /// Build the component of the plugin project in the current directory.
     Build,
+    /// Run the project's job with its component and compare the output with
+    /// `expected.jsonl`.
+    Test,
     /// Measure Eddy: `eddy bench nexmark --query q5 --events 10000000 --parallelism 2`.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -187,6 +190,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Nexmark(args)) => bench::nexmark(&args),
         Command::New { name, lang, sdk } => project::new(&name, lang, sdk.as_deref()),
         Command::Build => project::build(),
+        Command::Test => project::test(),
         Command::Savepoint { job, stop } => {
             let job = job.load()?;
             let Some(checkpoints) = &job.checkpoints else {

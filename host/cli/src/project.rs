@@ -1,23 +1,13 @@
-//! `eddy new` and `eddy build`: a ready-to-build plugin project in Rust or Python, with
-//! its job file, sample events, expected output and a unit test, and the build of the
-//! project's component through the language's own toolchain.
+//! `eddy new`, `eddy build` and `eddy test`: a ready-to-build plugin project in Rust,
+//! Python, JavaScript or C, with its job file, sample events, expected output and a
+//! test; the build of its component through the language's own toolchain; and the run of
+//! its job against the expected output.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
-
-/// The languages a project can be written in.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    /// Rust, with the `eddy-sdk` crate, built by cargo for `wasm32-wasip2`.
-    Rust,
-    /// Python, with `sdk/python/eddy_sdk.py`, built by componentize-py.
-    Python,
-}
+use eddy_toolchain::Lang;
 
 /// A template file: where it goes in the project, and its text.
 type Template = (&'static str, &'static str);
@@ -67,6 +57,16 @@ const PYTHON: [Template; 2] = [
     ),
 ];
 
+const JS: [Template; 2] = [
+    ("app.js", include_str!("../../../sdk/templates/js/app.js")),
+    (
+        "app.test.js",
+        include_str!("../../../sdk/templates/js/app.test.js"),
+    ),
+];
+
+const C: [Template; 1] = [("app.c", include_str!("../../../sdk/templates/c/app.c"))];
+
 /// The checkout this binary was built from: its SDKs and WIT, by default.
 fn default_sdk() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -97,13 +97,12 @@ pub fn new(name: &str, lang: Lang, sdk: Option<&Path>) -> Result<()> {
         );
     }
     let file = format!("{}.wasm", name.replace('-', "_"));
-    let lang_name = match lang {
-        Lang::Rust => "rust",
-        Lang::Python => "python",
-    };
+    let lang_name = lang.name();
     let own: &[Template] = match lang {
         Lang::Rust => &RUST,
         Lang::Python => &PYTHON,
+        Lang::Js => &JS,
+        Lang::C => &C,
     };
     for (path, text) in COMMON.iter().chain(own) {
         let target = dir.join(path);
@@ -117,21 +116,30 @@ pub fn new(name: &str, lang: Lang, sdk: Option<&Path>) -> Result<()> {
             .replace("{{sdk}}", &sdk.display().to_string());
         std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
     }
-    std::fs::write(dir.join(".gitignore"), "/target/\n*.wasm\n__pycache__/\n")?;
-    let (build, test) = match lang {
-        Lang::Rust => ("eddy build", "cargo test".to_owned()),
-        Lang::Python => (
-            "eddy build",
-            format!(
-                "PYTHONPATH={}/sdk/python python3 -m unittest",
-                sdk.display()
-            ),
+    std::fs::write(
+        dir.join(".gitignore"),
+        "/target/\n*.wasm\n__pycache__/\nnode_modules/\n",
+    )?;
+    let unit = match lang {
+        Lang::Rust => "cargo test".to_owned(),
+        Lang::Python => format!(
+            "PYTHONPATH={}/sdk/python python3 -m unittest",
+            sdk.display()
         ),
+        Lang::Js => format!(
+            "node --import {}/sdk/js/test/register.js --test",
+            sdk.display()
+        ),
+        Lang::C => String::new(),
+    };
+    let unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!("\n  {unit}    # unit tests, natively")
     };
     println!(
-        "created {name}/ ({lang_name} map plugin)\n  cd {name}\n  {build}           \
-         # builds {file}\n  eddy run job.yaml    # its example job; compare with expected.jsonl\n  \
-         {test}"
+        "created {name}/ ({lang_name} map plugin)\n  cd {name}\n  eddy build           \
+         # builds {file}\n  eddy test            # runs job.yaml, compares with expected.jsonl{unit}"
     );
     Ok(())
 }
@@ -147,91 +155,61 @@ struct Manifest {
     sdk: PathBuf,
 }
 
+/// The project in the current directory, from its `plugin.yaml`.
+fn manifest() -> Result<Manifest> {
+    let text = std::fs::read_to_string("plugin.yaml")
+        .context("no plugin.yaml here: run this in a project that `eddy new` created")?;
+    serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("plugin.yaml: {e}"))
+}
+
 /// Builds the component of the project in the current directory.
 pub fn build() -> Result<()> {
-    let text = std::fs::read_to_string("plugin.yaml")
-        .context("no plugin.yaml here: run `eddy build` in a project that `eddy new` created")?;
-    let m: Manifest =
-        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("plugin.yaml: {e}"))?;
-    match m.lang {
-        Lang::Rust => build_rust(&m),
-        Lang::Python => build_python(&m),
-    }?;
+    let m = manifest()?;
+    let here = std::env::current_dir()?;
+    let plugin = eddy_toolchain::Plugin {
+        lang: m.lang,
+        name: &m.name,
+        dir: &here,
+        world: &m.world,
+        sdk: &m.sdk,
+        work: &here.join("target/eddy"),
+    };
+    eddy_toolchain::build(&plugin, &here.join(&m.component))?;
     println!("built {}", m.component);
     Ok(())
 }
 
-/// Whether `program` runs at all (`--version`).
-fn installed(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
+/// Runs the project's job with its component and compares what it prints with
+/// `expected.jsonl`, line by line.
+pub fn test() -> Result<()> {
+    let m = manifest()?;
+    if !Path::new(&m.component).is_file() {
+        bail!("{} is not built yet: run `eddy build` first", m.component);
+    }
+    let out = Command::new(std::env::current_exe()?)
+        .args(["run", "--quiet", "job.yaml"])
         .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status}); its output above says why");
-    }
-    Ok(())
-}
-
-fn build_rust(m: &Manifest) -> Result<()> {
-    if !installed("cargo") {
-        bail!("cargo is not installed: install Rust with rustup (https://rustup.rs)");
-    }
-    if installed("rustup") {
-        let targets = Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .output()?;
-        if !String::from_utf8_lossy(&targets.stdout)
-            .lines()
-            .any(|t| t.trim() == "wasm32-wasip2")
-        {
-            bail!("the wasm32-wasip2 target is not installed: rustup target add wasm32-wasip2");
-        }
-    }
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    run(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--target-dir",
-            ])
-            .arg(&target_dir),
-        "cargo build",
-    )?;
-    let built = target_dir
-        .join("wasm32-wasip2/release")
-        .join(m.name.replace('-', "_"))
-        .with_extension("wasm");
-    std::fs::copy(&built, &m.component)
-        .with_context(|| format!("copying {} to {}", built.display(), m.component))?;
-    Ok(())
-}
-
-fn build_python(m: &Manifest) -> Result<()> {
-    if !installed("componentize-py") {
+        .context("running job.yaml")?;
+    if !out.status.success() {
         bail!(
-            "componentize-py is not installed: pip install componentize-py==0.25.1 \
-             (Eddy's setup script installs it)"
+            "job.yaml failed:\n{}",
+            String::from_utf8_lossy(&out.stderr).trim_end()
         );
     }
-    run(
-        Command::new("componentize-py")
-            .arg("-d")
-            .arg(m.sdk.join("wit"))
-            .args(["-w", &m.world, "componentize", "-p", "."])
-            .arg("-p")
-            .arg(m.sdk.join("sdk/python"))
-            .args(["app", "-o", &m.component]),
-        "componentize-py",
-    )
+    let got = String::from_utf8_lossy(&out.stdout);
+    let want = std::fs::read_to_string("expected.jsonl").context("reading expected.jsonl")?;
+    let (got_lines, want_lines): (Vec<_>, Vec<_>) = (got.lines().collect(), want.lines().collect());
+    for i in 0..got_lines.len().max(want_lines.len()) {
+        let (g, w) = (got_lines.get(i), want_lines.get(i));
+        if g != w {
+            bail!(
+                "line {} differs from expected.jsonl:\n  got:      {}\n  expected: {}",
+                i + 1,
+                g.unwrap_or(&"(nothing)"),
+                w.unwrap_or(&"(nothing)")
+            );
+        }
+    }
+    println!("ok: {} lines as expected", want_lines.len());
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 use eddy_sdk::keyed::{MapState, register_timer, side_output};
 use eddy_sdk::serde::Deserialize;
+use eddy_sdk::serde_json::value::RawValue;
 use eddy_sdk::{Context, Emitter, Error, Event, Process, TimeDomain, Timer, json};
 
 #[derive(Deserialize)]
@@ -61,7 +62,8 @@ impl<const VERSION: u8> Process for OrderSummary<VERSION> {
             self.buckets.put(&end.to_string(), &(orders + 1, cents))?;
             register_timer(TimeDomain::EventTime, end - 1);
             if order.amount > self.big {
-                side_output("big-orders", &event.json::<eddy_sdk::Value>()?)?;
+                // Forwarded as it came.
+                side_output("big-orders", &event.json::<&RawValue>()?)?;
             }
         }
         Ok(())

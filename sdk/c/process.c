@@ -1,0 +1,141 @@
+// The process-function export of a C plugin, and the keyed state, timers and side
+// outputs it may use (eddy_keyed.h).
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "eddy_keyed.h"
+#include "plugin.h"
+
+bool exports_eddy_plugin_process_function_open(exports_eddy_plugin_process_function_plugin_error_t *err) {
+  return eddy_open_with_params(err);
+}
+
+// Moves the output into `ret`, or fills `err`; frees the key either way.
+static bool finish(bool ok, eddy_out_t *out, plugin_list_u8_t *key, exports_eddy_plugin_process_function_batch_t *ret,
+                   exports_eddy_plugin_process_function_plugin_error_t *err) {
+  plugin_list_u8_free(key);
+  if (ok) {
+    eddy_out_into_batch(out, ret);
+  } else {
+    eddy_out_free(out);
+    eddy_error_into(err, -1);
+  }
+  return ok;
+}
+
+bool exports_eddy_plugin_process_function_process_batch(plugin_list_u8_t *key,
+                                                         exports_eddy_plugin_process_function_batch_t *input,
+                                                         exports_eddy_plugin_process_function_batch_t *ret,
+                                                         exports_eddy_plugin_process_function_plugin_error_t *err) {
+  size_t count;
+  eddy_event_t *events = eddy_events(input, &count);
+  eddy_out_t out = {0};
+  bool ok = eddy_process((eddy_slice_t){key->ptr, key->len}, events, count, &out);
+  free(events);
+  eddy_plugin_types_batch_free(input);
+  return finish(ok, &out, key, ret, err);
+}
+
+bool exports_eddy_plugin_process_function_on_timer(plugin_list_u8_t *key,
+                                                   exports_eddy_plugin_process_function_time_domain_t domain,
+                                                   int64_t timestamp,
+                                                   exports_eddy_plugin_process_function_batch_t *ret,
+                                                   exports_eddy_plugin_process_function_plugin_error_t *err) {
+  eddy_out_t out = {0};
+  eddy_timer_t timer = {(eddy_time_domain_t)domain, timestamp};
+  bool ok = eddy_on_timer((eddy_slice_t){key->ptr, key->len}, timer, &out);
+  return finish(ok, &out, key, ret, err);
+}
+
+static plugin_list_u8_t bytes_of(const char *s) { return (plugin_list_u8_t){(uint8_t *)s, strlen(s)}; }
+
+// Replaces `dst`'s contents with the host's bytes and frees them.
+static void take(plugin_list_u8_t *src, eddy_buf_t *dst) {
+  dst->len = 0;
+  eddy_buf_raw(dst, src->ptr, src->len);
+  plugin_list_u8_free(src);
+}
+
+#define TTL(ttl_ms) ((ttl_ms) >= 0 ? &(uint64_t){(uint64_t)(ttl_ms)} : NULL)
+
+eddy_value_state_t eddy_value_state(const char *name, int64_t ttl_ms) {
+  plugin_string_t text;
+  plugin_string_set(&text, name);
+  return (eddy_value_state_t){eddy_plugin_state_constructor_value_state(&text, TTL(ttl_ms)).__handle};
+}
+
+static eddy_plugin_state_borrow_value_state_t value_handle(eddy_value_state_t s) {
+  return (eddy_plugin_state_borrow_value_state_t){s.handle};
+}
+
+bool eddy_value_get(eddy_value_state_t state, eddy_buf_t *value) {
+  plugin_list_u8_t got;
+  if (!eddy_plugin_state_method_value_state_get(value_handle(state), &got)) {
+    return false;
+  }
+  take(&got, value);
+  return true;
+}
+
+void eddy_value_set(eddy_value_state_t state, const uint8_t *value, size_t len) {
+  plugin_list_u8_t bytes = {(uint8_t *)value, len};
+  eddy_plugin_state_method_value_state_set(value_handle(state), &bytes);
+}
+
+void eddy_value_clear(eddy_value_state_t state) { eddy_plugin_state_method_value_state_clear(value_handle(state)); }
+
+eddy_map_state_t eddy_map_state(const char *name, int64_t ttl_ms) {
+  plugin_string_t text;
+  plugin_string_set(&text, name);
+  return (eddy_map_state_t){eddy_plugin_state_constructor_map_state(&text, TTL(ttl_ms)).__handle};
+}
+
+static eddy_plugin_state_borrow_map_state_t map_handle(eddy_map_state_t s) {
+  return (eddy_plugin_state_borrow_map_state_t){s.handle};
+}
+
+bool eddy_map_get(eddy_map_state_t state, const char *key, eddy_buf_t *value) {
+  plugin_list_u8_t k = bytes_of(key);
+  plugin_list_u8_t got;
+  if (!eddy_plugin_state_method_map_state_get(map_handle(state), &k, &got)) {
+    return false;
+  }
+  take(&got, value);
+  return true;
+}
+
+void eddy_map_put(eddy_map_state_t state, const char *key, const uint8_t *value, size_t len) {
+  plugin_list_u8_t k = bytes_of(key);
+  plugin_list_u8_t v = {(uint8_t *)value, len};
+  eddy_plugin_state_method_map_state_put(map_handle(state), &k, &v);
+}
+
+void eddy_map_remove(eddy_map_state_t state, const char *key) {
+  plugin_list_u8_t k = bytes_of(key);
+  eddy_plugin_state_method_map_state_remove(map_handle(state), &k);
+}
+
+void eddy_map_clear(eddy_map_state_t state) { eddy_plugin_state_method_map_state_clear(map_handle(state)); }
+
+void eddy_register_timer(eddy_time_domain_t domain, int64_t timestamp) {
+  eddy_plugin_timers_register((eddy_plugin_timers_time_domain_t)domain, timestamp);
+}
+
+void eddy_delete_timer(eddy_time_domain_t domain, int64_t timestamp) {
+  eddy_plugin_timers_delete((eddy_plugin_timers_time_domain_t)domain, timestamp);
+}
+
+int64_t eddy_watermark(void) { return eddy_plugin_timers_current_watermark(); }
+
+int64_t eddy_processing_time(void) { return eddy_plugin_timers_current_processing_time(); }
+
+void eddy_side_output(const char *tag, const uint8_t *value, size_t len) {
+  plugin_string_t name;
+  plugin_string_set(&name, tag);
+  uint32_t end = (uint32_t)len;
+  eddy_plugin_side_output_batch_t batch = {0};
+  batch.values = (plugin_list_u8_t){(uint8_t *)value, len};
+  batch.value_ends = (plugin_list_u32_t){&end, 1};
+  eddy_plugin_side_output_emit(&name, &batch);
+}
