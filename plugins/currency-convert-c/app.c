@@ -58,12 +58,26 @@ bool eddy_open(eddy_slice_t params) {
 }
 
 bool eddy_map(const eddy_event_t *event, eddy_buf_t *out) {
-  eddy_slice_t id, customer, amount_text, currency, code, ts;
+  // One pass over the order's fields.
+  eddy_slice_t id = {0}, customer = {0}, amount_text = {0}, currency = {0}, code, ts = {0};
+  eddy_slice_t name, value;
+  size_t cursor = 0;
+  while (eddy_json_next(event->value, &cursor, &name, &value)) {
+    if (eddy_slice_eq(name, "id")) {
+      id = value;
+    } else if (eddy_slice_eq(name, "customer")) {
+      customer = value;
+    } else if (eddy_slice_eq(name, "amount")) {
+      amount_text = value;
+    } else if (eddy_slice_eq(name, "currency")) {
+      currency = value;
+    } else if (eddy_slice_eq(name, "ts")) {
+      ts = value;
+    }
+  }
   double amount;
-  if (!eddy_json_get(event->value, "id", &id) || !eddy_json_get(event->value, "customer", &customer) ||
-      !eddy_json_get(event->value, "amount", &amount_text) || !eddy_json_f64(amount_text, &amount) ||
-      !eddy_json_get(event->value, "currency", &currency) || !eddy_json_str(currency, &code) ||
-      !eddy_json_get(event->value, "ts", &ts)) {
+  if (!id.ptr || !customer.ptr || !ts.ptr || !eddy_json_f64(amount_text, &amount) ||
+      !eddy_json_str(currency, &code)) {
     return eddy_fail("not an order: %.*s", (int)event->value.len, (const char *)event->value.ptr);
   }
   const double *rate = rate_of(code);

@@ -149,7 +149,55 @@ static bool number_text(eddy_slice_t v, char *buf, size_t size) {
   return true;
 }
 
+// Powers of ten that a double holds exactly.
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+// 2^53: integers below it are exact doubles.
+#define EXACT_INT 9007199254740992.0
+
+// Parses the common numbers (up to 15 significant digits, small exponents) exactly
+// without strtod, whose long-double arithmetic is software-emulated on wasm32: an exact
+// integer times or divided by an exact power of ten is rounded correctly.
+static bool fast_f64(eddy_slice_t v, double *out) {
+  size_t i = 0;
+  bool negative = i < v.len && v.ptr[i] == '-';
+  i += negative;
+  uint64_t mantissa = 0;
+  int digits = 0, exp10 = 0;
+  bool any = false;
+  for (; i < v.len && v.ptr[i] >= '0' && v.ptr[i] <= '9'; i++, any = true) {
+    if (mantissa || v.ptr[i] != '0') {
+      digits++;
+    }
+    mantissa = mantissa * 10 + (v.ptr[i] - '0');
+    if (digits > 15) {
+      return false;
+    }
+  }
+  if (i < v.len && v.ptr[i] == '.') {
+    for (i++; i < v.len && v.ptr[i] >= '0' && v.ptr[i] <= '9'; i++, exp10--) {
+      if (mantissa || v.ptr[i] != '0') {
+        digits++;
+      }
+      mantissa = mantissa * 10 + (v.ptr[i] - '0');
+      if (digits > 15) {
+        return false;
+      }
+    }
+  }
+  if (!any || i != v.len || exp10 < -22) {
+    return false;  // exponents, long or odd numbers: strtod
+  }
+  double x = exp10 < 0 ? (double)mantissa / POW10[-exp10] : (double)mantissa;
+  *out = negative ? -x : x;
+  return true;
+}
+
 bool eddy_json_f64(eddy_slice_t v, double *out) {
+  if (fast_f64(v, out)) {
+    return true;
+  }
   char buf[64];
   char *end;
   if (!number_text(v, buf, sizeof buf)) {
@@ -248,6 +296,40 @@ void eddy_buf_json_str(eddy_buf_t *b, eddy_slice_t s) {
 
 void eddy_buf_i64(eddy_buf_t *b, int64_t v) { eddy_buf_fmt(b, "%lld", (long long)v); }
 
+// The shortest decimal of a positive `x` that has at most 15 decimals and is below 2^53,
+// found without printf: the fewest decimals `k` for which an integer `m` gives back `x`
+// as m / 10^k (an exact quotient of exact doubles, so exactly what a parser would read).
+static bool short_decimal(double x, char *digits, size_t *n, int *point) {
+  for (int k = 0; k <= 15; k++) {
+    double y = x * POW10[k];
+    if (y >= EXACT_INT) {
+      return false;
+    }
+    double m = round(y);
+    if (m / POW10[k] != x) {
+      m = y > m ? m + 1 : m - 1;  // the product's rounding can hide the right neighbour
+      if (m < 0 || m / POW10[k] != x) {
+        continue;
+      }
+    }
+    char tmp[20];
+    size_t len = 0;
+    for (uint64_t i = (uint64_t)m; i > 0 || len == 0; i /= 10) {
+      tmp[len++] = (char)('0' + i % 10);
+    }
+    for (size_t i = 0; i < len; i++) {
+      digits[i] = tmp[len - 1 - i];
+    }
+    *point = (int)len - k;
+    *n = len;
+    while (*n > 1 && digits[*n - 1] == '0') {
+      (*n)--;
+    }
+    return true;
+  }
+  return false;
+}
+
 void eddy_buf_f64(eddy_buf_t *b, double v) {
   if (!isfinite(v)) {
     eddy_buf_cstr(b, "null");
@@ -257,26 +339,29 @@ void eddy_buf_f64(eddy_buf_t *b, double v) {
     eddy_buf_cstr(b, signbit(v) ? "-0.0" : "0.0");
     return;
   }
-  // The shortest digits that read back as `v`: "d.ddde±x".
-  char sci[40];
-  for (int precision = 0; precision < 17; precision++) {
-    snprintf(sci, sizeof sci, "%.*e", precision, fabs(v));
-    if (strtod(sci, NULL) == fabs(v)) {
-      break;
-    }
-  }
   char digits[24];
   size_t n = 0;
-  char *e = strchr(sci, 'e');
-  for (char *p = sci; p < e; p++) {
-    if (*p != '.') {
-      digits[n++] = *p;
+  int point = 0;  // digits before the decimal point
+  if (!short_decimal(fabs(v), digits, &n, &point)) {
+    // The shortest digits that read back as `v`, from "d.ddde±x" (slow on wasm32).
+    char sci[40];
+    for (int precision = 0; precision < 17; precision++) {
+      snprintf(sci, sizeof sci, "%.*e", precision, fabs(v));
+      if (strtod(sci, NULL) == fabs(v)) {
+        break;
+      }
     }
+    char *e = strchr(sci, 'e');
+    for (char *p = sci; p < e; p++) {
+      if (*p != '.') {
+        digits[n++] = *p;
+      }
+    }
+    while (n > 1 && digits[n - 1] == '0') {
+      n--;
+    }
+    point = atoi(e + 1) + 1;
   }
-  while (n > 1 && digits[n - 1] == '0') {
-    n--;
-  }
-  int point = atoi(e + 1) + 1;  // digits before the decimal point
   if (v < 0) {
     eddy_buf_raw(b, "-", 1);
   }

@@ -18,23 +18,27 @@ const NO_TIMESTAMP = -9223372036854775808n;
 
 /** One input event: value bytes, optional key and timestamp, with a JSON helper. */
 export class Event {
-  constructor(value, key, timestamp) {
+  constructor(value, key, timestamp, text) {
     /** The value bytes (a Uint8Array). */
     this.value = value;
     /** The key bytes, or null. */
     this.key = key;
     /** Event time in ms since the epoch, or null. */
     this.timestamp = timestamp;
+    this.decoded = text;
   }
 
   /** The value as text. */
   text() {
-    return decoder.decode(this.value);
+    if (this.decoded === undefined) {
+      this.decoded = decoder.decode(this.value);
+    }
+    return this.decoded;
   }
 
   /** The value parsed as JSON. */
   json() {
-    return JSON.parse(decoder.decode(this.value));
+    return JSON.parse(this.text());
   }
 }
 
@@ -59,7 +63,12 @@ function floatText(x) {
   if (x === 0) {
     return Object.is(x, -0) ? '-0.0' : '0.0';
   }
-  const [mantissa, exp] = Math.abs(x).toExponential().split('e');
+  const abs = Math.abs(x);
+  if (abs >= 1e-5 && abs < 1e16) {
+    // JavaScript's own shortest digits, in plain notation in this range.
+    return Number.isInteger(x) ? `${x}.0` : String(x);
+  }
+  const [mantissa, exp] = abs.toExponential().split('e');
   const digits = mantissa.replace('.', '');
   const point = Number(exp) + 1; // digits before the decimal point
   const sign = x < 0 ? '-' : '';
@@ -76,24 +85,28 @@ function floatText(x) {
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
 
+/** Brackets a `Float`'s text inside a JSON string so that `stringify` can unquote it
+ * (a private-use character, which JSON.stringify leaves as it is). */
+const MARK = '\ue000';
+
+/** Called by JSON.stringify for Floats only: the engine's own stringify does the rest
+ * (a replacer function, called for every field, costs several times more). */
+Float.prototype.toJSON = function toJSON() {
+  const x = this.value;
+  const abs = Math.abs(x);
+  // Fractions in plain range print the same in both languages: no marking needed.
+  return abs >= 1e-5 && abs < 1e16 && !Number.isInteger(x) ? x : MARK + floatText(x) + MARK;
+};
+
 /** Compact JSON text as the Rust SDK writes it; `Float`s keep their `.0`. */
 export function stringify(value) {
   if (value instanceof Float) {
     return floatText(value.value);
   }
-  if (Array.isArray(value)) {
-    return `[${value.map((v) => stringify(v === undefined ? null : v)).join(',')}]`;
-  }
-  if (value !== null && typeof value === 'object' && typeof value.toJSON !== 'function') {
-    const fields = [];
-    for (const [k, v] of Object.entries(value)) {
-      if (v !== undefined) {
-        fields.push(`${JSON.stringify(k)}:${stringify(v)}`);
-      }
-    }
-    return `{${fields.join(',')}}`;
-  }
-  return JSON.stringify(value);
+  const text = JSON.stringify(value);
+  return text !== undefined && text.includes(MARK)
+    ? text.replaceAll(`"${MARK}`, '').replaceAll(`${MARK}"`, '')
+    : text;
 }
 
 /** Rounds halves away from zero, as Rust's `f64::round` does (`Math.round` goes up). */
@@ -106,13 +119,17 @@ export function log(level, message) {
   hostLog(level, message);
 }
 
-/** The events of a packed batch. */
+/** The events of a packed batch. An ASCII batch (the usual JSON) is decoded in one go
+ * and sliced, as its byte offsets are also string offsets. */
 export function events(batch) {
   const out = [];
   const { values, valueEnds, keys, keyEnds, timestamps } = batch;
+  const all = decoder.decode(values);
+  const ascii = all.length === values.length;
   let start = 0;
   let keyStart = 0;
   for (let i = 0; i < valueEnds.length; i++) {
+    const end = valueEnds[i];
     let key = null;
     if (keyEnds.length > 0) {
       const keyEnd = keyEnds[i];
@@ -122,10 +139,16 @@ export function events(batch) {
       keyStart = keyEnd;
     }
     const ts = timestamps.length > 0 ? timestamps[i] : NO_TIMESTAMP;
-    out.push(new Event(values.subarray(start, valueEnds[i]), key, ts === NO_TIMESTAMP ? null : Number(ts)));
-    start = valueEnds[i];
+    const text = ascii ? all.slice(start, end) : undefined;
+    out.push(new Event(values.subarray(start, end), key, ts === NO_TIMESTAMP ? null : Number(ts), text));
+    start = end;
   }
   return out;
+}
+
+/** The text of an output value that is not bytes: itself, or its JSON. */
+function textOf(value) {
+  return typeof value === 'string' ? value : stringify(value);
 }
 
 /** Bytes of an output value: bytes as they are, text as UTF-8, anything else as JSON. */
@@ -133,21 +156,38 @@ export function encode(value) {
   if (ArrayBuffer.isView(value)) {
     return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
   }
-  return encoder.encode(typeof value === 'string' ? value : stringify(value));
+  return encoder.encode(textOf(value));
 }
 
-/** A packed batch of values (keys and timestamps are inherited by the host). */
+function batchOf(values, valueEnds) {
+  return { values, valueEnds, keys: new Uint8Array(0), keyEnds: [], timestamps: [], headers: [] };
+}
+
+/** A packed batch of values (keys and timestamps are inherited by the host). Text
+ * values are joined and encoded once when they are all ASCII. */
 export function pack(values) {
-  const parts = values.map(encode);
-  const valueEnds = new Uint32Array(parts.length);
+  const valueEnds = new Uint32Array(values.length);
   let len = 0;
+  if (!values.some((v) => ArrayBuffer.isView(v))) {
+    const texts = values.map(textOf);
+    const joined = texts.join('');
+    const buf = encoder.encode(joined);
+    if (buf.length === joined.length) {
+      texts.forEach((t, i) => {
+        len += t.length;
+        valueEnds[i] = len;
+      });
+      return batchOf(buf, valueEnds);
+    }
+  }
+  const parts = values.map(encode);
   parts.forEach((p, i) => {
     len += p.length;
     valueEnds[i] = len;
   });
   const buf = new Uint8Array(len);
   parts.forEach((p, i) => buf.set(p, valueEnds[i] - p.length));
-  return { values: buf, valueEnds, keys: new Uint8Array(0), keyEnds: [], timestamps: [], headers: [] };
+  return batchOf(buf, valueEnds);
 }
 
 /** The host's `plugin-error` for a failure, pointing at event `index` when known. */
