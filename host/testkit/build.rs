@@ -110,8 +110,12 @@ const TWINS: &[(&str, Lang, &str)] = &[
     ("word-split-py", Lang::Python, "flat-map-plugin"),
     ("order-summary-py", Lang::Python, "process-plugin"),
     ("currency-convert-js", Lang::Js, "map-plugin"),
+    ("amount-filter-js", Lang::Js, "filter-plugin"),
+    ("word-split-js", Lang::Js, "flat-map-plugin"),
     ("order-summary-js", Lang::Js, "process-plugin"),
     ("currency-convert-c", Lang::C, "map-plugin"),
+    ("amount-filter-c", Lang::C, "filter-plugin"),
+    ("word-split-c", Lang::C, "flat-map-plugin"),
     ("order-summary-c", Lang::C, "process-plugin"),
 ];
 

@@ -460,6 +460,22 @@ void eddy_error_into(eddy_plugin_types_plugin_error_t *err, int64_t index) {
   err->event.val = index >= 0 ? (uint32_t)index : 0;
 }
 
+bool eddy_each(eddy_plugin_types_batch_t *input, eddy_each_fn call, void *context,
+               eddy_plugin_types_plugin_error_t *err) {
+  size_t count;
+  eddy_event_t *events = eddy_events(input, &count);
+  bool ok = true;
+  for (size_t i = 0; i < count && ok; i++) {
+    ok = call(i, &events[i], context);
+    if (!ok) {
+      eddy_error_into(err, (int64_t)i);
+    }
+  }
+  free(events);
+  eddy_plugin_types_batch_free(input);
+  return ok;
+}
+
 bool eddy_open_with_params(eddy_plugin_types_plugin_error_t *err) {
   plugin_string_t params;
   eddy_plugin_config_params(&params);

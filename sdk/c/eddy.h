@@ -1,9 +1,9 @@
 // Write Eddy plugins in C.
 //
-// A plugin defines `eddy_open` and the function of its kind (`eddy_map`, or
-// `eddy_process` and `eddy_on_timer` for a process function, declared in
-// eddy_keyed.h); the SDK's glue for the kind (map.c, process.c) implements the WIT
-// exports, unpacks the host's packed batches into `eddy_event_t`s and packs what the
+// A plugin defines `eddy_open` and the function of its kind: `eddy_map`, `eddy_filter`
+// or `eddy_flat_map` (below), or `eddy_process` and `eddy_on_timer` for a process
+// function (eddy_keyed.h). The SDK's glue for the kind (map.c, filter.c, flat_map.c,
+// process.c) implements the WIT exports, unpacks the host's packed batches into `eddy_event_t`s and packs what the
 // plugin writes. `eddy build` generates the bindings with `wit-bindgen c`, compiles with
 // clang for wasm32-wasi and makes the component with `wasm-tools component new`.
 //
@@ -39,7 +39,7 @@ typedef struct {
 } eddy_buf_t;
 
 // What a call emits: values written into `buf`, each closed by `eddy_out_end`.
-typedef struct {
+typedef struct eddy_out_t {
   eddy_buf_t buf;
   uint32_t *ends;
   size_t len;
@@ -48,6 +48,16 @@ typedef struct {
 
 // Called once per instance with the step's params (a JSON object).
 bool eddy_open(eddy_slice_t params);
+
+// A map writes the output value of `event` into `out`.
+bool eddy_map(const eddy_event_t *event, eddy_buf_t *out);
+
+// A filter sets whether `event` passes.
+bool eddy_filter(const eddy_event_t *event, bool *keep);
+
+// A flat-map writes any number of values, each closed by `eddy_out_end`; they inherit
+// the event's key and timestamp.
+bool eddy_flat_map(const eddy_event_t *event, eddy_out_t *out);
 
 // Records why the current call fails and returns false (`return eddy_fail(...)`).
 bool eddy_fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
@@ -125,6 +135,12 @@ void eddy_out_free(eddy_out_t *out);
 // unless it is negative.
 struct eddy_plugin_types_plugin_error_t;
 void eddy_error_into(struct eddy_plugin_types_plugin_error_t *err, int64_t index);
+
+// Calls `call(index, event, context)` for every event of `input` until one fails, then
+// fills `err` naming that event; frees `input` either way.
+typedef bool (*eddy_each_fn)(size_t index, const eddy_event_t *event, void *context);
+bool eddy_each(struct eddy_plugin_types_batch_t *input, eddy_each_fn call, void *context,
+               struct eddy_plugin_types_plugin_error_t *err);
 
 // Calls `eddy_open` with the step's params; fills `err` when it fails.
 bool eddy_open_with_params(struct eddy_plugin_types_plugin_error_t *err);

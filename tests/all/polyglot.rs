@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use eddy_testkit::plugins::{
-    AMOUNT_FILTER_PY, CURRENCY_CONVERT, CURRENCY_CONVERT_C, CURRENCY_CONVERT_JS,
-    CURRENCY_CONVERT_PY, ORDER_SUMMARY, ORDER_SUMMARY_C, ORDER_SUMMARY_JS, ORDER_SUMMARY_PY,
-    WORD_SPLIT_PY,
+    AMOUNT_FILTER_C, AMOUNT_FILTER_JS, AMOUNT_FILTER_PY, CURRENCY_CONVERT, CURRENCY_CONVERT_C,
+    CURRENCY_CONVERT_JS, CURRENCY_CONVERT_PY, ORDER_SUMMARY, ORDER_SUMMARY_C, ORDER_SUMMARY_JS,
+    ORDER_SUMMARY_PY, WORD_SPLIT_C, WORD_SPLIT_JS, WORD_SPLIT_PY,
 };
 use eddy_testkit::repo_root;
 
@@ -77,28 +77,25 @@ fn map_twins_match_the_rust_plugin_in_output_and_errors() {
 }
 
 #[test]
-fn python_filter_and_flat_map_twins_give_the_rust_plugins_output() {
+fn filter_and_flat_map_twins_give_the_rust_plugins_output() {
     for (job, rust_file, twin) in [
-        (
-            "plugins/amount-filter/job.yaml",
-            "amount_filter.wasm",
-            AMOUNT_FILTER_PY,
-        ),
-        (
-            "plugins/word-split/job.yaml",
-            "word_split.wasm",
-            WORD_SPLIT_PY,
-        ),
+        ("amount-filter", "amount_filter.wasm", AMOUNT_FILTER_PY),
+        ("amount-filter", "amount_filter.wasm", AMOUNT_FILTER_JS),
+        ("amount-filter", "amount_filter.wasm", AMOUNT_FILTER_C),
+        ("word-split", "word_split.wasm", WORD_SPLIT_PY),
+        ("word-split", "word_split.wasm", WORD_SPLIT_JS),
+        ("word-split", "word_split.wasm", WORD_SPLIT_C),
     ] {
-        let scratch = Scratch::new(&format!("twin-{rust_file}"));
+        let job = format!("plugins/{job}/job.yaml");
+        let scratch = Scratch::new("twin");
         std::fs::copy(twin, scratch.0.join(rust_file)).expect("copy twin");
         let dir = scratch.0.to_str().expect("UTF-8 path");
-        let out = eddy(&["run", "--quiet", "--plugin-dir", dir, job], &repo_root());
+        let out = eddy(&["run", "--quiet", "--plugin-dir", dir, &job], &repo_root());
         let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{job}: {stderr}");
-        let expected = std::fs::read_to_string(repo_root().join(job).with_extension("expected"))
+        assert!(out.status.success(), "{twin}: {stderr}");
+        let expected = std::fs::read_to_string(repo_root().join(&job).with_extension("expected"))
             .expect("expected output");
-        assert_eq!(stdout, expected, "{job}");
+        assert_eq!(stdout, expected, "{twin}");
     }
 }
 

@@ -299,12 +299,14 @@ fn build_js(p: &Plugin<'_>, out: &Path) -> Result<(), Error> {
 fn build_c(p: &Plugin<'_>, out: &Path) -> Result<(), Error> {
     let glue = match p.world {
         "map-plugin" => "map.c",
+        "filter-plugin" => "filter.c",
+        "flat-map-plugin" => "flat_map.c",
         "process-plugin" => "process.c",
         world => {
             return Err(Error::World {
                 lang: Lang::C,
                 world: world.to_owned(),
-                supported: "the map-plugin and process-plugin worlds",
+                supported: "the map, filter, flat-map and process worlds",
             });
         }
     };
