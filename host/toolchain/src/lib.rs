@@ -376,3 +376,64 @@ fn build_c(p: &Plugin<'_>, out: &Path) -> Result<(), Error> {
         "wasm-tools component new",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_parse_by_their_names_and_unknown_ones_are_named() {
+        for lang in Lang::ALL {
+            assert_eq!(lang.name().parse::<Lang>(), Ok(lang));
+        }
+        let err = "go".parse::<Lang>().unwrap_err();
+        assert!(err.contains("unknown language \"go\""), "{err}");
+    }
+
+    #[test]
+    fn sources_skip_test_files_and_sort() {
+        let dir = std::env::temp_dir().join(format!("eddy-toolchain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for f in [
+            "b.js",
+            "a.js",
+            "app.test.js",
+            "test_app.c",
+            "x_test.c",
+            "app.c",
+            "notes.md",
+        ] {
+            std::fs::write(dir.join(f), "").expect("file");
+        }
+        let names = |suffix| -> Vec<String> {
+            sources(&dir, suffix)
+                .expect("read")
+                .iter()
+                .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(".js"), ["a.js", "b.js"]);
+        assert_eq!(names(".c"), ["app.c"]);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn c_plugins_name_the_worlds_they_support() {
+        let dir = std::env::temp_dir();
+        let plugin = Plugin {
+            lang: Lang::C,
+            name: "src",
+            dir: &dir,
+            world: "source-plugin",
+            sdk: &dir,
+            work: &dir,
+        };
+        let err = build(&plugin, &dir.join("out.wasm"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "c plugins implement the map, filter, flat-map and process worlds, not the source-plugin world"
+        );
+    }
+}
