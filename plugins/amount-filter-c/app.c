@@ -1,8 +1,6 @@
 // Keeps the events whose numeric field reaches a minimum: the C twin of the Rust
 // `amount-filter` plugin, with the same params and the same output.
 
-#include <string.h>
-
 #include "eddy.h"
 
 static char field[64] = "amount";
@@ -10,13 +8,9 @@ static double min;
 static bool strict;
 
 bool eddy_open(eddy_slice_t params) {
-  eddy_slice_t v, s;
-  if (eddy_json_get(params, "field", &v)) {
-    if (!eddy_json_str(v, &s) || s.len >= sizeof field) {
-      return eddy_fail("param field: a field name expected");
-    }
-    memcpy(field, s.ptr, s.len);
-    field[s.len] = 0;
+  eddy_slice_t v;
+  if (eddy_json_get(params, "field", &v) && !eddy_json_cstr(v, field, sizeof field)) {
+    return eddy_fail("param field: a field name expected");
   }
   if (!eddy_json_get(params, "min", &v) || !eddy_json_f64(v, &min)) {
     return eddy_fail("param min: a number expected");

@@ -15,15 +15,6 @@ static struct {
 } rates[MAX_RATES];
 static size_t rate_count;
 
-static bool copy_code(eddy_slice_t s, char *dst, size_t size) {
-  if (s.len >= size) {
-    return false;
-  }
-  memcpy(dst, s.ptr, s.len);
-  dst[s.len] = 0;
-  return true;
-}
-
 static const double *rate_of(eddy_slice_t currency) {
   for (size_t i = 0; i < rate_count; i++) {
     if (eddy_slice_eq(currency, rates[i].code)) {
@@ -34,8 +25,8 @@ static const double *rate_of(eddy_slice_t currency) {
 }
 
 bool eddy_open(eddy_slice_t params) {
-  eddy_slice_t v, s;
-  if (eddy_json_get(params, "target", &v) && !(eddy_json_str(v, &s) && copy_code(s, target, sizeof target))) {
+  eddy_slice_t v;
+  if (eddy_json_get(params, "target", &v) && !eddy_json_cstr(v, target, sizeof target)) {
     return eddy_fail("param target: a currency code expected");
   }
   if (!eddy_json_get(params, "rates", &v)) {
@@ -44,11 +35,12 @@ bool eddy_open(eddy_slice_t params) {
   size_t cursor = 0;
   eddy_slice_t code, rate;
   while (eddy_json_next(v, &cursor, &code, &rate)) {
-    if (rate_count == MAX_RATES || !copy_code(code, rates[rate_count].code, sizeof rates[0].code) ||
+    if (rate_count == MAX_RATES || code.len >= sizeof rates[0].code ||
         !eddy_json_f64(rate, &rates[rate_count].rate)) {
       return eddy_fail("param rates: at most %d currency codes with numeric rates", MAX_RATES);
     }
-    rate_count++;
+    memcpy(rates[rate_count].code, code.ptr, code.len);
+    rates[rate_count++].code[code.len] = 0;
   }
   if (!rate_of(eddy_cstr(target)) && rate_count < MAX_RATES) {
     strcpy(rates[rate_count].code, target);

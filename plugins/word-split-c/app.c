@@ -10,15 +10,9 @@ static char field[64] = "text";
 static int64_t min_length = 1;
 
 bool eddy_open(eddy_slice_t params) {
-  eddy_slice_t v, s;
-  if (eddy_json_get(params, "field", &v)) {
-    if (!eddy_json_str(v, &s) || s.len >= sizeof field) {
-      return eddy_fail("param field: a field name expected");
-    }
-    for (size_t i = 0; i < s.len; i++) {
-      field[i] = (char)s.ptr[i];
-    }
-    field[s.len] = 0;
+  eddy_slice_t v;
+  if (eddy_json_get(params, "field", &v) && !eddy_json_cstr(v, field, sizeof field)) {
+    return eddy_fail("param field: a field name expected");
   }
   if (eddy_json_get(params, "min-length", &v) && !eddy_json_i64(v, &min_length)) {
     return eddy_fail("param min-length: an integer expected");

@@ -159,37 +159,37 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1
 // Parses the common numbers (up to 15 significant digits, small exponents) exactly
 // without strtod, whose long-double arithmetic is software-emulated on wasm32: an exact
 // integer times or divided by an exact power of ten is rounded correctly.
-static bool fast_f64(eddy_slice_t v, double *out) {
-  size_t i = 0;
-  bool negative = i < v.len && v.ptr[i] == '-';
-  i += negative;
-  uint64_t mantissa = 0;
-  int digits = 0, exp10 = 0;
-  bool any = false;
-  for (; i < v.len && v.ptr[i] >= '0' && v.ptr[i] <= '9'; i++, any = true) {
-    if (mantissa || v.ptr[i] != '0') {
-      digits++;
-    }
-    mantissa = mantissa * 10 + (v.ptr[i] - '0');
-    if (digits > 15) {
+// Adds the digits from `*i` on to `mantissa`; false beyond 15 significant digits.
+static bool take_digits(eddy_slice_t v, size_t *i, uint64_t *mantissa, int *significant, int *taken) {
+  for (; *i < v.len && v.ptr[*i] >= '0' && v.ptr[*i] <= '9'; (*i)++, (*taken)++) {
+    *significant += *mantissa || v.ptr[*i] != '0';
+    *mantissa = *mantissa * 10 + (v.ptr[*i] - '0');
+    if (*significant > 15) {
       return false;
     }
   }
+  return true;
+}
+
+static bool fast_f64(eddy_slice_t v, double *out) {
+  size_t i = 0;
+  bool negative = v.len > 0 && v.ptr[0] == '-';
+  i += negative;
+  uint64_t mantissa = 0;
+  int significant = 0, whole = 0, decimals = 0;
+  if (!take_digits(v, &i, &mantissa, &significant, &whole)) {
+    return false;
+  }
   if (i < v.len && v.ptr[i] == '.') {
-    for (i++; i < v.len && v.ptr[i] >= '0' && v.ptr[i] <= '9'; i++, exp10--) {
-      if (mantissa || v.ptr[i] != '0') {
-        digits++;
-      }
-      mantissa = mantissa * 10 + (v.ptr[i] - '0');
-      if (digits > 15) {
-        return false;
-      }
+    i++;
+    if (!take_digits(v, &i, &mantissa, &significant, &decimals)) {
+      return false;
     }
   }
-  if (!any || i != v.len || exp10 < -22) {
+  if (whole == 0 || i != v.len || decimals > 22) {
     return false;  // exponents, long or odd numbers: strtod
   }
-  double x = exp10 < 0 ? (double)mantissa / POW10[-exp10] : (double)mantissa;
+  double x = (double)mantissa / POW10[decimals];
   *out = negative ? -x : x;
   return true;
 }
@@ -215,6 +215,16 @@ bool eddy_json_i64(eddy_slice_t v, int64_t *out) {
   }
   *out = strtoll(buf, &end, 10);
   return *end == 0;
+}
+
+bool eddy_json_cstr(eddy_slice_t v, char *dst, size_t size) {
+  eddy_slice_t s;
+  if (!eddy_json_str(v, &s) || s.len >= size) {
+    return false;
+  }
+  memcpy(dst, s.ptr, s.len);
+  dst[s.len] = 0;
+  return true;
 }
 
 bool eddy_json_str(eddy_slice_t v, eddy_slice_t *contents) {

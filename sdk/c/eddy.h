@@ -92,6 +92,9 @@ bool eddy_json_i64(eddy_slice_t v, int64_t *out);
 // The text between the quotes of the JSON string `v` (escapes left as written).
 bool eddy_json_str(eddy_slice_t v, eddy_slice_t *contents);
 
+// That text as a NUL-terminated string in `dst`; false if `v` is no string or too long.
+bool eddy_json_cstr(eddy_slice_t v, char *dst, size_t size);
+
 // --- Writing -------------------------------------------------------------------------
 
 // Appends bytes.

@@ -2,20 +2,14 @@
 // `text`) of every event and passes the rest through. (ASCII letters only: C has no
 // Unicode case mapping of its own.)
 
-#include <string.h>
-
 #include "eddy.h"
 
 static char field[64] = "text";
 
 bool eddy_open(eddy_slice_t params) {
-  eddy_slice_t value, name;
-  if (eddy_json_get(params, "field", &value)) {
-    if (!eddy_json_str(value, &name) || name.len >= sizeof field) {
-      return eddy_fail("param field: a field name expected");
-    }
-    memcpy(field, name.ptr, name.len);
-    field[name.len] = 0;
+  eddy_slice_t value;
+  if (eddy_json_get(params, "field", &value) && !eddy_json_cstr(value, field, sizeof field)) {
+    return eddy_fail("param field: a field name expected");
   }
   return true;
 }
