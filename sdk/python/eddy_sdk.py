@@ -8,6 +8,7 @@ against the matching world of `wit/` (`map-plugin`, `filter-plugin`, `flat-map-p
 
 import json
 import math
+import re
 
 try:  # Inside a component: the bindings componentize-py generates.
     from componentize_py_types import Err
@@ -35,9 +36,48 @@ class PluginError(Exception):
     """An error a plugin reports on purpose; the host names the event it points at."""
 
 
+# A JSON string (skipped) or a number in exponent form, as Python writes floats below
+# 1e-4 or from 1e16.
+_EXPONENT_FLOAT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d(?:\.\d+)?e[+-]\d+)')
+
+
+def float_text(x):
+    """A float as Rust's f64 Display writes it in JSON: shortest digits (Python's repr
+    finds the same ones), `.0` on whole numbers, an exponent from 1e16 and below 1e-5."""
+    if x != x or x in (math.inf, -math.inf):
+        return "null"
+    if x == 0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    mantissa, _, exp = repr(abs(x)).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = whole + frac
+    point = len(whole) + (int(exp) if exp else 0)  # digits before the decimal point
+    significant = digits.lstrip("0")
+    point -= len(digits) - len(significant)
+    digits = significant.rstrip("0") or "0"
+    sign = "-" if x < 0 else ""
+    if point > 16 or point <= -5:
+        rest = "." + digits[1:] if len(digits) > 1 else ""
+        return f"{sign}{digits[0]}{rest}e{point - 1}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if len(digits) <= point:
+        return f"{sign}{digits}{'0' * (point - len(digits))}.0"
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
+def _rust_float(match):
+    number = match.group(1)
+    return match.group(0) if number is None else float_text(float(number))
+
+
 def dumps(value):
-    """JSON text as the Rust SDK writes it: compact, UTF-8, shortest floats."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """JSON text as the Rust SDK writes it: compact, UTF-8, shortest floats in Rust's
+    layout (Python's own differs only for floats in exponent form)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if "e-" in text or "e+" in text:
+        text = _EXPONENT_FLOAT.sub(_rust_float, text)
+    return text
 
 
 def round_half_away(x, digits=0):

@@ -128,6 +128,19 @@ fn the_javascript_sdk_passes_its_unit_tests() {
     assert!(out.status.success(), "{}", text(&out).0);
 }
 
+/// The Python SDK's own unit tests (JSON text as the Rust SDK writes it, batches).
+#[test]
+fn the_python_sdk_passes_its_unit_tests() {
+    let sdk = repo_root().join("sdk/python");
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "tests"])
+        .env("PYTHONPATH", &sdk)
+        .current_dir(&sdk)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
 #[test]
 fn build_says_which_toolchain_is_missing_and_how_to_install_it() {
     for (lang, missing) in [
