@@ -586,13 +586,10 @@ impl Source for TimedSource {
         }
         let mut timestamps = Vec::with_capacity(batch.len());
         for event in batch.iter() {
-            let json: serde_json::Value = serde_json::from_slice(event.value)
-                .map_err(|e| self.err(format!("event time needs JSON events: {e}")))?;
-            let ts = self
-                .field
-                .iter()
-                .try_fold(&json, |v, f| v.get(f))
-                .and_then(serde_json::Value::as_i64)
+            // Read straight from the JSON text: no tree per event.
+            let ts = crate::fields::path(event.value, &self.field)
+                .map_err(|e| self.err(format!("event time needs JSON events: {e}")))?
+                .and_then(|raw| raw.get().parse::<i64>().ok())
                 .ok_or_else(|| {
                     self.err(format!(
                         "event has no integer event-time field `{}`: {}",
