@@ -32,6 +32,7 @@ fn main() {
     let root = manifest.join("../..");
     for dir in [
         "plugins",
+        "tests/plugins",
         "sdk",
         "wit",
         "host/bench/guest",
@@ -102,33 +103,35 @@ fn main() {
     std::fs::write(out.join("plugins.rs"), consts).expect("cannot write plugins.rs");
 }
 
-/// The twins of Rust example plugins in the other languages: directory, language and
-/// world.
+/// The twins of Rust example plugins in the other languages, and test probes of the
+/// SDKs: directory, language and world.
 const TWINS: &[(&str, Lang, &str)] = &[
-    ("currency-convert-py", Lang::Python, "map-plugin"),
-    ("amount-filter-py", Lang::Python, "filter-plugin"),
-    ("word-split-py", Lang::Python, "flat-map-plugin"),
-    ("order-summary-py", Lang::Python, "process-plugin"),
-    ("currency-convert-js", Lang::Js, "map-plugin"),
-    ("amount-filter-js", Lang::Js, "filter-plugin"),
-    ("word-split-js", Lang::Js, "flat-map-plugin"),
-    ("order-summary-js", Lang::Js, "process-plugin"),
-    ("currency-convert-c", Lang::C, "map-plugin"),
-    ("amount-filter-c", Lang::C, "filter-plugin"),
-    ("word-split-c", Lang::C, "flat-map-plugin"),
-    ("order-summary-c", Lang::C, "process-plugin"),
+    ("plugins/currency-convert-py", Lang::Python, "map-plugin"),
+    ("plugins/amount-filter-py", Lang::Python, "filter-plugin"),
+    ("plugins/word-split-py", Lang::Python, "flat-map-plugin"),
+    ("plugins/order-summary-py", Lang::Python, "process-plugin"),
+    ("plugins/currency-convert-js", Lang::Js, "map-plugin"),
+    ("plugins/amount-filter-js", Lang::Js, "filter-plugin"),
+    ("plugins/word-split-js", Lang::Js, "flat-map-plugin"),
+    ("plugins/order-summary-js", Lang::Js, "process-plugin"),
+    ("plugins/currency-convert-c", Lang::C, "map-plugin"),
+    ("plugins/amount-filter-c", Lang::C, "filter-plugin"),
+    ("plugins/word-split-c", Lang::C, "flat-map-plugin"),
+    ("plugins/order-summary-c", Lang::C, "process-plugin"),
+    ("tests/plugins/state-probe-c", Lang::C, "process-plugin"),
 ];
 
 /// Builds the twins with their languages' toolchains.
 fn twins(root: &Path, target: &Path) -> String {
     let mut consts = String::new();
-    for (dir, lang, world) in TWINS {
+    for (path, lang, world) in TWINS {
+        let dir = path.rsplit('/').next().unwrap_or(path);
         let name = dir.replace('-', "_");
         let file = target.join(format!("twins/{name}.wasm"));
         let plugin = Plugin {
             lang: *lang,
             name: dir,
-            dir: &root.join("plugins").join(dir),
+            dir: &root.join(path),
             world,
             sdk: root,
             work: &target.join("twins").join(dir),
@@ -139,7 +142,7 @@ fn twins(root: &Path, target: &Path) -> String {
             );
         }
         consts.push_str(&format!(
-            "/// The {lang} twin `{dir}`.\npub const {}: &str = {:?};\n",
+            "/// The {lang} plugin `{path}`.\npub const {}: &str = {:?};\n",
             name.to_uppercase(),
             path_str(&file)
         ));

@@ -30,6 +30,11 @@ typedef struct {
   int32_t handle;
 } eddy_value_state_t;
 
+// A handle to a list per key.
+typedef struct {
+  int32_t handle;
+} eddy_list_state_t;
+
 // A handle to a map per key, from string keys to values.
 typedef struct {
   int32_t handle;
@@ -43,11 +48,21 @@ bool eddy_value_get(eddy_value_state_t state, eddy_buf_t *value);
 void eddy_value_set(eddy_value_state_t state, const uint8_t *value, size_t len);
 void eddy_value_clear(eddy_value_state_t state);
 
+eddy_list_state_t eddy_list_state(const char *name, int64_t ttl_ms);
+// The current key's list into `values`, one value each (replacing its contents).
+void eddy_list_get(eddy_list_state_t state, eddy_out_t *values);
+void eddy_list_add(eddy_list_state_t state, const uint8_t *value, size_t len);
+// Replaces the current key's list with the values in `values`.
+void eddy_list_replace(eddy_list_state_t state, const eddy_out_t *values);
+void eddy_list_clear(eddy_list_state_t state);
+
 eddy_map_state_t eddy_map_state(const char *name, int64_t ttl_ms);
 // The value at `key` of the current key's map into `value`; false when absent.
 bool eddy_map_get(eddy_map_state_t state, const char *key, eddy_buf_t *value);
 void eddy_map_put(eddy_map_state_t state, const char *key, const uint8_t *value, size_t len);
 void eddy_map_remove(eddy_map_state_t state, const char *key);
+// Every entry of the current key's map, in key order: keys and values at the same index.
+void eddy_map_entries(eddy_map_state_t state, eddy_out_t *keys, eddy_out_t *values);
 void eddy_map_clear(eddy_map_state_t state);
 
 // Asks for `eddy_on_timer` for the current key once `domain`'s clock passes `timestamp`.

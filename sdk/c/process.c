@@ -85,6 +85,57 @@ void eddy_value_set(eddy_value_state_t state, const uint8_t *value, size_t len) 
 
 void eddy_value_clear(eddy_value_state_t state) { eddy_plugin_state_method_value_state_clear(value_handle(state)); }
 
+// Appends `bytes` to `out` as one value.
+static void push(eddy_out_t *out, const plugin_list_u8_t *bytes) {
+  eddy_buf_raw(&out->buf, bytes->ptr, bytes->len);
+  eddy_out_end(out);
+}
+
+static void clear_out(eddy_out_t *out) {
+  out->buf.len = 0;
+  out->len = 0;
+}
+
+eddy_list_state_t eddy_list_state(const char *name, int64_t ttl_ms) {
+  plugin_string_t text;
+  plugin_string_set(&text, name);
+  return (eddy_list_state_t){eddy_plugin_state_constructor_list_state(&text, TTL(ttl_ms)).__handle};
+}
+
+static eddy_plugin_state_borrow_list_state_t list_handle(eddy_list_state_t s) {
+  return (eddy_plugin_state_borrow_list_state_t){s.handle};
+}
+
+void eddy_list_get(eddy_list_state_t state, eddy_out_t *values) {
+  plugin_list_list_u8_t got;
+  eddy_plugin_state_method_list_state_get(list_handle(state), &got);
+  clear_out(values);
+  for (size_t i = 0; i < got.len; i++) {
+    push(values, &got.ptr[i]);
+  }
+  plugin_list_list_u8_free(&got);
+}
+
+void eddy_list_add(eddy_list_state_t state, const uint8_t *value, size_t len) {
+  plugin_list_u8_t bytes = {(uint8_t *)value, len};
+  eddy_plugin_state_method_list_state_add(list_handle(state), &bytes);
+}
+
+void eddy_list_replace(eddy_list_state_t state, const eddy_out_t *values) {
+  plugin_list_u8_t *items = values->len ? calloc(values->len, sizeof *items) : NULL;
+  if (values->len && !items) {
+    abort();
+  }
+  for (size_t i = 0, start = 0; i < values->len; start = values->ends[i++]) {
+    items[i] = (plugin_list_u8_t){values->buf.ptr + start, values->ends[i] - start};
+  }
+  plugin_list_list_u8_t list = {items, values->len};
+  eddy_plugin_state_method_list_state_replace(list_handle(state), &list);
+  free(items);
+}
+
+void eddy_list_clear(eddy_list_state_t state) { eddy_plugin_state_method_list_state_clear(list_handle(state)); }
+
 eddy_map_state_t eddy_map_state(const char *name, int64_t ttl_ms) {
   plugin_string_t text;
   plugin_string_set(&text, name);
@@ -114,6 +165,18 @@ void eddy_map_put(eddy_map_state_t state, const char *key, const uint8_t *value,
 void eddy_map_remove(eddy_map_state_t state, const char *key) {
   plugin_list_u8_t k = bytes_of(key);
   eddy_plugin_state_method_map_state_remove(map_handle(state), &k);
+}
+
+void eddy_map_entries(eddy_map_state_t state, eddy_out_t *keys, eddy_out_t *values) {
+  plugin_list_tuple2_list_u8_list_u8_t got;
+  eddy_plugin_state_method_map_state_entries(map_handle(state), &got);
+  clear_out(keys);
+  clear_out(values);
+  for (size_t i = 0; i < got.len; i++) {
+    push(keys, &got.ptr[i].f0);
+    push(values, &got.ptr[i].f1);
+  }
+  plugin_list_tuple2_list_u8_list_u8_free(&got);
 }
 
 void eddy_map_clear(eddy_map_state_t state) { eddy_plugin_state_method_map_state_clear(map_handle(state)); }

@@ -7,7 +7,7 @@ use std::path::Path;
 use eddy_testkit::plugins::{
     AMOUNT_FILTER_C, AMOUNT_FILTER_JS, AMOUNT_FILTER_PY, CURRENCY_CONVERT, CURRENCY_CONVERT_C,
     CURRENCY_CONVERT_JS, CURRENCY_CONVERT_PY, ORDER_SUMMARY, ORDER_SUMMARY_C, ORDER_SUMMARY_JS,
-    ORDER_SUMMARY_PY, WORD_SPLIT_C, WORD_SPLIT_JS, WORD_SPLIT_PY,
+    ORDER_SUMMARY_PY, STATE_PROBE_C, WORD_SPLIT_C, WORD_SPLIT_JS, WORD_SPLIT_PY,
 };
 use eddy_testkit::repo_root;
 
@@ -211,4 +211,48 @@ sinks:
     for (lang, twin) in CONVERT_TWINS {
         assert!(run(&format!("many-{lang}"), twin) == rust, "{lang} differs");
     }
+}
+
+/// The C SDK's list state and map entries (which the twins do not use), through a probe
+/// plugin on the hand-checked orders: a list per customer that timers read and cut back
+/// to its last value, and a map from event time to amount read in key order.
+#[test]
+fn c_list_state_and_map_entries_keep_what_was_written() {
+    let case = repo_root().join("tests/cases/process-function");
+    let job = "
+name: probe
+batch-size: 1
+sources:
+  - type: file
+    path: in.jsonl
+    event-time: { field: ts }
+steps:
+  - key-by: customer
+  - name: probe
+    process: plugin.wasm
+sinks:
+  - type: stdout
+";
+    let scratch = scratch_with("state-probe-c", STATE_PROBE_C, job);
+    std::fs::copy(case.join("in.jsonl"), scratch.0.join("in.jsonl")).expect("input");
+    let out = eddy(&["run", "--quiet", "job.yaml"], &scratch.0);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // c1's first timer fires once the event at 12 s is in (the watermark follows it);
+    // map keys are in byte order ("12000" before "9000").
+    assert_eq!(
+        stdout,
+        concat!(
+            r#"{"customer":"c1","at":9999,"list":[100.0,50.5,20.0],"keys":["1000","12000","9000"],"values":[100.0,20.0,50.5]}"#,
+            "\n",
+            r#"{"customer":"c2","at":9999,"list":[500.0],"keys":["2000"],"values":[500.0]}"#,
+            "\n",
+            r#"{"customer":"c1","at":19999,"list":[20.0,700.0],"keys":["25000"],"values":[700.0]}"#,
+            "\n",
+            r#"{"customer":"c2","at":19999,"list":[500.0,10.0],"keys":["15000"],"values":[10.0]}"#,
+            "\n",
+            r#"{"customer":"c1","at":29999,"list":[700.0],"keys":[],"values":[]}"#,
+            "\n",
+        )
+    );
 }
