@@ -32,12 +32,18 @@ fn clean(mut cmd: Command) -> Command {
 
 /// Creates project `shout-it` in `lang` in a fresh scratch directory.
 fn new_project(test: &str, lang: &str) -> (Scratch, PathBuf) {
+    new_project_of(test, lang, "map", "shout-it")
+}
+
+/// Creates project `name`, a `kind` plugin in `lang`, in a fresh scratch directory.
+/// (Rust projects share one build directory: tests running at once need distinct names.)
+fn new_project_of(test: &str, lang: &str, kind: &str, name: &str) -> (Scratch, PathBuf) {
     let scratch = Scratch::new(test);
-    let out = eddy(&["new", "--lang", lang, "shout-it"], &scratch.0);
+    let out = eddy(&["new", "--lang", lang, "--kind", kind, name], &scratch.0);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("created shout-it/"), "{stdout}");
-    let dir = scratch.0.join("shout-it");
+    assert!(stdout.contains(&format!("created {name}/")), "{stdout}");
+    let dir = scratch.0.join(name);
     (scratch, dir)
 }
 
@@ -114,6 +120,37 @@ fn a_new_javascript_project_builds_passes_its_test_and_runs_its_job() {
 fn a_new_c_project_builds_and_runs_its_job() {
     let (_scratch, dir) = new_project("project-c", "c");
     build_and_run(&dir);
+}
+
+/// A new process-function project in every language: keyed map state and event-time
+/// timers, built by its toolchain, whose job gives the template's expected counts.
+#[test]
+fn new_process_function_projects_build_and_pass_their_job_in_every_language() {
+    for lang in ["rust", "python", "js", "c"] {
+        let (_scratch, dir) = new_project_of(
+            &format!("project-process-{lang}"),
+            lang,
+            "process",
+            "count-it",
+        );
+        let manifest = std::fs::read_to_string(dir.join("plugin.yaml")).expect("manifest");
+        assert!(manifest.contains("world: process-plugin"), "{manifest}");
+        let out = clean(command(&["build"], &dir))
+            .output()
+            .expect("eddy build");
+        let (stdout, stderr) = text(&out);
+        assert!(
+            out.status.success(),
+            "{lang}: eddy build failed: {stdout}{stderr}"
+        );
+        let out = eddy(&["test"], &dir);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{lang}: eddy test: {stderr}");
+        assert!(
+            stdout.contains("ok: 4 lines as expected"),
+            "{lang}: {stdout}"
+        );
+    }
 }
 
 /// The JavaScript SDK's own unit tests (JSON text as the Rust SDK writes it, batches).

@@ -106,6 +106,9 @@ enum Command {
         /// The language.
         #[arg(long, default_value = "rust", value_parser = |s: &str| s.parse::<eddy_toolchain::Lang>())]
         lang: eddy_toolchain::Lang,
+        /// What the plugin is: a map, or a keyed process function with state and timers.
+        #[arg(long, value_enum, default_value = "map")]
+        kind: project::Kind,
         /// The Eddy checkout whose SDK and WIT the project builds against (default: the
         /// one this binary was built from).
         #[arg(long)]
@@ -188,7 +191,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Nexmark(args)) => bench::nexmark(&args),
-        Command::New { name, lang, sdk } => project::new(&name, lang, sdk.as_deref()),
+        Command::New {
+            name,
+            lang,
+            kind,
+            sdk,
+        } => project::new(&name, lang, kind, sdk.as_deref()),
         Command::Build => project::build(),
         Command::Test => project::test(),
         Command::Savepoint { job, stop } => {

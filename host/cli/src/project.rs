@@ -12,68 +12,84 @@ use eddy_toolchain::Lang;
 /// A template file: where it goes in the project, and its text.
 type Template = (&'static str, &'static str);
 
-const COMMON: [Template; 4] = [
-    (
-        "job.yaml",
-        include_str!("../../../sdk/templates/common/job.yaml"),
-    ),
-    (
-        "events.jsonl",
-        include_str!("../../../sdk/templates/common/events.jsonl"),
-    ),
-    (
-        "expected.jsonl",
-        include_str!("../../../sdk/templates/common/expected.jsonl"),
-    ),
-    (
-        "plugin.yaml",
-        include_str!("../../../sdk/templates/common/plugin.yaml"),
-    ),
+/// What a new project's plugin is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// A map that upper-cases a field (with a native unit test).
+    Map,
+    /// A keyed process function: counts per user and window in map state, emitted by
+    /// event-time timers.
+    Process,
+}
+
+macro_rules! template {
+    ($to:literal, $from:literal) => {
+        ($to, include_str!(concat!("../../../sdk/templates/", $from)))
+    };
+}
+
+const PLUGIN_YAML: Template = template!("plugin.yaml", "common/plugin.yaml");
+const CARGO_TOML: Template = template!("Cargo.toml", "rust/Cargo.toml");
+const TOOLCHAIN: Template = (
+    "rust-toolchain.toml",
+    include_str!("../../../rust-toolchain.toml"),
+);
+
+const MAP_JOB: [Template; 3] = [
+    template!("job.yaml", "common/job.yaml"),
+    template!("events.jsonl", "common/events.jsonl"),
+    template!("expected.jsonl", "common/expected.jsonl"),
 ];
 
-const RUST: [Template; 3] = [
-    (
-        "Cargo.toml",
-        include_str!("../../../sdk/templates/rust/Cargo.toml"),
-    ),
-    (
-        "src/lib.rs",
-        include_str!("../../../sdk/templates/rust/src/lib.rs"),
-    ),
-    (
-        "rust-toolchain.toml",
-        include_str!("../../../rust-toolchain.toml"),
-    ),
+const PROCESS_JOB: [Template; 3] = [
+    template!("job.yaml", "process/job.yaml"),
+    template!("events.jsonl", "process/events.jsonl"),
+    template!("expected.jsonl", "process/expected.jsonl"),
 ];
 
-const PYTHON: [Template; 2] = [
-    (
-        "app.py",
-        include_str!("../../../sdk/templates/python/app.py"),
-    ),
-    (
-        "test_app.py",
-        include_str!("../../../sdk/templates/python/test_app.py"),
-    ),
-];
-
-const JS: [Template; 2] = [
-    ("app.js", include_str!("../../../sdk/templates/js/app.js")),
-    (
-        "app.test.js",
-        include_str!("../../../sdk/templates/js/app.test.js"),
-    ),
-];
-
-const C: [Template; 1] = [("app.c", include_str!("../../../sdk/templates/c/app.c"))];
+/// The files of a new project of `kind` in `lang`.
+fn templates(lang: Lang, kind: Kind) -> Vec<Template> {
+    let job = match kind {
+        Kind::Map => MAP_JOB,
+        Kind::Process => PROCESS_JOB,
+    };
+    let code: &[Template] = match (lang, kind) {
+        (Lang::Rust, Kind::Map) => &[
+            CARGO_TOML,
+            TOOLCHAIN,
+            template!("src/lib.rs", "rust/src/lib.rs"),
+        ],
+        (Lang::Rust, Kind::Process) => &[
+            CARGO_TOML,
+            TOOLCHAIN,
+            template!("src/lib.rs", "process/lib.rs"),
+        ],
+        (Lang::Python, Kind::Map) => &[
+            template!("app.py", "python/app.py"),
+            template!("test_app.py", "python/test_app.py"),
+        ],
+        (Lang::Python, Kind::Process) => &[template!("app.py", "process/app.py")],
+        (Lang::Js, Kind::Map) => &[
+            template!("app.js", "js/app.js"),
+            template!("app.test.js", "js/app.test.js"),
+        ],
+        (Lang::Js, Kind::Process) => &[template!("app.js", "process/app.js")],
+        (Lang::C, Kind::Map) => &[template!("app.c", "c/app.c")],
+        (Lang::C, Kind::Process) => &[template!("app.c", "process/app.c")],
+    };
+    job.into_iter()
+        .chain([PLUGIN_YAML])
+        .chain(code.iter().copied())
+        .collect()
+}
 
 /// The checkout this binary was built from: its SDKs and WIT, by default.
 fn default_sdk() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Creates the project `name` (a directory of that name) in `lang`.
-pub fn new(name: &str, lang: Lang, sdk: Option<&Path>) -> Result<()> {
+/// Creates the project `name` (a directory of that name): a `kind` plugin in `lang`.
+pub fn new(name: &str, lang: Lang, kind: Kind, sdk: Option<&Path>) -> Result<()> {
     let valid = !name.is_empty()
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -98,13 +114,11 @@ pub fn new(name: &str, lang: Lang, sdk: Option<&Path>) -> Result<()> {
     }
     let file = format!("{}.wasm", name.replace('-', "_"));
     let lang_name = lang.name();
-    let own: &[Template] = match lang {
-        Lang::Rust => &RUST,
-        Lang::Python => &PYTHON,
-        Lang::Js => &JS,
-        Lang::C => &C,
+    let (kind_name, world) = match kind {
+        Kind::Map => ("map plugin", "map-plugin"),
+        Kind::Process => ("process function", "process-plugin"),
     };
-    for (path, text) in COMMON.iter().chain(own) {
+    for (path, text) in templates(lang, kind) {
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
@@ -113,6 +127,7 @@ pub fn new(name: &str, lang: Lang, sdk: Option<&Path>) -> Result<()> {
             .replace("{{name}}", name)
             .replace("{{file}}", &file)
             .replace("{{lang}}", lang_name)
+            .replace("{{world}}", world)
             .replace("{{sdk}}", &sdk.display().to_string());
         std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
     }
@@ -120,17 +135,17 @@ pub fn new(name: &str, lang: Lang, sdk: Option<&Path>) -> Result<()> {
         dir.join(".gitignore"),
         "/target/\n*.wasm\n__pycache__/\nnode_modules/\n",
     )?;
-    let unit = match lang {
-        Lang::Rust => "cargo test".to_owned(),
-        Lang::Python => format!(
+    let unit = match (lang, kind) {
+        (_, Kind::Process) | (Lang::C, _) => String::new(),
+        (Lang::Rust, _) => "cargo test".to_owned(),
+        (Lang::Python, _) => format!(
             "PYTHONPATH={}/sdk/python python3 -m unittest",
             sdk.display()
         ),
-        Lang::Js => format!(
+        (Lang::Js, _) => format!(
             "node --import {}/sdk/js/test/register.js --test",
             sdk.display()
         ),
-        Lang::C => String::new(),
     };
     let unit = if unit.is_empty() {
         String::new()
@@ -138,7 +153,7 @@ pub fn new(name: &str, lang: Lang, sdk: Option<&Path>) -> Result<()> {
         format!("\n  {unit}    # unit tests, natively")
     };
     println!(
-        "created {name}/ ({lang_name} map plugin)\n  cd {name}\n  eddy build           \
+        "created {name}/ ({lang_name} {kind_name})\n  cd {name}\n  eddy build           \
          # builds {file}\n  eddy test            # runs job.yaml, compares with expected.jsonl{unit}"
     );
     Ok(())
