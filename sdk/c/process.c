@@ -59,15 +59,20 @@ static void take(plugin_list_u8_t *src, eddy_buf_t *dst) {
 
 #define TTL(ttl_ms) ((ttl_ms) >= 0 ? &(uint64_t){(uint64_t)(ttl_ms)} : NULL)
 
-eddy_value_state_t eddy_value_state(const char *name, int64_t ttl_ms) {
-  plugin_string_t text;
-  plugin_string_set(&text, name);
-  return (eddy_value_state_t){eddy_plugin_state_constructor_value_state(&text, TTL(ttl_ms)).__handle};
-}
+// The constructor of one kind of state handle, and the borrow the host's methods take.
+#define STATE_KIND(kind)                                                                        \
+  eddy_##kind##_state_t eddy_##kind##_state(const char *name, int64_t ttl_ms) {                  \
+    plugin_string_t text;                                                                       \
+    plugin_string_set(&text, name);                                                             \
+    return (eddy_##kind##_state_t){eddy_plugin_state_constructor_##kind##_state(&text, TTL(ttl_ms)).__handle}; \
+  }                                                                                             \
+  static eddy_plugin_state_borrow_##kind##_state_t kind##_handle(eddy_##kind##_state_t s) {      \
+    return (eddy_plugin_state_borrow_##kind##_state_t){s.handle};                                \
+  }
 
-static eddy_plugin_state_borrow_value_state_t value_handle(eddy_value_state_t s) {
-  return (eddy_plugin_state_borrow_value_state_t){s.handle};
-}
+STATE_KIND(value)
+STATE_KIND(list)
+STATE_KIND(map)
 
 bool eddy_value_get(eddy_value_state_t state, eddy_buf_t *value) {
   plugin_list_u8_t got;
@@ -94,16 +99,6 @@ static void push(eddy_out_t *out, const plugin_list_u8_t *bytes) {
 static void clear_out(eddy_out_t *out) {
   out->buf.len = 0;
   out->len = 0;
-}
-
-eddy_list_state_t eddy_list_state(const char *name, int64_t ttl_ms) {
-  plugin_string_t text;
-  plugin_string_set(&text, name);
-  return (eddy_list_state_t){eddy_plugin_state_constructor_list_state(&text, TTL(ttl_ms)).__handle};
-}
-
-static eddy_plugin_state_borrow_list_state_t list_handle(eddy_list_state_t s) {
-  return (eddy_plugin_state_borrow_list_state_t){s.handle};
 }
 
 void eddy_list_get(eddy_list_state_t state, eddy_out_t *values) {
@@ -135,16 +130,6 @@ void eddy_list_replace(eddy_list_state_t state, const eddy_out_t *values) {
 }
 
 void eddy_list_clear(eddy_list_state_t state) { eddy_plugin_state_method_list_state_clear(list_handle(state)); }
-
-eddy_map_state_t eddy_map_state(const char *name, int64_t ttl_ms) {
-  plugin_string_t text;
-  plugin_string_set(&text, name);
-  return (eddy_map_state_t){eddy_plugin_state_constructor_map_state(&text, TTL(ttl_ms)).__handle};
-}
-
-static eddy_plugin_state_borrow_map_state_t map_handle(eddy_map_state_t s) {
-  return (eddy_plugin_state_borrow_map_state_t){s.handle};
-}
 
 bool eddy_map_get(eddy_map_state_t state, const char *key, eddy_buf_t *value) {
   plugin_list_u8_t k = bytes_of(key);
