@@ -1,7 +1,9 @@
 """Keyed state, timers and side outputs for Python process functions.
 
 A process function subclasses `Process` and is exported with `export_process` (assign
-it to `ProcessFunction`); build it against the `process-plugin` world. The host owns the
+it to `ProcessFunction`); build it against the `process-plugin` world. Natively the
+state, timers and side outputs are served in memory by `eddy_testing`, whose `Harness`
+drives a function in unit tests. The host owns the
 state: every handle reads and writes the state of the key being processed. Values are
 stored as JSON, as the Rust SDK stores them, so a job can move between languages and
 keep its state.
@@ -11,18 +13,26 @@ import json
 
 from eddy_sdk import _encode, _opener, dumps, events, pack
 
-try:  # Inside a component built for the process-plugin world.
-    from componentize_py_types import Err
-    from wit_world.imports import side_output as _side, state as _state, timers as _timers, types
-except ImportError:  # Natively: the classes import, the host calls need a component.
-    Err = _side = _state = _timers = types = None
-
 EVENT_TIME = "event-time"
 PROCESSING_TIME = "processing-time"
 
+try:  # Inside a component built for the process-plugin world.
+    from componentize_py_types import Err
+    from wit_world.imports import side_output as _side, state as _state, timers as _timers, types
 
-def _domain(name):
-    return types.TimeDomain.EVENT_TIME if name == EVENT_TIME else types.TimeDomain.PROCESSING_TIME
+    def _domain(name):
+        return types.TimeDomain.EVENT_TIME if name == EVENT_TIME else types.TimeDomain.PROCESSING_TIME
+
+    def _emit(tag, raw):
+        _side.emit(tag, pack([raw]))
+
+except ImportError:  # Natively (unit tests): the in-memory host of eddy_testing.
+    from eddy_testing import emit as _emit, state as _state, timers as _timers
+
+    Err = types = None
+
+    def _domain(name):
+        return name
 
 
 def _load(raw):
@@ -113,7 +123,7 @@ def processing_time():
 
 def side_output(tag, value):
     """Sends `value` (bytes, text or JSON) to the side output `tag`."""
-    _side.emit(tag, pack([_encode(value)]))
+    _emit(tag, _encode(value))
 
 
 class Timer:

@@ -150,6 +150,15 @@ fn new_process_function_projects_build_and_pass_their_job_in_every_language() {
             stdout.contains("ok: 4 lines as expected"),
             "{lang}: {stdout}"
         );
+        if lang == "python" {
+            let out = Command::new("python3")
+                .args(["-m", "unittest", "-q"])
+                .env("PYTHONPATH", repo_root().join("sdk/python"))
+                .current_dir(&dir)
+                .output()
+                .expect("python3");
+            assert!(out.status.success(), "{}", text(&out).1);
+        }
     }
 }
 

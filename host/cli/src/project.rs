@@ -68,7 +68,10 @@ fn templates(lang: Lang, kind: Kind) -> Vec<Template> {
             template!("app.py", "python/app.py"),
             template!("test_app.py", "python/test_app.py"),
         ],
-        (Lang::Python, Kind::Process) => &[template!("app.py", "process/app.py")],
+        (Lang::Python, Kind::Process) => &[
+            template!("app.py", "process/app.py"),
+            template!("test_app.py", "process/test_app.py"),
+        ],
         (Lang::Js, Kind::Map) => &[
             template!("app.js", "js/app.js"),
             template!("app.test.js", "js/app.test.js"),
@@ -136,7 +139,7 @@ pub fn new(name: &str, lang: Lang, kind: Kind, sdk: Option<&Path>) -> Result<()>
         "/target/\n*.wasm\n__pycache__/\nnode_modules/\n",
     )?;
     let unit = match (lang, kind) {
-        (_, Kind::Process) | (Lang::C, _) => String::new(),
+        (Lang::Rust | Lang::Js, Kind::Process) | (Lang::C, _) => String::new(),
         (Lang::Rust, _) => "cargo test".to_owned(),
         (Lang::Python, _) => format!(
             "PYTHONPATH={}/sdk/python python3 -m unittest",
