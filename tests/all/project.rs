@@ -150,15 +150,27 @@ fn new_process_function_projects_build_and_pass_their_job_in_every_language() {
             stdout.contains("ok: 4 lines as expected"),
             "{lang}: {stdout}"
         );
-        if lang == "python" {
-            let out = Command::new("python3")
+        let unit = match lang {
+            "python" => Command::new("python3")
                 .args(["-m", "unittest", "-q"])
                 .env("PYTHONPATH", repo_root().join("sdk/python"))
                 .current_dir(&dir)
-                .output()
-                .expect("python3");
-            assert!(out.status.success(), "{}", text(&out).1);
-        }
+                .output(),
+            "js" => Command::new("node")
+                .arg("--import")
+                .arg(repo_root().join("sdk/js/test/register.js"))
+                .arg("--test")
+                .current_dir(&dir)
+                .output(),
+            _ => continue,
+        };
+        let out = unit.expect("the unit test runner");
+        assert!(
+            out.status.success(),
+            "{lang}: {}{}",
+            text(&out).0,
+            text(&out).1
+        );
     }
 }
 

@@ -76,7 +76,10 @@ fn templates(lang: Lang, kind: Kind) -> Vec<Template> {
             template!("app.js", "js/app.js"),
             template!("app.test.js", "js/app.test.js"),
         ],
-        (Lang::Js, Kind::Process) => &[template!("app.js", "process/app.js")],
+        (Lang::Js, Kind::Process) => &[
+            template!("app.js", "process/app.js"),
+            template!("app.test.js", "process/app.test.js"),
+        ],
         (Lang::C, Kind::Map) => &[template!("app.c", "c/app.c")],
         (Lang::C, Kind::Process) => &[template!("app.c", "process/app.c")],
     };
@@ -139,7 +142,7 @@ pub fn new(name: &str, lang: Lang, kind: Kind, sdk: Option<&Path>) -> Result<()>
         "/target/\n*.wasm\n__pycache__/\nnode_modules/\n",
     )?;
     let unit = match (lang, kind) {
-        (Lang::Rust | Lang::Js, Kind::Process) | (Lang::C, _) => String::new(),
+        (Lang::Rust, Kind::Process) | (Lang::C, _) => String::new(),
         (Lang::Rust, _) => "cargo test".to_owned(),
         (Lang::Python, _) => format!(
             "PYTHONPATH={}/sdk/python python3 -m unittest",

@@ -4,7 +4,7 @@
 
 import { MapState, exportProcess, registerTimer } from './eddy-keyed.js';
 
-class Plugin {
+export class Plugin {
   open(params) {
     this.window = params['window-ms'] ?? 10000;
     // Per user: window end → events.
