@@ -131,7 +131,7 @@ const WIT_BINDGEN: &str = "cargo install --locked wit-bindgen-cli@0.63.0";
 const WASM_TOOLS: &str = "cargo install --locked wasm-tools@1.263.0";
 
 /// Whether `program --version` runs.
-fn installed(program: &Path) -> bool {
+fn installed(program: &str) -> bool {
     Command::new(program)
         .arg("--version")
         .output()
@@ -139,18 +139,21 @@ fn installed(program: &Path) -> bool {
 }
 
 fn require(program: &'static str, install: &'static str) -> Result<(), Error> {
-    if installed(Path::new(program)) {
+    if installed(program) {
         Ok(())
     } else {
         Err(Error::Missing { program, install })
     }
 }
 
+/// Turns an I/O failure on `path` into an [`Error::Io`] naming it.
+fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}
+
 fn run(cmd: &mut Command, what: &'static str) -> Result<(), Error> {
-    let status = cmd.status().map_err(|source| Error::Io {
-        path: PathBuf::from(cmd.get_program()),
-        source,
-    })?;
+    let status = cmd.status().map_err(io_error(cmd.get_program()))?;
     if status.success() {
         Ok(())
     } else {
@@ -159,30 +162,18 @@ fn run(cmd: &mut Command, what: &'static str) -> Result<(), Error> {
 }
 
 fn create_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_owned(),
-        source,
-    })
+    std::fs::create_dir_all(dir).map_err(io_error(dir))
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), Error> {
-    std::fs::copy(from, to)
-        .map(drop)
-        .map_err(|source| Error::Io {
-            path: from.to_owned(),
-            source,
-        })
+    std::fs::copy(from, to).map(drop).map_err(io_error(from))
 }
 
 /// The files directly in `dir` whose names end in `suffix`, except test files, sorted.
 fn sources(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, Error> {
-    let io = |source| Error::Io {
-        path: dir.to_owned(),
-        source,
-    };
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
@@ -197,15 +188,12 @@ fn sources(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, Error> {
 
 fn build_rust(p: &Plugin<'_>, out: &Path) -> Result<(), Error> {
     require("cargo", RUSTUP)?;
-    if installed(Path::new("rustup")) {
+    if installed("rustup") {
         let targets = Command::new("rustup")
             .args(["target", "list", "--installed"])
             .current_dir(p.dir)
             .output()
-            .map_err(|source| Error::Io {
-                path: "rustup".into(),
-                source,
-            })?;
+            .map_err(io_error("rustup"))?;
         if !String::from_utf8_lossy(&targets.stdout)
             .lines()
             .any(|t| t.trim() == "wasm32-wasip2")
@@ -259,15 +247,8 @@ fn componentize_js(dir: &Path) -> Result<PathBuf, Error> {
         "node",
         "install Node.js 18 or later (apt-get install nodejs)",
     )?;
-    let global = PathBuf::from("componentize-js");
-    if installed(&global) {
-        Ok(global)
-    } else {
-        Err(Error::Missing {
-            program: "componentize-js",
-            install: COMPONENTIZE_JS,
-        })
-    }
+    require("componentize-js", COMPONENTIZE_JS)?;
+    Ok(PathBuf::from("componentize-js"))
 }
 
 /// Stages the plugin's modules beside the SDK's (they import `./eddy.js`) and builds
@@ -361,10 +342,7 @@ fn build_c(p: &Plugin<'_>, out: &Path) -> Result<(), Error> {
         &adapter,
         wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
     )
-    .map_err(|source| Error::Io {
-        path: adapter.clone(),
-        source,
-    })?;
+    .map_err(io_error(&adapter))?;
     run(
         Command::new("wasm-tools")
             .args(["component", "new"])
