@@ -10,7 +10,7 @@
 import { ValueState as HostValueState, ListState as HostListState, MapState as HostMapState } from 'eddy:plugin/state@0.1.0';
 import * as timers from 'eddy:plugin/timers@0.1.0';
 import { emit } from 'eddy:plugin/side-output@0.1.0';
-import { encode, events, opener, pack, pluginError, stringify } from './eddy.js';
+import { events, opener, pack, pluginError, stringify } from './eddy.js';
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -131,7 +131,18 @@ export function processingTime() {
 
 /** Sends `value` (bytes, text or JSON) to the side output `tag`. */
 export function sideOutput(tag, value) {
-  emit(tag, pack([encode(value)]));
+  emit(tag, pack([value]));
+}
+
+/** Packs what `call(out)` pushes to `out`; a failure is the plugin's error. */
+function emitting(call) {
+  const out = [];
+  try {
+    call(out);
+  } catch (e) {
+    throw pluginError(e);
+  }
+  return pack(out);
 }
 
 /** The `process-function` export for a class with `process(key, events, out)` and
@@ -142,24 +153,10 @@ export function exportProcess(Class) {
   return {
     open: op.open,
     processBatch(key, input) {
-      const out = [];
-      try {
-        op.instance.process(decoder.decode(key), events(input), out);
-      } catch (e) {
-        throw pluginError(e);
-      }
-      return pack(out);
+      return emitting((out) => op.instance.process(decoder.decode(key), events(input), out));
     },
     onTimer(key, domain, timestamp) {
-      const out = [];
-      try {
-        if (op.instance.onTimer) {
-          op.instance.onTimer(decoder.decode(key), { domain, timestamp: Number(timestamp) }, out);
-        }
-      } catch (e) {
-        throw pluginError(e);
-      }
-      return pack(out);
+      return emitting((out) => op.instance.onTimer?.(decoder.decode(key), { domain, timestamp: Number(timestamp) }, out));
     },
   };
 }

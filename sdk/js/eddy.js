@@ -42,9 +42,6 @@ export class Event {
   }
 }
 
-/** An error a plugin reports on purpose; the host names the event it points at. */
-export class PluginError extends Error {}
-
 /**
  * A number written as a JSON float, as the Rust SDK writes an `f64`: shortest digits
  * that read back the same, with `.0` on whole numbers (`new Float(2)` is `2.0`).
@@ -53,6 +50,12 @@ export class Float {
   constructor(value) {
     this.value = value;
   }
+}
+
+/** Whether Rust and JavaScript both write `abs` (positive) in plain notation with the
+ * same shortest digits: from 1e-5 to below 1e16. */
+function plain(abs) {
+  return abs >= 1e-5 && abs < 1e16;
 }
 
 /** Writes `x` as Rust's `f64` Display does in JSON (ryu's layout). */
@@ -64,25 +67,12 @@ function floatText(x) {
     return Object.is(x, -0) ? '-0.0' : '0.0';
   }
   const abs = Math.abs(x);
-  if (abs >= 1e-5 && abs < 1e16) {
-    // JavaScript's own shortest digits, in plain notation in this range.
+  if (plain(abs)) {
     return Number.isInteger(x) ? `${x}.0` : String(x);
   }
+  // Beyond that range Rust writes an exponent without a sign or padding: 1e16, 1.5e-7.
   const [mantissa, exp] = abs.toExponential().split('e');
-  const digits = mantissa.replace('.', '');
-  const point = Number(exp) + 1; // digits before the decimal point
-  const sign = x < 0 ? '-' : '';
-  if (point > 16 || point <= -5) {
-    const rest = digits.length > 1 ? `.${digits.slice(1)}` : '';
-    return `${sign}${digits[0]}${rest}e${point - 1}`;
-  }
-  if (point <= 0) {
-    return `${sign}0.${'0'.repeat(-point)}${digits}`;
-  }
-  if (digits.length <= point) {
-    return `${sign}${digits}${'0'.repeat(point - digits.length)}.0`;
-  }
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+  return `${x < 0 ? '-' : ''}${mantissa}e${Number(exp)}`;
 }
 
 /** Brackets a `Float`'s text inside a JSON string so that `stringify` can unquote it
@@ -93,9 +83,8 @@ const MARK = '\ue000';
  * (a replacer function, called for every field, costs several times more). */
 Float.prototype.toJSON = function toJSON() {
   const x = this.value;
-  const abs = Math.abs(x);
   // Fractions in plain range print the same in both languages: no marking needed.
-  return abs >= 1e-5 && abs < 1e16 && !Number.isInteger(x) ? x : MARK + floatText(x) + MARK;
+  return plain(Math.abs(x)) && !Number.isInteger(x) ? x : MARK + floatText(x) + MARK;
 };
 
 /** Compact JSON text as the Rust SDK writes it; `Float`s keep their `.0`. */
@@ -159,33 +148,36 @@ export function encode(value) {
   return encoder.encode(textOf(value));
 }
 
+/** A packed batch of `values` (bytes) and their end offsets. */
 function batchOf(values, valueEnds) {
   return { values, valueEnds, keys: new Uint8Array(0), keyEnds: [], timestamps: [], headers: [] };
+}
+
+/** The end offset of each of `parts` laid end to end. */
+function endsOf(parts) {
+  const ends = new Uint32Array(parts.length);
+  let len = 0;
+  parts.forEach((p, i) => {
+    len += p.length;
+    ends[i] = len;
+  });
+  return ends;
 }
 
 /** A packed batch of values (keys and timestamps are inherited by the host). Text
  * values are joined and encoded once when they are all ASCII. */
 export function pack(values) {
-  const valueEnds = new Uint32Array(values.length);
-  let len = 0;
   if (!values.some((v) => ArrayBuffer.isView(v))) {
     const texts = values.map(textOf);
     const joined = texts.join('');
     const buf = encoder.encode(joined);
     if (buf.length === joined.length) {
-      texts.forEach((t, i) => {
-        len += t.length;
-        valueEnds[i] = len;
-      });
-      return batchOf(buf, valueEnds);
+      return batchOf(buf, endsOf(texts));
     }
   }
   const parts = values.map(encode);
-  parts.forEach((p, i) => {
-    len += p.length;
-    valueEnds[i] = len;
-  });
-  const buf = new Uint8Array(len);
+  const valueEnds = endsOf(parts);
+  const buf = new Uint8Array(valueEnds.at(-1) ?? 0);
   parts.forEach((p, i) => buf.set(p, valueEnds[i] - p.length));
   return batchOf(buf, valueEnds);
 }
