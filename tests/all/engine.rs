@@ -137,7 +137,7 @@ sinks:
     let (peak, cap) = network.split_once(" of ").expect("peak of cap");
     let bytes = |s: &str| {
         let s = s.split(',').next().unwrap_or(s).trim();
-        eddy_core::memory::ByteSize::parse(&s.replace(' ', ""))
+        eddy_core::job::memory::ByteSize::parse(&s.replace(' ', ""))
             .expect("size")
             .0
     };

@@ -17,7 +17,7 @@ use eddy_core::Batch;
 use eddy_core::OperatorKind;
 use eddy_core::generator::Generator;
 use eddy_core::job::GeneratorShape;
-use eddy_core::sandbox::Sandbox;
+use eddy_core::job::sandbox::Sandbox;
 use eddy_sdk::{Context, Map};
 use eddy_testkit::plugins::{CURRENCY_CONVERT, EDDY_BENCH_GUEST};
 use eddy_wasm::{InstanceInfo, Runtime, RuntimeConfig};

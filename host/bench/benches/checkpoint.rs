@@ -21,9 +21,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use eddy_core::checkpoint::Storage;
+use eddy_core::job::state::BackendKind;
 use eddy_core::memory::Pools;
 use eddy_core::metrics::Role;
-use eddy_core::state::backend::{BackendKind, KeyedBackend, state_key};
+use eddy_core::state::backend::{KeyedBackend, state_key};
 use eddy_core::time::SystemClock;
 use eddy_core::{Dataflow, Job};
 use eddy_state_rocksdb::{RocksBackend, RocksFactory};

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use eddy_core::job::sandbox::Sandbox;
 use eddy_core::memory::Pools;
-use eddy_core::sandbox::Sandbox;
 use eddy_core::{Dataflow, Job, OperatorKind};
 use eddy_testkit::plugins::{
     CURRENCY_CONVERT, CURRENCY_CONVERT_C, CURRENCY_CONVERT_JS, CURRENCY_CONVERT_PY, ORDER_SUMMARY,

@@ -180,7 +180,7 @@ struct Manifest {
 fn manifest() -> Result<Manifest> {
     let text = std::fs::read_to_string("plugin.yaml")
         .context("no plugin.yaml here: run this in a project that `eddy new` created")?;
-    serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("plugin.yaml: {e}"))
+    serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("plugin.yaml: {e}"))
 }
 
 /// Builds the component of the project in the current directory.

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use eddy_core::RunSummary;
-use eddy_core::memory::ByteSize;
+use eddy_core::job::memory::ByteSize;
 use eddy_core::metrics::{JobMetrics, Role};
 
 /// The live status line's thread.

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::batch::{Batch, EventRef};
 use crate::exchange::key_group;
 use crate::expr::Expr;
+use crate::job::window::{FunctionSpec, WindowSpec};
 use crate::job::{Job, RollingSpec, Step, StepOp};
 use crate::join::JoinOperator;
 use crate::memory::Pools;
@@ -18,7 +19,7 @@ use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::sideoutput::SideOutput;
 use crate::state::{Decoder, Encoder, StateEntry};
 use crate::time::Clock;
-use crate::window::{FunctionSpec, WindowEnv, WindowFunctions, WindowOperator, WindowSpec};
+use crate::window::{WindowEnv, WindowFunctions, WindowOperator};
 
 /// A built-in step failed on an event.
 #[derive(Debug, thiserror::Error)]

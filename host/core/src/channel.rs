@@ -224,7 +224,7 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{ByteSize, MemoryBudget};
+    use crate::job::memory::{ByteSize, MemoryBudget};
 
     fn pools(network: usize) -> Arc<Pools> {
         Arc::new(Pools::new(&MemoryBudget {

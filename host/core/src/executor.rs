@@ -16,13 +16,13 @@ use crate::checkpoint::{
 };
 use crate::deadletter::DeadLetters;
 use crate::exchange::{Exchange, SendError};
+use crate::job::sandbox::OnError;
 use crate::job::{Job, SourceSpec, StepOp};
 use crate::join::JoinInput;
 use crate::memory::Pools;
 use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, PluginEntry, Role};
 use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::plan::{Plan, PlanError};
-use crate::sandbox::OnError;
 use crate::sideoutput::SideOutput;
 use crate::sink::{Connected, Sink, SinkError, builtin_committer, open_sink};
 use crate::source::{

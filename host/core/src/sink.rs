@@ -402,7 +402,7 @@ mod tests {
     }
 
     fn spec(path: &Path) -> SinkSpec {
-        serde_yaml::from_str(&format!("type: file\npath: {}", path.display())).unwrap()
+        serde_saphyr::from_str(&format!("type: file\npath: {}", path.display())).unwrap()
     }
 
     #[test]

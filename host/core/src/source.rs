@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, EventRef, NO_TIMESTAMP};
 use crate::generator::Generator;
-use crate::job::{EventTimeSpec, Format, GeneratorShape, SourceSpec};
+use crate::job::event_time::EventTimeSpec;
+use crate::job::span::Span;
+use crate::job::{Format, GeneratorShape, SourceSpec};
 use crate::latency::EventClock;
 use crate::nexmark;
 use crate::state::{Decoder, Encoder, StateError};
-use crate::time::Span;
 use crate::watermark::AlignmentGroup;
 
 /// A producer of batches.
@@ -740,7 +741,7 @@ mod tests {
 
     #[test]
     fn splits_found_at_start_hold_the_watermark_back_before_their_first_event() {
-        let spec: EventTimeSpec = serde_yaml::from_str("field: ts").unwrap();
+        let spec: EventTimeSpec = serde_saphyr::from_str("field: ts").unwrap();
         let mut src = TimedSource::new("s", Box::new(LateStart { polls: 0 }), &spec, None);
         src.poll(10).unwrap();
         assert!(
@@ -754,7 +755,7 @@ mod tests {
 
     #[test]
     fn each_split_holds_its_own_watermark_back() {
-        let spec: EventTimeSpec = serde_yaml::from_str("field: ts").unwrap();
+        let spec: EventTimeSpec = serde_saphyr::from_str("field: ts").unwrap();
         let inner = TwoSplits {
             polls: vec![(1, 50), (0, 9_000), (1, 10)],
             last: 0,
@@ -812,7 +813,7 @@ mod tests {
     #[test]
     fn a_generator_resumes_at_its_next_event_id_and_rejects_another_stride() {
         let spec: SourceSpec =
-            serde_yaml::from_str("type: generator\ncount: 10\nparallelism: 2").unwrap();
+            serde_saphyr::from_str("type: generator\ncount: 10\nparallelism: 2").unwrap();
         let alignments = Alignments::default();
         let mut a = open_source("g", &spec, 1, &alignments).unwrap();
         a.poll(2).unwrap();
@@ -822,7 +823,7 @@ mod tests {
         b.seek(&position).unwrap();
         assert_eq!(drain(b.as_mut(), 10).unwrap(), rest);
         let other: SourceSpec =
-            serde_yaml::from_str("type: generator\ncount: 10\nparallelism: 3").unwrap();
+            serde_saphyr::from_str("type: generator\ncount: 10\nparallelism: 3").unwrap();
         let mut c = open_source("g", &other, 1, &alignments).unwrap();
         let err = c.seek(&position).unwrap_err().to_string();
         assert!(err.contains("parallelism 2, not 3"), "{err}");

@@ -6,11 +6,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::job::memory::ByteSize;
 use crate::job::{Job, SinkSpec, SourceSpec};
-use crate::memory::ByteSize;
-
-/// The tenant of jobs that name none.
-pub const DEFAULT_TENANT: &str = "default";
 
 /// One tenant's quotas.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -96,7 +93,7 @@ impl Tenants {
             message,
         };
         let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
-        let mut tenants: Tenants = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let mut tenants: Tenants = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
         let base = file.parent().unwrap_or(Path::new("."));
         for quotas in tenants.tenants.values_mut() {
             if let Some(root) = &mut quotas.root {
@@ -252,7 +249,7 @@ fn data_paths(job: &Job) -> Vec<PathBuf> {
         paths.extend(c.sandbox.dirs.iter().map(|d| d.host.clone()));
     }
     paths.extend(job.checkpoints.as_ref().and_then(|c| c.dir.clone()));
-    if job.state.backend != crate::state::backend::BackendKind::Memory {
+    if job.state.backend != crate::job::state::BackendKind::Memory {
         paths.extend(job.state.dir.clone());
     }
     paths

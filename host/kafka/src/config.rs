@@ -1,7 +1,7 @@
 //! librdkafka client settings from a connector's spec: the connector's defaults, then
 //! the job's properties, then what the connector needs to keep its guarantees.
 
-use eddy_core::kafka::Properties;
+use eddy_core::job::kafka::Properties;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext};

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use eddy_core::Batch;
 use eddy_core::job::Job;
-use eddy_core::kafka::{Guarantee, KafkaSinkSpec};
+use eddy_core::job::kafka::{Guarantee, KafkaSinkSpec};
 use eddy_core::sink::{Committer, Connected, Sink, SinkError};
 use eddy_core::state::{Decoder, Encoder, StateError};
 use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use eddy_core::memory::{ByteSize, Pools};
-use eddy_core::sandbox::{ClockPolicy, Sandbox};
+use eddy_core::job::memory::ByteSize;
+use eddy_core::job::sandbox::{ClockPolicy, Sandbox};
+use eddy_core::memory::Pools;
 use wasmtime_wasi::{Deterministic, FsPerms, HostMonotonicClock, HostWallClock};
 
 use wasmtime::component::ResourceTable;
@@ -58,7 +59,7 @@ impl MemoryMeter {
     pub fn new(instance_max: usize, pools: Option<Arc<Pools>>) -> Self {
         MemoryMeter {
             instance_max,
-            max_table_elements: eddy_core::sandbox::DEFAULT_MAX_TABLE_ELEMENTS as usize,
+            max_table_elements: eddy_core::job::sandbox::DEFAULT_MAX_TABLE_ELEMENTS as usize,
             pools,
             reserved: 0,
             refused: None,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use eddy_core::memory::ByteSize;
+use eddy_core::job::memory::ByteSize;
 use eddy_core::metrics::PluginCounters;
 use eddy_core::operator::{AggregateFunction, WindowFunction};
 use eddy_core::state::StateEntry;

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use eddy_core::job::sandbox::DEFAULT_MAX_STACK;
 use eddy_core::job::{SinkSpec, SourceSpec};
 use eddy_core::memory::Pools;
-use eddy_core::sandbox::DEFAULT_MAX_STACK;
 use eddy_core::sink::{Connected, SinkError};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::backend::{BackendFactory, HeapBackend, KeyedBackend};
@@ -507,7 +507,7 @@ fn instance_info(
     name: &str,
     (subtask, parallelism): (u32, u32),
     params_json: String,
-    sandbox: &eddy_core::sandbox::Sandbox,
+    sandbox: &eddy_core::job::sandbox::Sandbox,
 ) -> InstanceInfo {
     InstanceInfo {
         job: job.name.clone(),

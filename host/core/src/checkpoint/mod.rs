@@ -4,7 +4,6 @@
 //! checkpoint completes once every task has acknowledged and its metadata is durable.
 //! Sinks then publish what they prepared for it (two-phase commit).
 //!
-//! - [`spec`]: the `checkpoints` and `restart` sections of a job file.
 //! - [`snapshot`]: what one task contributes to a checkpoint.
 //! - [`storage`]: the directory layout, atomic completion, retention and restore.
 //! - [`coordinator`]: triggers, acknowledgements and completion while a job runs.
@@ -12,10 +11,8 @@
 pub mod align;
 pub mod coordinator;
 pub mod snapshot;
-pub mod spec;
 pub mod storage;
 
 pub use coordinator::{Coordinator, TaskId};
 pub use snapshot::{Flight, TaskSnapshot};
-pub use spec::{CheckpointSpec, RestartSpec, RestartStrategy};
 pub use storage::{CheckpointError, Restored, Storage};

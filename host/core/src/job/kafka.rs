@@ -6,9 +6,10 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::job::{EventTimeSpec, Format};
-use crate::sandbox::OnError;
-use crate::time::Span;
+use super::Format;
+use super::event_time::EventTimeSpec;
+use super::sandbox::OnError;
+use super::span::Span;
 
 /// A Kafka source: the partitions of its topics are splits, shared out to the subtasks
 /// and read from checkpointed offsets.
@@ -173,7 +174,7 @@ mod tests {
     #[test]
     fn settings_parse_with_defaults_and_secrets_stay_hidden() {
         // Through the job file's source list, as users write it.
-        let source: crate::job::SourceSpec = serde_yaml::from_str(
+        let source: crate::job::SourceSpec = serde_saphyr::from_str(
             "type: kafka\nbootstrap: 127.0.0.1:9092\ntopics: [a]\nstart-from: { timestamp: 1000 }\n\
              properties: { fetch.max.bytes: 1048576, sasl.password: hunter2 }\n",
         )
@@ -189,10 +190,11 @@ mod tests {
             "{shown}"
         );
         let sink: KafkaSinkSpec =
-            serde_yaml::from_str("bootstrap: b:1\ntopic: out\nguarantee: exactly-once\n").unwrap();
+            serde_saphyr::from_str("bootstrap: b:1\ntopic: out\nguarantee: exactly-once\n")
+                .unwrap();
         assert_eq!(sink.guarantee, Guarantee::ExactlyOnce);
         assert!(
-            serde_yaml::from_str::<KafkaSinkSpec>("bootstrap: b\ntopic: t\ntopics: x\n").is_err()
+            serde_saphyr::from_str::<KafkaSinkSpec>("bootstrap: b\ntopic: t\ntopics: x\n").is_err()
         );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::memory::ByteSize;
+use super::memory::ByteSize;
 
 /// CPU time one plugin call may take when nothing says otherwise.
 pub const DEFAULT_CPU_DEADLINE: Duration = Duration::from_secs(5);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::time::Span;
+use super::span::Span;
 
 /// How often and where a job checkpoints.
 #[derive(Clone, Debug, Deserialize)]
@@ -105,11 +105,11 @@ mod tests {
 
     #[test]
     fn restart_delays_follow_the_strategy() {
-        let fixed: RestartSpec = serde_yaml::from_str("attempts: 2\ndelay: 5s").unwrap();
+        let fixed: RestartSpec = serde_saphyr::from_str("attempts: 2\ndelay: 5s").unwrap();
         assert_eq!(fixed.delay(1), Some(Duration::from_secs(5)));
         assert_eq!(fixed.delay(2), Some(Duration::from_secs(5)));
         assert_eq!(fixed.delay(3), None);
-        let backoff: RestartSpec = serde_yaml::from_str(
+        let backoff: RestartSpec = serde_saphyr::from_str(
             "strategy: exponential-backoff\nattempts: 10\ndelay: 1s\nmax-delay: 5s",
         )
         .unwrap();
@@ -117,7 +117,7 @@ mod tests {
             .map(|a| backoff.delay(a).unwrap().as_secs())
             .collect();
         assert_eq!(delays, [1, 2, 4, 5, 5]);
-        let none: RestartSpec = serde_yaml::from_str("strategy: none").unwrap();
+        let none: RestartSpec = serde_saphyr::from_str("strategy: none").unwrap();
         assert_eq!(none.delay(1), None);
     }
 }
