@@ -364,7 +364,7 @@ fn check_query(query: &str, straightforward: fn(&reference::Events) -> Vec<Strin
     let mut expected = straightforward(events);
     expected.sort();
     assert!(!expected.is_empty(), "{query}: the reference has rows");
-    let mut digest = eddy_core::digest::Digest::default();
+    let mut digest = eddy_core::connectors::digest::Digest::default();
     for row in &expected {
         digest.apply(row, 1);
     }
@@ -513,7 +513,7 @@ fn q4_on_the_wasm_source_is_exactly_once_across_kills() {
         &std::fs::read_to_string(scratch.0.join("out/summary.json")).expect("summary"),
     )
     .expect("summary JSON");
-    let mut digest = eddy_core::digest::Digest::default();
+    let mut digest = eddy_core::connectors::digest::Digest::default();
     for row in &expected {
         digest.apply(row, 1);
     }

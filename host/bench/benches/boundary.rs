@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use currency_convert::CurrencyConvert;
 use eddy_core::Batch;
 use eddy_core::OperatorKind;
-use eddy_core::generator::Generator;
+use eddy_core::connectors::generator::Generator;
 use eddy_core::job::GeneratorShape;
 use eddy_core::job::sandbox::Sandbox;
 use eddy_sdk::{Context, Map};

@@ -2,34 +2,27 @@
 //! built-in sources and sinks. It knows nothing of WebAssembly: plugin operators come
 //! in through [`operator::OperatorFactory`], so the core builds and tests in seconds.
 
-pub mod builtin;
-pub mod channel;
 pub mod checkpoint;
+pub mod connectors;
 pub mod deadletter;
-pub mod digest;
-pub mod exchange;
-pub mod executor;
+pub mod exec;
 pub mod expr;
 pub mod fields;
-pub mod generator;
 pub mod job;
-pub mod join;
 pub mod latency;
 pub mod memory;
 pub mod metrics;
 pub mod operator;
-pub mod plan;
+pub mod operators;
 pub mod sideoutput;
 pub mod sink;
 pub mod source;
 pub mod state;
 pub mod tenant;
 pub mod time;
-pub mod watermark;
-pub mod window;
 
 pub use eddy_batch::{self as batch, Batch, EventRef, Header, NO_TIMESTAMP};
 pub use eddy_nexmark as nexmark;
-pub use executor::{Dataflow, RunError, RunSummary};
+pub use exec::{Dataflow, RunError, RunSummary};
 pub use job::{Job, JobError, OperatorKind, Partition, Step, StepOp};
 pub use operator::{Operator, OperatorError, OperatorFactory};

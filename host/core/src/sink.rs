@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::batch::Batch;
-use crate::digest::{DigestSink, commit_digest};
+use crate::connectors::digest::{DigestSink, commit_digest};
 use crate::job::SinkSpec;
 use crate::state::{Decoder, Encoder};
 

@@ -4,14 +4,14 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, EventRef, NO_TIMESTAMP};
-use crate::generator::Generator;
+use crate::connectors::generator::Generator;
+use crate::exec::watermark::AlignmentGroup;
 use crate::job::event_time::EventTimeSpec;
 use crate::job::span::Span;
 use crate::job::{Format, GeneratorShape, SourceSpec};
 use crate::latency::EventClock;
 use crate::nexmark;
 use crate::state::{Decoder, Encoder, StateError};
-use crate::watermark::AlignmentGroup;
 
 /// A producer of batches.
 pub trait Source: Send {

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use crate::channel::Message;
+use crate::exec::channel::Message;
 
 /// The alignment state of one task's input.
 #[derive(Debug)]

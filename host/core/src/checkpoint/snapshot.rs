@@ -2,7 +2,7 @@
 //! state and its sinks' prepared transactions, each under the name of its node so that
 //! a job restored with other parallelism (or an upgraded plugin) finds its state.
 
-use crate::channel::Message;
+use crate::exec::channel::Message;
 use crate::state::{Decoder, Encoder, StateEntry, StateError};
 
 /// Marks the start of a task snapshot file, and its version.

@@ -130,7 +130,7 @@ impl Restored {
     }
 
     /// The in-flight messages task `task` recorded (an unaligned checkpoint).
-    pub fn in_flight(&self, task: &str) -> &[(Flight, u32, Vec<crate::channel::Message>)] {
+    pub fn in_flight(&self, task: &str) -> &[(Flight, u32, Vec<crate::exec::channel::Message>)] {
         self.tasks
             .iter()
             .position(|t| t == task)

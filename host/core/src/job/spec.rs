@@ -216,7 +216,7 @@ pub enum SinkSpec {
         /// A side output to write instead of the main output.
         input: Option<String>,
     },
-    /// The digest of the final rows, exactly once (see [`crate::digest`]).
+    /// The digest of the final rows, exactly once (see [`crate::connectors::digest`]).
     Digest {
         /// Name used in errors and metrics.
         name: Option<String>,

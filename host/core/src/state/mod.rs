@@ -5,7 +5,7 @@
 pub mod backend;
 
 use crate::batch::{Batch, EventRef};
-use crate::exchange::key_group_range;
+use crate::exec::exchange::key_group_range;
 
 /// One piece of an operator's snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub fn watermark_entry(watermark: i64) -> StateEntry {
 /// watermarks, so the least of theirs is safe.
 pub fn restore_watermark(current: i64, entry: &StateEntry) -> Result<i64, StateError> {
     let restored = Decoder::new(&entry.bytes).i64()?;
-    Ok(if current == crate::watermark::BEGINNING_OF_TIME {
+    Ok(if current == crate::exec::watermark::BEGINNING_OF_TIME {
         restored
     } else {
         current.min(restored)

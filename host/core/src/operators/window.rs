@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{Map, Number, Value};
 
 use crate::batch::{Batch, EventRef};
-use crate::exchange::key_group;
+use crate::exec::exchange::key_group;
 use crate::job::span::Span;
 use crate::job::window::{AggregateSpec, Assigner, TimeDomain, WindowSpec};
 use crate::memory::Pools;
@@ -250,7 +250,7 @@ impl WindowOperator {
                 .aggregate
                 .values()
                 .any(|a| !matches!(a, AggregateSpec::Count)),
-            watermark: crate::watermark::BEGINNING_OF_TIME,
+            watermark: crate::exec::watermark::BEGINNING_OF_TIME,
             reserved: 0,
             pools,
             counters,
@@ -566,7 +566,7 @@ impl Operator for WindowOperator {
 
     fn on_watermark(&mut self, watermark: i64) -> Result<Batch, OperatorError> {
         // Processing-time windows only follow the watermark to the end of the input.
-        if self.clock.is_some() && watermark < crate::watermark::END_OF_TIME {
+        if self.clock.is_some() && watermark < crate::exec::watermark::END_OF_TIME {
             return Ok(Batch::default());
         }
         self.fire(watermark)
@@ -789,7 +789,9 @@ mod tests {
             rows(&straggler),
             [r#"{"key":"a","window_start":10000,"window_end":11000,"n":1}"#]
         );
-        let rest = op.on_watermark(crate::watermark::END_OF_TIME).unwrap();
+        let rest = op
+            .on_watermark(crate::exec::watermark::END_OF_TIME)
+            .unwrap();
         assert_eq!(
             rows(&rest),
             [r#"{"key":"b","window_start":11000,"window_end":12000,"n":1}"#]

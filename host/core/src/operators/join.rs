@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::batch::{Batch, EventRef, Header};
-use crate::exchange::key_group;
+use crate::exec::exchange::key_group;
 use crate::job::join::JoinSpec;
 use crate::job::window::Assigner;
 use crate::memory::Pools;
@@ -32,7 +32,7 @@ pub fn tag(batch: &Batch, side: u8, key: &[String]) -> Result<Batch, String> {
             .try_fold(&json, |v, f| v.get(f))
             .filter(|v| !v.is_null())
             .ok_or_else(|| format!("no join key field `{}`", key.join(".")))?;
-        let k = crate::builtin::key_bytes(k);
+        let k = crate::operators::builtin::key_bytes(k);
         let index = out.len() as u32;
         out.push(EventRef { key: Some(&k), ..e })
             .map_err(|err| err.to_string())?;
@@ -177,7 +177,7 @@ impl JoinOperator {
                 .as_ref()
                 .map_or((0, 0), |i| (i.lower.0, i.upper.0)),
             held: BTreeMap::new(),
-            watermark: crate::watermark::BEGINNING_OF_TIME,
+            watermark: crate::exec::watermark::BEGINNING_OF_TIME,
             reserved: 0,
             pools,
             max_parallelism,

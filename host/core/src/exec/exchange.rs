@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batch::Batch;
-use crate::channel::{Channel, Closed, Message};
+use crate::exec::channel::{Channel, Closed, Message};
 use crate::job::Partition;
 
 /// The key group of `key`: a stable hash modulo the number of key groups. Key groups,

@@ -7,22 +7,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
-use crate::builtin::{BuiltinContext, builtin_operator};
-use crate::channel::{Channel, Closed, Message};
 use crate::checkpoint::align::Aligner;
 use crate::checkpoint::coordinator::{Barriers, CoordinatorError, Outcome, Savepoints, Schedule};
 use crate::checkpoint::{
     CheckpointError, Coordinator, Flight, Restored, Storage, TaskId, TaskSnapshot,
 };
 use crate::deadletter::DeadLetters;
-use crate::exchange::{Exchange, SendError};
+use crate::exec::channel::{Channel, Closed, Message};
+use crate::exec::exchange::{Exchange, SendError};
+use crate::exec::plan::{Plan, PlanError};
+use crate::exec::watermark::{Change, WatermarkTracker};
 use crate::job::sandbox::OnError;
 use crate::job::{Job, SourceSpec, StepOp};
-use crate::join::JoinInput;
 use crate::memory::Pools;
 use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, PluginEntry, Role};
 use crate::operator::{Operator, OperatorError, OperatorFactory};
-use crate::plan::{Plan, PlanError};
+use crate::operators::builtin::{BuiltinContext, builtin_operator};
+use crate::operators::join::JoinInput;
 use crate::sideoutput::SideOutput;
 use crate::sink::{Connected, Sink, SinkError, builtin_committer, open_sink};
 use crate::source::{
@@ -30,7 +31,6 @@ use crate::source::{
 };
 use crate::state::entries_for;
 use crate::time::{Clock, SystemClock};
-use crate::watermark::{Change, WatermarkTracker};
 
 /// How often tasks hand processing time to their operators.
 const TICK: Duration = Duration::from_millis(10);

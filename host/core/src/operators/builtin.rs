@@ -8,18 +8,18 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::batch::{Batch, EventRef};
-use crate::exchange::key_group;
+use crate::exec::exchange::key_group;
 use crate::expr::Expr;
 use crate::job::window::{FunctionSpec, WindowSpec};
 use crate::job::{Job, RollingSpec, Step, StepOp};
-use crate::join::JoinOperator;
 use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{Operator, OperatorError, OperatorFactory};
+use crate::operators::join::JoinOperator;
+use crate::operators::window::{WindowEnv, WindowFunctions, WindowOperator};
 use crate::sideoutput::SideOutput;
 use crate::state::{Decoder, Encoder, StateEntry};
 use crate::time::Clock;
-use crate::window::{WindowEnv, WindowFunctions, WindowOperator};
 
 /// A built-in step failed on an event.
 #[derive(Debug, thiserror::Error)]
