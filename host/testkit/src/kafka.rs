@@ -168,9 +168,8 @@ impl Broker {
     /// Creates `topic` with `partitions` partitions (it must not exist yet).
     pub fn create_topic(&self, topic: &str, partitions: i32) {
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        let results =
-            futures_executor::block_on(self.admin().create_topics([&new], &AdminOptions::new()))
-                .expect("create topics");
+        let results = block_on(self.admin().create_topics([&new], &AdminOptions::new()))
+            .expect("create topics");
         for r in results {
             r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
         }
@@ -179,10 +178,8 @@ impl Broker {
     /// Grows `topic` to `partitions` partitions.
     pub fn add_partitions(&self, topic: &str, partitions: usize) {
         let new = NewPartitions::new(topic, partitions);
-        let results = futures_executor::block_on(
-            self.admin().create_partitions([&new], &AdminOptions::new()),
-        )
-        .expect("create partitions");
+        let results = block_on(self.admin().create_partitions([&new], &AdminOptions::new()))
+            .expect("create partitions");
         for r in results {
             r.unwrap_or_else(|(t, e)| panic!("cannot add partitions to {t}: {e}"));
         }
@@ -310,6 +307,31 @@ impl Drop for Broker {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `future` to completion on this thread. The admin client's futures are woken by
+/// librdkafka's own threads, so parking until woken is all an executor has to do (and
+/// the test kit needs no async runtime whose features would differ from the binary's).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::thread::Thread;
+
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            Poll::Pending => std::thread::park(),
         }
     }
 }
