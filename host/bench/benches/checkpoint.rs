@@ -169,7 +169,7 @@ fn rocksdb_state(dir: &Path, mb: u64) {
             chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
         }
         let key = format!("key-{k}");
-        let group = eddy_core::exchange::key_group(key.as_bytes(), 128);
+        let group = eddy_core::keygroup::key_group(key.as_bytes(), 128);
         db.put(&state_key(group, key.as_bytes(), "s", 0), &value)
             .expect("put");
     };

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::batch::{Batch, EventRef, Header};
-use crate::exchange::key_group;
+use crate::keygroup::key_group;
 use crate::memory::Pools;
 use crate::operator::{Operator, OperatorError};
 use crate::source::{Source, SourceError};

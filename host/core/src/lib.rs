@@ -15,6 +15,7 @@ pub mod generator;
 pub mod job;
 pub mod join;
 pub mod kafka;
+pub mod keygroup;
 pub mod latency;
 pub mod memory;
 pub mod metrics;

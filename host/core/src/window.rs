@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 use crate::batch::{Batch, EventRef};
-use crate::exchange::key_group;
+use crate::keygroup::key_group;
 use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{AggregateFunction, Operator, OperatorError, WindowFunction};
