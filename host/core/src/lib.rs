@@ -33,6 +33,6 @@ pub mod window;
 
 pub use eddy_batch::{self as batch, Batch, EventRef, Header, NO_TIMESTAMP};
 pub use eddy_nexmark as nexmark;
-pub use executor::{Dataflow, RunError, RunSummary};
+pub use executor::{BuildOptions, Dataflow, RunError, RunSummary};
 pub use job::{Job, JobError, OperatorKind, Partition, Step, StepOp};
 pub use operator::{Operator, OperatorError, OperatorFactory};
