@@ -1,9 +1,10 @@
 //! Metrics of a running job: counters per node and subtask, updated by the tasks
 //! without locks, read by the live status line, the summary and Prometheus.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::memory::{MemoryPool, Pools};
@@ -77,6 +78,92 @@ pub struct PluginCounters {
     pub memory_peak: AtomicU64,
     /// Traps (panics, deadlines, limits).
     pub traps: AtomicU64,
+    /// What the plugin itself reported through `counter-add` and `gauge-set`.
+    pub reported: ReportedMetrics,
+}
+
+/// Most distinct counter and gauge names one plugin instance may report: the names come
+/// from sandboxed code, and every one becomes a series on the Prometheus endpoint.
+pub const MAX_REPORTED_NAMES: usize = 256;
+
+/// Longest metric name a plugin may report, in bytes.
+pub const MAX_REPORTED_NAME_LEN: usize = 128;
+
+/// The counters and gauges a plugin reported, by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PluginMetrics {
+    /// Counters by name.
+    pub counters: BTreeMap<String, u64>,
+    /// Gauges by name.
+    pub gauges: BTreeMap<String, f64>,
+}
+
+impl PluginMetrics {
+    fn admits(&self, name: &str) -> bool {
+        name.len() <= MAX_REPORTED_NAME_LEN
+            && self.counters.len() + self.gauges.len() < MAX_REPORTED_NAMES
+    }
+}
+
+/// Metrics a plugin instance reports through the host imports `counter-add` and
+/// `gauge-set`: written by the instance's task, read by the summary and Prometheus.
+#[derive(Debug, Default)]
+pub struct ReportedMetrics {
+    values: Mutex<PluginMetrics>,
+    /// Updates refused because of a new name beyond [`MAX_REPORTED_NAMES`] or longer
+    /// than [`MAX_REPORTED_NAME_LEN`].
+    pub refused: AtomicU64,
+}
+
+impl ReportedMetrics {
+    fn values(&self) -> MutexGuard<'_, PluginMetrics> {
+        // The map stays consistent even if a holder panicked: every update is one insert.
+        self.values.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Merges `value` into entry `name` of the map `pick` selects, or adds the entry
+    /// if the limits admit it; false if they did not.
+    fn update<T>(
+        &self,
+        name: &str,
+        pick: fn(&mut PluginMetrics) -> &mut BTreeMap<String, T>,
+        value: T,
+        merge: fn(&mut T, T),
+    ) -> bool {
+        let mut values = self.values();
+        let admitted = values.admits(name);
+        let map = pick(&mut values);
+        if let Some(old) = map.get_mut(name) {
+            merge(old, value);
+            return true;
+        }
+        if !admitted {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        map.insert(name.to_owned(), value);
+        true
+    }
+
+    /// Adds `delta` to counter `name` (saturating); false if the name was refused.
+    pub fn counter_add(&self, name: &str, delta: u64) -> bool {
+        self.update(
+            name,
+            |m| &mut m.counters,
+            delta,
+            |c, d| *c = c.saturating_add(d),
+        )
+    }
+
+    /// Sets gauge `name` to `value`; false if the name was refused.
+    pub fn gauge_set(&self, name: &str, value: f64) -> bool {
+        self.update(name, |m| &mut m.gauges, value, |g, v| *g = v)
+    }
+
+    /// A copy of what was reported so far.
+    pub fn snapshot(&self) -> PluginMetrics {
+        self.values().clone()
+    }
 }
 
 /// A plugin instance's counters with where it runs.
@@ -354,4 +441,37 @@ pub fn serve_prometheus(
             }
         })?;
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_metrics_add_set_and_bound_their_names() {
+        let reported = ReportedMetrics::default();
+        assert!(reported.counter_add("words", 3));
+        assert!(reported.counter_add("words", u64::MAX));
+        assert!(reported.gauge_set("ratio", 0.5));
+        assert!(reported.gauge_set("ratio", 0.25));
+        let values = reported.snapshot();
+        assert_eq!(values.counters["words"], u64::MAX, "counters saturate");
+        assert_eq!(values.gauges["ratio"], 0.25);
+
+        assert!(!reported.counter_add(&"x".repeat(MAX_REPORTED_NAME_LEN + 1), 1));
+        for i in 2..MAX_REPORTED_NAMES {
+            assert!(reported.counter_add(&format!("c{i}"), 1), "name {i}");
+        }
+        assert!(!reported.counter_add("one-too-many", 1));
+        assert!(!reported.gauge_set("one-too-many", 1.0));
+        // Names already known still update.
+        assert!(reported.counter_add("words", 1));
+        assert!(reported.gauge_set("ratio", 2.0));
+        let values = reported.snapshot();
+        assert_eq!(
+            values.counters.len() + values.gauges.len(),
+            MAX_REPORTED_NAMES
+        );
+        assert_eq!(reported.refused.load(Ordering::Relaxed), 3);
+    }
 }
