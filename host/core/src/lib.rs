@@ -12,6 +12,7 @@ pub mod executor;
 pub mod expr;
 pub mod fields;
 pub mod generator;
+pub mod http;
 pub mod job;
 pub mod join;
 pub mod kafka;
