@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use eddy_testkit::plugins::PLUGIN_DIR;
@@ -193,31 +193,9 @@ sinks:
   - type: file
     path: out.jsonl
 ";
-    std::fs::write(scratch.0.join("job.yaml"), job).expect("write job");
-    let mut child = command(&["run", "--plugin-dir", PLUGIN_DIR, "job.yaml"], &scratch.0)
-        .env("EDDY_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start eddy");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut child = ChildGuard(child);
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).expect("read stderr") > 0,
-            "eddy exited before serving metrics"
-        );
-        if let Some(rest) = line.split("http://").nth(1) {
-            break rest.split("/metrics").next().unwrap_or_default().to_owned();
-        }
-    };
+    let (mut child, stderr, addr) = serve(&scratch, job);
     std::thread::sleep(Duration::from_millis(500));
-    let mut conn = std::net::TcpStream::connect(&addr).expect("connect to metrics");
-    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-        .expect("request");
-    let mut body = String::new();
-    conn.read_to_string(&mut body).expect("response");
+    let body = scrape(&addr);
     assert!(
         body.contains("eddy_records_out_total{tenant=\"default\",job=\"forever\",step=\"to-eur\",subtask=\"0\"}"),
         "{body}"
@@ -233,6 +211,43 @@ sinks:
         "{body}"
     );
 
+    interrupt(&mut child, stderr);
+    let written = std::fs::read_to_string(scratch.0.join("out.jsonl")).expect("output published");
+    assert!(
+        written.lines().count() > 100,
+        "only {} lines",
+        written.lines().count()
+    );
+    assert!(written.ends_with('\n'));
+}
+
+/// Runs `job` in `scratch` until interrupted; returns eddy, its log, and the address of
+/// the metrics endpoint from the line eddy logs when it serves the job's metrics.
+fn serve(scratch: &Scratch, job: &str) -> (ChildGuard, BufReader<ChildStderr>, String) {
+    std::fs::write(scratch.0.join("job.yaml"), job).expect("write job");
+    let mut child = command(&["run", "--plugin-dir", PLUGIN_DIR, "job.yaml"], &scratch.0)
+        .env("EDDY_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start eddy");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let child = ChildGuard(child);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "eddy exited before serving metrics"
+        );
+        if let Some(rest) = line.split("http://").nth(1) {
+            let addr = rest.split("/metrics").next().unwrap_or_default().to_owned();
+            return (child, stderr, addr);
+        }
+    }
+}
+
+/// Sends eddy Ctrl-C and waits for a clean exit; returns the rest of its log.
+fn interrupt(child: &mut ChildGuard, mut stderr: impl Read) -> String {
     let status = Command::new("kill")
         .args(["-INT", &child.0.id().to_string()])
         .status()
@@ -242,11 +257,78 @@ sinks:
     let _ = stderr.read_to_string(&mut rest);
     let exit = child.0.wait().expect("eddy ends");
     assert!(exit.success(), "{rest}");
-    let written = std::fs::read_to_string(scratch.0.join("out.jsonl")).expect("output published");
+    rest
+}
+
+/// The response to one `GET /metrics` on `addr`, headers included.
+fn scrape(addr: &str) -> String {
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    conn.read_to_string(&mut body).expect("response");
+    body
+}
+
+#[test]
+fn metrics_a_plugin_reports_are_served_and_summarized() {
+    let scratch = Scratch::new("plugin_metrics");
+    let job = "name: chatty
+metrics: { prometheus: '127.0.0.1:0' }
+sources:
+  - type: generator
+    shape: sentences
+    rate: 2000
+steps:
+  - name: split
+    flat-map: word_split.wasm
+sinks:
+  - type: discard
+";
+    let (mut child, stderr, addr) = serve(&scratch, job);
+
+    let labels =
+        "tenant=\"default\",job=\"chatty\",step=\"split\",plugin=\"word_split.wasm\",subtask=\"0\"";
+    let words = format!("eddy_plugin_counter_total{{{labels},metric=\"words\"}} ");
+    let most = format!("eddy_plugin_gauge{{{labels},metric=\"most-words\"}} ");
+    let value = |body: &str, series: &str| -> Option<f64> {
+        let line = body.lines().find(|l| l.starts_with(series))?;
+        line[series.len()..].trim().parse().ok()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let body = scrape(&addr);
+        if value(&body, &words).is_some_and(|n| n > 0.0) {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no words counted in time:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
-        written.lines().count() > 100,
-        "only {} lines",
-        written.lines().count()
+        body.starts_with("HTTP/1.1 200 OK\r\n")
+            && body.contains("Content-Type: application/openmetrics-text"),
+        "{body}"
     );
-    assert!(written.ends_with('\n'));
+    assert!(
+        body.contains("# TYPE eddy_plugin_counter counter"),
+        "{body}"
+    );
+    assert!(body.contains("# TYPE eddy_plugin_gauge gauge"), "{body}");
+    assert!(
+        value(&body, &most).is_some_and(|n| n >= 1.0),
+        "no most-words gauge:\n{body}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+
+    let rest = interrupt(&mut child, stderr);
+    let reported = rest
+        .lines()
+        .find(|l| l.trim_start().starts_with("counters: words "))
+        .unwrap_or_else(|| panic!("no reported metrics in the summary:\n{rest}"));
+    assert!(reported.contains("gauges: most-words "), "{reported}");
 }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use eddy_testkit::jobs::{ORDER_STEPS, PER_MINUTE};
 use eddy_testkit::kafka::{Broker, Record};
 use eddy_testkit::plugins::PLUGIN_DIR;
 
@@ -53,19 +54,7 @@ sources:
     {rate}
     event-time: {{ field: ts, max-out-of-orderness: 5s }}
 steps:
-  - name: to-eur
-    map: currency_convert.wasm
-    params: {{ rates: {{ USD: 0.92, GBP: 1.17, JPY: 0.0062, CHF: 1.05 }} }}
-  - key-by: customer
-  - name: summary
-    process: order_summary.wasm
-    params: {{ big: 1.0e12 }}
-  - key-by: customer
-  - name: per-minute
-    window:
-      tumbling: 1m
-      aggregate: {{ buckets: count, orders: {{ sum: orders }} }}
-sinks:
+{ORDER_STEPS}{PER_MINUTE}sinks:
   - type: kafka
     bootstrap: {bootstrap}
     topic: {output}

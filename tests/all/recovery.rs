@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use eddy_testkit::jobs::{ORDER_STEPS, PER_MINUTE, orders_source};
 use eddy_testkit::plugins::PLUGIN_DIR;
 
 use crate::support::{ChildGuard, Scratch, command, eddy, text};
@@ -30,34 +31,15 @@ fn job(parallelism: u32, rate: Option<u32>, checkpoints: bool, backend: &str) ->
     } else {
         "memory"
     };
+    let source = orders_source(40000, 5, &["parallelism: 2", &rate]);
     format!(
         "name: recovery
 parallelism: {parallelism}
 state: {{ backend: {backend} }}
 {checkpoints}
 sources:
-  - type: generator
-    name: orders
-    shape: orders
-    count: 40000
-    seed: 5
-    parallelism: 2
-    {rate}
-    event-time: {{ field: ts }}
-steps:
-  - name: to-eur
-    map: currency_convert.wasm
-    params: {{ rates: {{ USD: 0.92, GBP: 1.17, JPY: 0.0062, CHF: 1.05 }} }}
-  - key-by: customer
-  - name: summary
-    process: order_summary.wasm
-    params: {{ big: 1.0e12 }}
-  - key-by: customer
-  - name: per-minute
-    window:
-      tumbling: 1m
-      aggregate: {{ buckets: count, orders: {{ sum: orders }} }}
-sinks:
+{source}steps:
+{ORDER_STEPS}{PER_MINUTE}sinks:
   - type: file
     path: out.jsonl
 "
@@ -550,6 +532,7 @@ fn plugin_connectors_are_exactly_once_across_kills() {
 
 #[test]
 fn a_failed_run_restarts_in_process_from_its_latest_checkpoint() {
+    let source = orders_source(400000, 5, &["parallelism: 2"]);
     let job = |checkpoints: &str| {
         format!(
             "name: restart
@@ -630,28 +613,15 @@ sinks:
 fn an_unaligned_checkpoint_taken_under_backpressure_restores_its_in_flight_data() {
     // Two fast source subtasks feed one slow process-function subtask: channels fill,
     // barriers overtake the queued batches, and the checkpoint keeps them.
+    let source = orders_source(400000, 5, &["parallelism: 2"]);
     let job = |checkpoints: &str| {
         format!(
             "name: backpressure
 parallelism: 2
 {checkpoints}
 sources:
-  - type: generator
-    name: orders
-    shape: orders
-    count: 400000
-    seed: 5
-    parallelism: 2
-    event-time: {{ field: ts }}
-steps:
-  - name: to-eur
-    map: currency_convert.wasm
-    params: {{ rates: {{ USD: 0.92, GBP: 1.17, JPY: 0.0062, CHF: 1.05 }} }}
-  - key-by: customer
-  - name: summary
-    process: order_summary.wasm
-    params: {{ big: 1.0e12 }}
-    parallelism: 1
+{source}steps:
+{ORDER_STEPS}    parallelism: 1
 sinks:
   - type: file
     path: out.jsonl

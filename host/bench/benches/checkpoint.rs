@@ -28,7 +28,7 @@ use eddy_core::state::backend::{KeyedBackend, state_key};
 use eddy_core::time::SystemClock;
 use eddy_core::{Dataflow, Job};
 use eddy_state_rocksdb::{RocksBackend, RocksFactory};
-use eddy_testkit::plugins::PLUGIN_DIR;
+use eddy_testkit::jobs::{ORDER_STEPS, orders_source};
 use eddy_wasm::{Runtime, RuntimeConfig};
 
 fn job(dir: &Path, events: u64, backend: &str, checkpoints: bool) -> String {
@@ -45,43 +45,25 @@ fn job(dir: &Path, events: u64, backend: &str, checkpoints: bool) -> String {
 state: {{ backend: {backend}, dir: {state} }}
 {checkpoints}
 sources:
-  - type: generator
-    shape: orders
-    count: {events}
-    seed: 3
-    event-time: {{ field: ts }}
-steps:
-  - name: to-eur
-    map: currency_convert.wasm
-    params: {{ rates: {{ USD: 0.92, GBP: 1.17, JPY: 0.0062, CHF: 1.05 }} }}
-  - key-by: customer
-  - name: summary
-    process: order_summary.wasm
-    params: {{ big: 1.0e12 }}
-sinks:
+{source}steps:
+{ORDER_STEPS}sinks:
   - type: file
     path: {out}
 ",
+        source = orders_source(events, 3, &[]),
         state = dir.join("state").display(),
         out = dir.join("out.jsonl").display(),
     )
 }
 
 fn load(dir: &Path, text: &str) -> (Job, Runtime, Arc<Pools>) {
-    let file = dir.join("job.yaml");
-    std::fs::write(&file, text).expect("write job");
-    let job = Job::load(&file, Some(PLUGIN_DIR.as_ref())).expect("job");
-    let pools = Arc::new(Pools::new(&job.memory));
-    let runtime = Runtime::new(&RuntimeConfig {
+    eddy_bench::load(&dir.join("job.yaml"), text, |job| RuntimeConfig {
         max_instances: 4,
         max_memory_bytes: 64 << 20,
-        pools: Some(pools.clone()),
         state: (job.state.backend == BackendKind::Rocksdb)
             .then(|| Arc::new(RocksFactory) as Arc<_>),
         ..RuntimeConfig::default()
     })
-    .expect("runtime");
-    (job, runtime, pools)
 }
 
 /// Child: runs the job once; prints events per second and checkpoints taken.
@@ -170,7 +152,7 @@ fn rocksdb_state(dir: &Path, mb: u64) {
             chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
         }
         let key = format!("key-{k}");
-        let group = eddy_core::exec::exchange::key_group(key.as_bytes(), 128);
+        let group = eddy_core::keygroup::key_group(key.as_bytes(), 128);
         db.put(&state_key(group, key.as_bytes(), "s", 0), &value)
             .expect("put");
     };

@@ -7,14 +7,12 @@
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use eddy_core::memory::Pools;
-use eddy_core::{Dataflow, Job};
-use eddy_testkit::plugins::PLUGIN_DIR;
-use eddy_wasm::{Runtime, RuntimeConfig};
+use eddy_core::Dataflow;
+use eddy_testkit::jobs::TO_EUR;
+use eddy_wasm::RuntimeConfig;
 
 const BUDGET: &str = "512mb";
 
@@ -30,10 +28,7 @@ sources:
 steps:
   - name: big
     where: amount > 10
-  - name: to-eur
-    map: currency_convert.wasm
-    params: {{ rates: {{ USD: 0.92, GBP: 1.17, JPY: 0.0062, CHF: 1.05 }} }}
-  - key-by: customer
+{TO_EUR}  - key-by: customer
   - rolling: count
 sinks:
   - type: discard
@@ -55,17 +50,12 @@ fn child(parallelism: u32, events: u64) {
     let dir = std::env::temp_dir().join(format!("eddy-bench-engine-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("job.yaml");
-    std::fs::write(&file, job(parallelism, events)).expect("write job");
-    let job = Job::load(&file, Some(PLUGIN_DIR.as_ref())).expect("job");
-    let pools = Arc::new(Pools::new(&job.memory));
-    let instances = parallelism;
-    let runtime = Runtime::new(&RuntimeConfig {
-        max_instances: instances,
-        max_memory_bytes: job.memory.wasm.0 / instances as usize,
-        pools: Some(pools.clone()),
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime");
+    let (job, runtime, pools) =
+        eddy_bench::load(&file, &job(parallelism, events), |job| RuntimeConfig {
+            max_instances: parallelism,
+            max_memory_bytes: job.memory.wasm.0 / parallelism as usize,
+            ..RuntimeConfig::default()
+        });
     let dataflow = Dataflow::build(&job, &runtime, pools).expect("dataflow");
     let start = Instant::now();
     let summary = dataflow.run(&AtomicBool::new(false)).expect("run");

@@ -8,30 +8,23 @@
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use eddy_core::memory::Pools;
-use eddy_core::{Dataflow, Job};
+use eddy_core::Dataflow;
 use eddy_kafka::KafkaFactory;
+use eddy_testkit::jobs::TO_EUR;
 use eddy_testkit::kafka::Broker;
-use eddy_testkit::plugins::PLUGIN_DIR;
-use eddy_wasm::{Runtime, RuntimeConfig};
+use eddy_wasm::RuntimeConfig;
 
 /// Runs job text `text` in `dir` to its end; returns its wall time in seconds.
 fn run(dir: &Path, name: &str, text: &str) -> f64 {
     let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, text).expect("write job");
-    let job = Job::load(&file, Some(PLUGIN_DIR.as_ref())).expect("job");
-    let pools = Arc::new(Pools::new(&job.memory));
-    let runtime = Runtime::new(&RuntimeConfig {
+    let (job, runtime, pools) = eddy_bench::load(&file, text, |_| RuntimeConfig {
         max_instances: 4,
         max_memory_bytes: 64 << 20,
-        pools: Some(pools.clone()),
         ..RuntimeConfig::default()
-    })
-    .expect("runtime");
+    });
     let factory = KafkaFactory::new(&runtime);
     let dataflow = Dataflow::build(&job, &factory, pools).expect("dataflow");
     let start = Instant::now();
@@ -57,10 +50,7 @@ sources:
     topics: [orders]
     bounded: true
 steps:
-  - name: to-eur
-    map: currency_convert.wasm
-    params: {{ rates: {{ USD: 0.92, GBP: 1.17, JPY: 0.0062, CHF: 1.05 }} }}
-sinks:
+{TO_EUR}sinks:
   - type: kafka
     bootstrap: {bootstrap}
     topic: {output}

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use eddy_core::job::sandbox::Sandbox;
 use eddy_core::memory::Pools;
 use eddy_core::{Dataflow, Job, OperatorKind};
+use eddy_testkit::jobs::orders_source;
 use eddy_testkit::plugins::{
     CURRENCY_CONVERT, CURRENCY_CONVERT_C, CURRENCY_CONVERT_JS, CURRENCY_CONVERT_PY, ORDER_SUMMARY,
     ORDER_SUMMARY_C, ORDER_SUMMARY_JS, ORDER_SUMMARY_PY,
@@ -41,16 +42,12 @@ const RATES: &str = "{ target: EUR, rates: { USD: 0.92, GBP: 1.17, JPY: 0.0062, 
 
 /// A job over `events` generated orders with `steps` between the source and the sink.
 fn job(events: u64, steps: &str) -> String {
+    let source = orders_source(events, 3, &[]);
     format!(
         "name: polyglot
 memory: {{ process: 2gb }}
 sources:
-  - type: generator
-    shape: orders
-    count: {events}
-    seed: 3
-    event-time: {{ field: ts }}
-steps:
+{source}steps:
   - key-by: customer
 {steps}sinks:
   - type: discard

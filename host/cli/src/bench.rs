@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use eddy_core::latency::EventClock;
 use eddy_core::memory::Pools;
-use eddy_core::{Dataflow, Job};
+use eddy_core::{BuildOptions, Dataflow, Job};
 use eddy_kafka::KafkaFactory;
 use eddy_wasm::NativeTwins;
 
@@ -195,7 +195,7 @@ pub fn nexmark(args: &NexmarkArgs) -> Result<()> {
 fn run(args: &NexmarkArgs, job: &Job, scratch: &Path) -> Result<Report> {
     // 10,000 events per second of event time, and some room for the last windows.
     let span_ms = (args.events / 10 + 60_000) as usize;
-    EventClock::install(NEXMARK_EPOCH_MS, span_ms);
+    let latency = Arc::new(EventClock::new(NEXMARK_EPOCH_MS, span_ms));
     let pools = Arc::new(Pools::new(&job.memory));
     let runtime = crate::runtime(job, Some(pools.clone()))?;
     let kafka = KafkaFactory::new(&runtime);
@@ -208,8 +208,11 @@ fn run(args: &NexmarkArgs, job: &Job, scratch: &Path) -> Result<Report> {
     } else {
         &kafka
     };
-    let clock = Arc::new(eddy_core::time::SystemClock);
-    let dataflow = Dataflow::build_with(job, factory, pools, clock, None)?;
+    let options = BuildOptions {
+        latency: Some(latency),
+        ..BuildOptions::default()
+    };
+    let dataflow = Dataflow::build_with_options(job, factory, pools, options)?;
     let metrics = dataflow.metrics();
     let cpu_before = cpu_time()?;
     let summary = dataflow.run(&crate::STOP)?;

@@ -6,6 +6,7 @@
 
 mod bench;
 mod control;
+mod endpoint;
 mod project;
 mod status;
 
@@ -246,12 +247,14 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             let live =
                 (status || std::io::IsTerminal::is_terminal(&std::io::stderr())) && jobs.len() == 1;
+            let endpoint = endpoint::Endpoint::start(&jobs)?;
+            let endpoint = &endpoint;
             let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = jobs
                     .iter()
                     .map(|job| {
                         let restore = restore.as_deref();
-                        scope.spawn(move || run_job(job, restore, quiet, live))
+                        scope.spawn(move || run_job(job, restore, quiet, live, endpoint))
                     })
                     .collect();
                 handles
@@ -283,7 +286,13 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Builds and runs one job to its end, restarting it from its latest checkpoint after
 /// a failure as long as its restart strategy allows.
-fn run_job(job: &Job, restore: Option<&Path>, quiet: bool, live: bool) -> Result<()> {
+fn run_job(
+    job: &Job,
+    restore: Option<&Path>,
+    quiet: bool,
+    live: bool,
+    endpoint: &endpoint::Endpoint,
+) -> Result<()> {
     let storage = job
         .checkpoints
         .as_ref()
@@ -310,12 +319,7 @@ fn run_job(job: &Job, restore: Option<&Path>, quiet: bool, live: bool) -> Result
         let dataflow =
             Dataflow::build_with(job, &factory, pools.clone(), clock, restored.as_ref())?;
         let metrics = dataflow.metrics();
-        // The endpoint serves the first attempt's metrics.
-        if let Some(addr) = job.prometheus.filter(|_| attempt == 0) {
-            let bound = eddy_core::metrics::serve_prometheus(addr, metrics.clone())
-                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-            tracing::info!(job = %job.name, "Prometheus metrics on http://{bound}/metrics");
-        }
+        endpoint.publish(job, &metrics);
         let control = match &job.checkpoints {
             Some(c) => {
                 let dir = c.dir.clone().unwrap_or_default();

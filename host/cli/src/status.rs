@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use eddy_core::RunSummary;
 use eddy_core::job::memory::ByteSize;
+use eddy_core::metrics::{JobMetrics, PluginMetrics, Role};
 use eddy_core::metrics::{JobMetrics, Role};
 
 /// The live status line's thread.
@@ -140,7 +141,30 @@ pub fn print_plugins(metrics: &JobMetrics) {
             ByteSize(c.memory_peak.load(Relaxed) as usize),
             c.traps.load(Relaxed)
         );
+        if let Some(line) = reported_line(&c.reported.snapshot(), c.reported.refused.load(Relaxed))
+        {
+            eprintln!("    {line}");
+        }
     }
+}
+
+/// What a plugin instance reported itself, for the summary: `counters: words 42;
+/// gauges: most-words 9`, or nothing when it reported nothing.
+fn reported_line(reported: &PluginMetrics, refused: u64) -> Option<String> {
+    let list = |values: Vec<String>| values.join(", ");
+    let mut parts = Vec::new();
+    if !reported.counters.is_empty() {
+        let counters = reported.counters.iter().map(|(k, v)| format!("{k} {v}"));
+        parts.push(format!("counters: {}", list(counters.collect())));
+    }
+    if !reported.gauges.is_empty() {
+        let gauges = reported.gauges.iter().map(|(k, v)| format!("{k} {v}"));
+        parts.push(format!("gauges: {}", list(gauges.collect())));
+    }
+    if refused > 0 {
+        parts.push(format!("{refused} updates refused (too many names)"));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The checkpoint line of the summary, for jobs that checkpoint.
@@ -157,4 +181,26 @@ pub fn print_checkpoints(metrics: &JobMetrics) {
         c.last_duration_ms.load(Relaxed),
         ByteSize(c.last_size_bytes.load(Relaxed) as usize)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reported_line_lists_counters_then_gauges() {
+        assert_eq!(reported_line(&PluginMetrics::default(), 0), None);
+        let mut reported = PluginMetrics::default();
+        reported.counters.insert("words".into(), 42);
+        reported.counters.insert("lines".into(), 7);
+        reported.gauges.insert("most-words".into(), 9.5);
+        assert_eq!(
+            reported_line(&reported, 0).as_deref(),
+            Some("counters: lines 7, words 42; gauges: most-words 9.5")
+        );
+        assert_eq!(
+            reported_line(&PluginMetrics::default(), 3).as_deref(),
+            Some("3 updates refused (too many names)")
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! End-to-end latency of a benchmark run: the sources note when (on the wall clock)
 //! they first reach each millisecond of event time, and a sink measures a row against
-//! the moment its timestamp was produced. Off unless a benchmark installs the clock.
+//! the moment its timestamp was produced. Off unless a benchmark builds its dataflow
+//! with a clock (`BuildOptions::latency`), which the sources and digest sinks share.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,25 +18,15 @@ pub struct EventClock {
     reached: AtomicI64,
 }
 
-static CLOCK: OnceLock<EventClock> = OnceLock::new();
-
 impl EventClock {
-    /// Starts measuring event times `base .. base + span_ms` for this process; returns
-    /// false if a clock was installed before (the first one stays).
-    pub fn install(base: i64, span_ms: usize) -> bool {
-        CLOCK
-            .set(EventClock {
-                started: Instant::now(),
-                base,
-                slots: (0..span_ms).map(|_| AtomicU64::new(0)).collect(),
-                reached: AtomicI64::new(-1),
-            })
-            .is_ok()
-    }
-
-    /// The installed clock, if a benchmark runs.
-    pub fn get() -> Option<&'static EventClock> {
-        CLOCK.get()
+    /// A clock measuring event times `base .. base + span_ms`, starting now.
+    pub fn new(base: i64, span_ms: usize) -> Self {
+        EventClock {
+            started: Instant::now(),
+            base,
+            slots: (0..span_ms).map(|_| AtomicU64::new(0)).collect(),
+            reached: AtomicI64::new(-1),
+        }
     }
 
     /// A source produced events up to event time `timestamp`.
@@ -166,12 +156,7 @@ mod tests {
 
     #[test]
     fn the_clock_remembers_when_event_time_was_first_reached() {
-        let clock = EventClock {
-            started: Instant::now(),
-            base: 1000,
-            slots: (0..10).map(|_| AtomicU64::new(0)).collect(),
-            reached: AtomicI64::new(-1),
-        };
+        let clock = EventClock::new(1000, 10);
         assert_eq!(clock.since(1003), None);
         clock.reached(1004);
         assert!(clock.since(1003).is_some());

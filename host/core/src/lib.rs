@@ -8,7 +8,9 @@ pub mod deadletter;
 pub mod exec;
 pub mod expr;
 pub mod fields;
+pub mod http;
 pub mod job;
+pub mod keygroup;
 pub mod latency;
 pub mod memory;
 pub mod metrics;
@@ -23,6 +25,6 @@ pub mod time;
 
 pub use eddy_batch::{self as batch, Batch, EventRef, Header, NO_TIMESTAMP};
 pub use eddy_nexmark as nexmark;
-pub use exec::{Dataflow, RunError, RunSummary};
+pub use exec::{BuildOptions, Dataflow, RunError, RunSummary};
 pub use job::{Job, JobError, OperatorKind, Partition, Step, StepOp};
 pub use operator::{Operator, OperatorError, OperatorFactory};

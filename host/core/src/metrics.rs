@@ -1,12 +1,17 @@
 //! Metrics of a running job: counters per node and subtask, updated by the tasks
-//! without locks, read by the live status line, the summary and Prometheus.
+//! without locks, read by the live status line, the summary and the Prometheus
+//! endpoint ([`Exposition`]).
 
-use std::fmt::Write;
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::memory::{MemoryPool, Pools};
+use crate::memory::Pools;
+
+mod exposition;
+
+pub use exposition::{CONTENT_TYPE, Exposition, PATH};
 
 /// How a job's checkpoints go, for the summary and Prometheus.
 #[derive(Debug, Default)]
@@ -77,6 +82,92 @@ pub struct PluginCounters {
     pub memory_peak: AtomicU64,
     /// Traps (panics, deadlines, limits).
     pub traps: AtomicU64,
+    /// What the plugin itself reported through `counter-add` and `gauge-set`.
+    pub reported: ReportedMetrics,
+}
+
+/// Most distinct counter and gauge names one plugin instance may report: the names come
+/// from sandboxed code, and every one becomes a series on the Prometheus endpoint.
+pub const MAX_REPORTED_NAMES: usize = 256;
+
+/// Longest metric name a plugin may report, in bytes.
+pub const MAX_REPORTED_NAME_LEN: usize = 128;
+
+/// The counters and gauges a plugin reported, by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PluginMetrics {
+    /// Counters by name.
+    pub counters: BTreeMap<String, u64>,
+    /// Gauges by name.
+    pub gauges: BTreeMap<String, f64>,
+}
+
+impl PluginMetrics {
+    fn admits(&self, name: &str) -> bool {
+        name.len() <= MAX_REPORTED_NAME_LEN
+            && self.counters.len() + self.gauges.len() < MAX_REPORTED_NAMES
+    }
+}
+
+/// Metrics a plugin instance reports through the host imports `counter-add` and
+/// `gauge-set`: written by the instance's task, read by the summary and Prometheus.
+#[derive(Debug, Default)]
+pub struct ReportedMetrics {
+    values: Mutex<PluginMetrics>,
+    /// Updates refused because of a new name beyond [`MAX_REPORTED_NAMES`] or longer
+    /// than [`MAX_REPORTED_NAME_LEN`].
+    pub refused: AtomicU64,
+}
+
+impl ReportedMetrics {
+    fn values(&self) -> MutexGuard<'_, PluginMetrics> {
+        // The map stays consistent even if a holder panicked: every update is one insert.
+        self.values.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Merges `value` into entry `name` of the map `pick` selects, or adds the entry
+    /// if the limits admit it; false if they did not.
+    fn update<T>(
+        &self,
+        name: &str,
+        pick: fn(&mut PluginMetrics) -> &mut BTreeMap<String, T>,
+        value: T,
+        merge: fn(&mut T, T),
+    ) -> bool {
+        let mut values = self.values();
+        let admitted = values.admits(name);
+        let map = pick(&mut values);
+        if let Some(old) = map.get_mut(name) {
+            merge(old, value);
+            return true;
+        }
+        if !admitted {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        map.insert(name.to_owned(), value);
+        true
+    }
+
+    /// Adds `delta` to counter `name` (saturating); false if the name was refused.
+    pub fn counter_add(&self, name: &str, delta: u64) -> bool {
+        self.update(
+            name,
+            |m| &mut m.counters,
+            delta,
+            |c, d| *c = c.saturating_add(d),
+        )
+    }
+
+    /// Sets gauge `name` to `value`; false if the name was refused.
+    pub fn gauge_set(&self, name: &str, value: f64) -> bool {
+        self.update(name, |m| &mut m.gauges, value, |g, v| *g = v)
+    }
+
+    /// A copy of what was reported so far.
+    pub fn snapshot(&self) -> PluginMetrics {
+        self.values().clone()
+    }
 }
 
 /// A plugin instance's counters with where it runs.
@@ -188,170 +279,37 @@ impl JobMetrics {
             })
             .collect()
     }
+}
 
-    /// The metrics in the Prometheus text exposition format.
-    pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        type Read = fn(&Counters) -> u64;
-        let counters: [(&str, Read); 8] = [
-            ("eddy_records_in_total", |c| {
-                c.records_in.load(Ordering::Relaxed)
-            }),
-            ("eddy_records_out_total", |c| {
-                c.records_out.load(Ordering::Relaxed)
-            }),
-            ("eddy_bytes_out_total", |c| {
-                c.bytes_out.load(Ordering::Relaxed)
-            }),
-            ("eddy_busy_seconds_total", |c| {
-                c.busy_ns.load(Ordering::Relaxed)
-            }),
-            ("eddy_backpressure_seconds_total", |c| {
-                c.backpressure_ns.load(Ordering::Relaxed)
-            }),
-            ("eddy_dead_letters_total", |c| {
-                c.dead_letters.load(Ordering::Relaxed)
-            }),
-            ("eddy_late_updates_total", |c| {
-                c.late_updates.load(Ordering::Relaxed)
-            }),
-            ("eddy_late_dropped_total", |c| {
-                c.late_dropped.load(Ordering::Relaxed)
-            }),
-        ];
-        for (metric, read) in counters {
-            let _ = writeln!(out, "# TYPE {metric} counter");
-            for node in &self.nodes {
-                for (i, c) in node.subtasks.iter().enumerate() {
-                    let value = read(c);
-                    let value = if metric.ends_with("seconds_total") {
-                        format!("{:.6}", value as f64 / 1e9)
-                    } else {
-                        value.to_string()
-                    };
-                    let _ = writeln!(
-                        out,
-                        "{metric}{{tenant=\"{}\",job=\"{}\",{}=\"{}\",subtask=\"{i}\"}} {value}",
-                        escape(&self.tenant),
-                        escape(&self.job),
-                        node.role.as_str(),
-                        escape(&node.name)
-                    );
-                }
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_metrics_add_set_and_bound_their_names() {
+        let reported = ReportedMetrics::default();
+        assert!(reported.counter_add("words", 3));
+        assert!(reported.counter_add("words", u64::MAX));
+        assert!(reported.gauge_set("ratio", 0.5));
+        assert!(reported.gauge_set("ratio", 0.25));
+        let values = reported.snapshot();
+        assert_eq!(values.counters["words"], u64::MAX, "counters saturate");
+        assert_eq!(values.gauges["ratio"], 0.25);
+
+        assert!(!reported.counter_add(&"x".repeat(MAX_REPORTED_NAME_LEN + 1), 1));
+        for i in 2..MAX_REPORTED_NAMES {
+            assert!(reported.counter_add(&format!("c{i}"), 1), "name {i}");
         }
-        type ReadPlugin = fn(&PluginCounters) -> String;
-        let plugin_series: [(&str, &str, ReadPlugin); 5] = [
-            ("eddy_plugin_calls_total", "counter", |c| {
-                c.calls.load(Ordering::Relaxed).to_string()
-            }),
-            ("eddy_plugin_cpu_seconds_total", "counter", |c| {
-                format!("{:.6}", c.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9)
-            }),
-            ("eddy_plugin_fuel_total", "counter", |c| {
-                c.fuel.load(Ordering::Relaxed).to_string()
-            }),
-            ("eddy_plugin_memory_peak_bytes", "gauge", |c| {
-                c.memory_peak.load(Ordering::Relaxed).to_string()
-            }),
-            ("eddy_plugin_traps_total", "counter", |c| {
-                c.traps.load(Ordering::Relaxed).to_string()
-            }),
-        ];
-        for (metric, kind, read) in plugin_series {
-            let _ = writeln!(out, "# TYPE {metric} {kind}");
-            for p in &self.plugins {
-                let _ = writeln!(
-                    out,
-                    "{metric}{{tenant=\"{}\",job=\"{}\",step=\"{}\",plugin=\"{}\",subtask=\"{}\"}} {}",
-                    escape(&self.tenant),
-                    escape(&self.job),
-                    escape(&p.step),
-                    escape(&p.plugin),
-                    p.subtask,
-                    read(&p.counters)
-                );
-            }
-        }
-        let c = &self.checkpoints;
-        for (metric, kind, value) in [
-            ("eddy_checkpoints_completed_total", "counter", &c.completed),
-            ("eddy_checkpoints_abandoned_total", "counter", &c.abandoned),
-            ("eddy_checkpoint_last_id", "gauge", &c.last_id),
-            (
-                "eddy_checkpoint_last_duration_ms",
-                "gauge",
-                &c.last_duration_ms,
-            ),
-            (
-                "eddy_checkpoint_last_size_bytes",
-                "gauge",
-                &c.last_size_bytes,
-            ),
-        ] {
-            let _ = writeln!(out, "# TYPE {metric} {kind}");
-            let _ = writeln!(
-                out,
-                "{metric}{{tenant=\"{}\",job=\"{}\"}} {}",
-                escape(&self.tenant),
-                escape(&self.job),
-                value.load(Ordering::Relaxed)
-            );
-        }
-        for (metric, read) in [
-            (
-                "eddy_pool_used_bytes",
-                MemoryPool::used as fn(&MemoryPool) -> usize,
-            ),
-            ("eddy_pool_peak_bytes", MemoryPool::peak),
-            ("eddy_pool_capacity_bytes", MemoryPool::capacity),
-        ] {
-            let _ = writeln!(out, "# TYPE {metric} gauge");
-            for pool in self.pools.all() {
-                let _ = writeln!(
-                    out,
-                    "{metric}{{tenant=\"{}\",job=\"{}\",pool=\"{}\"}} {}",
-                    escape(&self.tenant),
-                    escape(&self.job),
-                    pool.name(),
-                    read(pool)
-                );
-            }
-        }
-        out
+        assert!(!reported.counter_add("one-too-many", 1));
+        assert!(!reported.gauge_set("one-too-many", 1.0));
+        // Names already known still update.
+        assert!(reported.counter_add("words", 1));
+        assert!(reported.gauge_set("ratio", 2.0));
+        let values = reported.snapshot();
+        assert_eq!(
+            values.counters.len() + values.gauges.len(),
+            MAX_REPORTED_NAMES
+        );
+        assert_eq!(reported.refused.load(Ordering::Relaxed), 3);
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Serves `metrics` as Prometheus text on `addr` from a background thread, for as long
-/// as the process lives.
-pub fn serve_prometheus(
-    addr: std::net::SocketAddr,
-    metrics: Arc<JobMetrics>,
-) -> std::io::Result<std::net::SocketAddr> {
-    use std::io::{Read, Write as _};
-    let listener = std::net::TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("eddy-metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut request = [0u8; 1024];
-                let _ = stream.read(&mut request);
-                let body = metrics.prometheus();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        })?;
-    Ok(bound)
 }

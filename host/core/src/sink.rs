@@ -12,10 +12,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::batch::Batch;
 use crate::connectors::digest::{DigestSink, commit_digest};
 use crate::job::SinkSpec;
+use crate::latency::EventClock;
 use crate::state::{Decoder, Encoder};
 
 /// A consumer of result batches.
@@ -91,10 +93,13 @@ impl SinkError {
 /// Creates the built-in sink a job file describes. `restored` is what the sink
 /// prepared for the checkpoint the job restarts from: it is committed (again) and
 /// everything written after it is discarded.
+///
+/// A digest sink measures each row's latency against `latency`, when given.
 pub fn open_sink(
     name: &str,
     spec: &SinkSpec,
     restored: Option<&[u8]>,
+    latency: Option<&Arc<EventClock>>,
 ) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match spec {
         SinkSpec::Stdout { .. } => Box::new(Stdout {
@@ -114,6 +119,7 @@ pub fn open_sink(
             path,
             rows.as_deref(),
             restored,
+            latency.cloned(),
         )?),
         SinkSpec::Plugin { .. } | SinkSpec::Kafka(_) => {
             return Err(SinkError::new(
@@ -411,7 +417,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("out.jsonl");
         let spec = spec(&path);
-        let mut sink = open_sink("out", &spec, None).unwrap();
+        let mut sink = open_sink("out", &spec, None, None).unwrap();
         sink.write(&batch(&["a", "b"])).unwrap();
         let p1 = sink.prepare(1).unwrap();
         sink.write(&batch(&["c"])).unwrap();
@@ -423,14 +429,14 @@ mod tests {
         sink.write(&batch(&["lost"])).unwrap();
         drop(sink);
         // Crash; checkpoint 2 completed but its commit never ran.
-        let mut sink = open_sink("out", &spec, Some(&p2)).unwrap();
+        let mut sink = open_sink("out", &spec, Some(&p2), None).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");
         sink.write(&batch(&["d"])).unwrap();
         let last = sink.finish().unwrap();
         commit_sink("out", &spec, &last).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\nd\n");
         // Restoring an older checkpoint cuts the file back to it.
-        drop(open_sink("out", &spec, Some(&p1)).unwrap());
+        drop(open_sink("out", &spec, Some(&p1), None).unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
         let leftovers: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()

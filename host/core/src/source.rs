@@ -1,6 +1,7 @@
 //! Built-in sources: files and stdin of JSON or raw lines, and a deterministic generator.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, EventRef, NO_TIMESTAMP};
@@ -119,26 +120,32 @@ pub fn source_parallelism(spec: &SourceSpec) -> u32 {
 }
 
 /// Creates subtask `subtask` of the built-in source a job file describes.
+///
+/// With `latency`, the source notes on it when it first reaches each event time.
 pub fn open_source(
     name: &str,
     spec: &SourceSpec,
     subtask: u32,
     alignment: &Alignments,
+    latency: Option<&Arc<EventClock>>,
 ) -> Result<Box<dyn Source>, SourceError> {
     Ok(with_event_time(
         name,
         open_plain(name, spec, subtask)?,
         spec,
         alignment,
+        latency,
     ))
 }
 
-/// `source` with the event time and watermarks its spec asks for.
+/// `source` with the event time and watermarks its spec asks for; with `latency`, it
+/// notes on it when it first reaches each event time.
 pub fn with_event_time(
     name: &str,
     source: Box<dyn Source>,
     spec: &SourceSpec,
     alignment: &Alignments,
+    latency: Option<&Arc<EventClock>>,
 ) -> Box<dyn Source> {
     match spec.event_time() {
         None => source,
@@ -148,7 +155,13 @@ pub fn with_event_time(
                 let split = group.join();
                 (group, split)
             });
-            Box::new(TimedSource::new(name, source, event_time, group))
+            Box::new(TimedSource::new(
+                name,
+                source,
+                event_time,
+                group,
+                latency.cloned(),
+            ))
         }
     }
 }
@@ -500,6 +513,8 @@ struct TimedSource {
     /// Per split: the largest timestamp seen, and when its last event came.
     splits: Vec<(Option<i64>, Instant)>,
     alignment: Option<(std::sync::Arc<AlignmentGroup>, usize)>,
+    /// The benchmark's latency clock, told how far event time got.
+    latency: Option<Arc<EventClock>>,
 }
 
 impl TimedSource {
@@ -508,6 +523,7 @@ impl TimedSource {
         inner: Box<dyn Source>,
         spec: &EventTimeSpec,
         alignment: Option<(std::sync::Arc<AlignmentGroup>, usize)>,
+        latency: Option<Arc<EventClock>>,
     ) -> Self {
         TimedSource {
             name: name.to_owned(),
@@ -522,6 +538,7 @@ impl TimedSource {
             splits: vec![(None, Instant::now()); inner.splits()],
             inner,
             alignment,
+            latency,
         }
     }
 
@@ -580,7 +597,7 @@ impl Source for TimedSource {
             }
             max_seen = own.chain(max_seen).max();
             self.splits[split] = (max_seen, Instant::now());
-            if let (Some(clock), Some(reached)) = (EventClock::get(), max_seen) {
+            if let (Some(clock), Some(reached)) = (&self.latency, max_seen) {
                 clock.reached(reached);
             }
             return Ok(Some(batch));
@@ -602,7 +619,7 @@ impl Source for TimedSource {
             timestamps.push(ts);
         }
         self.splits[split] = (max_seen, Instant::now());
-        if let (Some(clock), Some(reached)) = (EventClock::get(), max_seen) {
+        if let (Some(clock), Some(reached)) = (&self.latency, max_seen) {
             clock.reached(reached);
         }
         batch.timestamps = timestamps;
@@ -742,7 +759,7 @@ mod tests {
     #[test]
     fn splits_found_at_start_hold_the_watermark_back_before_their_first_event() {
         let spec: EventTimeSpec = serde_saphyr::from_str("field: ts").unwrap();
-        let mut src = TimedSource::new("s", Box::new(LateStart { polls: 0 }), &spec, None);
+        let mut src = TimedSource::new("s", Box::new(LateStart { polls: 0 }), &spec, None, None);
         src.poll(10).unwrap();
         assert!(
             !src.idle(),
@@ -760,7 +777,7 @@ mod tests {
             polls: vec![(1, 50), (0, 9_000), (1, 10)],
             last: 0,
         };
-        let mut src = TimedSource::new("s", Box::new(inner), &spec, None);
+        let mut src = TimedSource::new("s", Box::new(inner), &spec, None, None);
         src.poll(10).unwrap();
         assert_eq!(src.watermark(), None, "split 0 has not spoken yet");
         src.poll(10).unwrap();
@@ -772,7 +789,7 @@ mod tests {
             polls: Vec::new(),
             last: 0,
         };
-        let mut resumed = TimedSource::new("s", Box::new(inner), &spec, None);
+        let mut resumed = TimedSource::new("s", Box::new(inner), &spec, None, None);
         resumed.seek(&position).unwrap();
         assert_eq!(
             resumed.watermark(),
@@ -815,18 +832,32 @@ mod tests {
         let spec: SourceSpec =
             serde_saphyr::from_str("type: generator\ncount: 10\nparallelism: 2").unwrap();
         let alignments = Alignments::default();
-        let mut a = open_source("g", &spec, 1, &alignments).unwrap();
+        let mut a = open_source("g", &spec, 1, &alignments, None).unwrap();
         a.poll(2).unwrap();
         let position = a.position().unwrap();
         let rest = drain(a.as_mut(), 10).unwrap();
-        let mut b = open_source("g", &spec, 1, &alignments).unwrap();
+        let mut b = open_source("g", &spec, 1, &alignments, None).unwrap();
         b.seek(&position).unwrap();
         assert_eq!(drain(b.as_mut(), 10).unwrap(), rest);
         let other: SourceSpec =
             serde_saphyr::from_str("type: generator\ncount: 10\nparallelism: 3").unwrap();
-        let mut c = open_source("g", &other, 1, &alignments).unwrap();
+        let mut c = open_source("g", &other, 1, &alignments, None).unwrap();
         let err = c.seek(&position).unwrap_err().to_string();
         assert!(err.contains("parallelism 2, not 3"), "{err}");
+    }
+
+    #[test]
+    fn a_timed_source_advances_the_latency_clock_it_is_given() {
+        let spec: SourceSpec =
+            serde_saphyr::from_str("type: generator\ncount: 10\nevent-time: { field: ts }")
+                .unwrap();
+        // The generator's event 0 is at 1_700_000_000_000, each next one 10 ms later.
+        let clock = Arc::new(EventClock::new(1_700_000_000_000, 1000));
+        let mut source = open_source("g", &spec, 0, &Alignments::default(), Some(&clock)).unwrap();
+        assert!(clock.since(1_700_000_000_000).is_none());
+        drain(source.as_mut(), 10).unwrap();
+        assert!(clock.since(1_700_000_000_090).is_some());
+        assert!(clock.since(1_700_000_000_091).is_none());
     }
 
     #[test]
@@ -870,14 +901,14 @@ mod tests {
             event_time: None,
         };
         let a = drain(
-            open_source("g", &spec, 0, &Alignments::default())
+            open_source("g", &spec, 0, &Alignments::default(), None)
                 .unwrap()
                 .as_mut(),
             4,
         )
         .unwrap();
         let b = drain(
-            open_source("g", &spec, 0, &Alignments::default())
+            open_source("g", &spec, 0, &Alignments::default(), None)
                 .unwrap()
                 .as_mut(),
             7,
@@ -900,7 +931,7 @@ mod tests {
             event_time: None,
         };
         let single = drain(
-            open_source("g", &spec(1), 0, &Alignments::default())
+            open_source("g", &spec(1), 0, &Alignments::default(), None)
                 .unwrap()
                 .as_mut(),
             4,
@@ -909,7 +940,7 @@ mod tests {
         let mut split: Vec<String> = (0..3)
             .flat_map(|i| {
                 drain(
-                    open_source("g", &spec(3), i, &Alignments::default())
+                    open_source("g", &spec(3), i, &Alignments::default(), None)
                         .unwrap()
                         .as_mut(),
                     2,

@@ -1,6 +1,8 @@
 //! Test support shared by the end-to-end tests and the benchmarks: the example plugins,
-//! built into components by this crate's build script, and the repository's paths.
+//! built into components by this crate's build script, the job steps they share, and
+//! the repository's paths.
 
+pub mod jobs;
 pub mod kafka;
 
 use std::path::{Path, PathBuf};

@@ -1,11 +1,13 @@
 //! The state behind each plugin instance and the host functions it imports.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use eddy_core::job::memory::ByteSize;
 use eddy_core::job::sandbox::{ClockPolicy, Sandbox};
 use eddy_core::memory::Pools;
+use eddy_core::memory::{ByteSize, Pools};
+use eddy_core::metrics::{MAX_REPORTED_NAME_LEN, MAX_REPORTED_NAMES, PluginCounters};
 use wasmtime_wasi::{Deterministic, FsPerms, HostMonotonicClock, HostWallClock};
 
 use wasmtime::component::ResourceTable;
@@ -32,15 +34,6 @@ pub struct InstanceInfo {
     pub params_json: String,
     /// Limits and grants.
     pub sandbox: Sandbox,
-}
-
-/// Metrics a plugin reported through the `host` interface.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PluginMetrics {
-    /// Counters by name.
-    pub counters: BTreeMap<String, u64>,
-    /// Gauges by name.
-    pub gauges: BTreeMap<String, f64>,
 }
 
 /// Bounds and meters an instance's linear memory: its own cap, and the process's WASM
@@ -135,7 +128,9 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) keyed: crate::keyed::KeyedState,
     pub(crate) info: InstanceInfo,
-    pub(crate) metrics: PluginMetrics,
+    /// What the instance costs and reports; shared with the job's metrics, and carried
+    /// over to the fresh instance that replaces this one after a trap.
+    pub(crate) counters: Arc<PluginCounters>,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
     pub(crate) meter: MemoryMeter,
@@ -182,12 +177,25 @@ impl HostState {
             table: ResourceTable::new(),
             keyed: crate::keyed::KeyedState::new(meter.pools.clone()),
             info,
-            metrics: PluginMetrics::default(),
+            counters: Arc::default(),
             stdout,
             stderr,
             meter,
             log_rate: LogRate::new(),
         })
+    }
+
+    /// Logs the first metric update the instance's limits refused.
+    fn refused_metric(&self, name: &str) {
+        if self.counters.reported.refused.load(Ordering::Relaxed) == 1 {
+            let info = &self.info;
+            tracing::warn!(target: "eddy::plugin", job = %info.job, step = %info.step,
+                subtask = info.subtask,
+                "metric {:?} ignored: a plugin instance reports at most {MAX_REPORTED_NAMES} \
+                 names of at most {MAX_REPORTED_NAME_LEN} bytes; further refusals are counted \
+                 in eddy_plugin_metrics_refused_total",
+                name.chars().take(MAX_REPORTED_NAME_LEN).collect::<String>());
+        }
     }
 
     /// Forwards what the plugin printed since the last call to the host log.
@@ -303,12 +311,15 @@ impl host::Host for HostState {
     }
 
     fn counter_add(&mut self, name: String, delta: u64) {
-        let counter = self.metrics.counters.entry(name).or_default();
-        *counter = counter.saturating_add(delta);
+        if !self.counters.reported.counter_add(&name, delta) {
+            self.refused_metric(&name);
+        }
     }
 
     fn gauge_set(&mut self, name: String, value: f64) {
-        self.metrics.gauges.insert(name, value);
+        if !self.counters.reported.gauge_set(&name, value) {
+            self.refused_metric(&name);
+        }
     }
 }
 

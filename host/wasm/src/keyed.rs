@@ -11,6 +11,7 @@ use std::path::Path;
 
 use eddy_core::Batch;
 use eddy_core::exec::exchange::key_group;
+use eddy_core::keygroup::key_group;
 use eddy_core::memory::Pools;
 use eddy_core::state::backend::{BackendError, HeapBackend, KeyedBackend, state_key};
 use eddy_core::state::{Decoder, Encoder, StateEntry, StateError};

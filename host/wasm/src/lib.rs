@@ -18,8 +18,9 @@ mod runtime;
 
 pub use cache::ComponentCache;
 pub use connector::{WasmCommitter, WasmSink, WasmSource};
+pub use eddy_core::metrics::PluginMetrics;
 pub use error::WasmError;
-pub use host::{HostState, InstanceInfo, MemoryMeter, PluginMetrics};
+pub use host::{HostState, InstanceInfo, MemoryMeter};
 pub use native::NativeTwins;
 pub use operator::WasmOperator;
 pub use runtime::{Plugin, Prepared, Runtime, RuntimeConfig, WIT_VERSION, world_of};

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use eddy_core::job::memory::ByteSize;
 use eddy_core::metrics::PluginCounters;
+use eddy_core::metrics::{PluginCounters, PluginMetrics};
 use eddy_core::operator::{AggregateFunction, WindowFunction};
 use eddy_core::state::StateEntry;
 use eddy_core::time::{Clock, SystemClock};
@@ -18,7 +19,7 @@ use crate::bindings::base::eddy::plugin::types::TimeDomain;
 use crate::bindings::{
     PluginError, WitBatch, aggregate, filter, flat_map, map, process, sink, source, window,
 };
-use crate::host::{HostState, PluginMetrics};
+use crate::host::HostState;
 use crate::runtime::{Prepared, Starter, world_of};
 
 /// An instance bound to the world of its step kind.
@@ -81,6 +82,7 @@ impl WasmOperator {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
+        let counters = store.data().counters.clone();
         WasmOperator {
             path: path.to_owned(),
             plugin,
@@ -89,7 +91,7 @@ impl WasmOperator {
             poisoned: false,
             starter,
             prepared,
-            counters: Arc::default(),
+            counters,
         }
     }
 
@@ -115,6 +117,7 @@ impl WasmOperator {
         drop(std::mem::replace(&mut self.store, placeholder));
         let (mut store, bound) = self.starter.start(&self.path, &self.prepared, info)?;
         store.data_mut().keyed = keyed;
+        store.data_mut().counters = self.counters.clone();
         self.store = store;
         self.bound = bound;
         self.poisoned = false;
@@ -154,8 +157,8 @@ impl WasmOperator {
     }
 
     /// Metrics the plugin reported so far.
-    pub fn metrics(&self) -> &PluginMetrics {
-        &self.store.data().metrics
+    pub fn metrics(&self) -> PluginMetrics {
+        self.counters.reported.snapshot()
     }
 
     fn export(&self, function: &str) -> String {

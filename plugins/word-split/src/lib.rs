@@ -2,6 +2,8 @@
 //!
 //! Reads the string field `field` (default `text`) of JSON events; emits
 //! `{"word": "..."}` for each word of at least `min-length` letters (default 1).
+//! Reports the counter `words` (words emitted) and the gauge `most-words` (the most
+//! words one event gave), which the host shows in its summary and on Prometheus.
 
 use eddy_sdk::serde::Deserialize;
 use eddy_sdk::{Context, Emitter, Error, Event, FlatMap, Value, json};
@@ -27,6 +29,7 @@ fn one() -> usize {
 pub struct WordSplit {
     params: Params,
     word: String,
+    most_words: usize,
 }
 
 impl FlatMap for WordSplit {
@@ -34,6 +37,7 @@ impl FlatMap for WordSplit {
         Ok(WordSplit {
             params: ctx.params()?,
             word: String::new(),
+            most_words: 0,
         })
     }
 
@@ -43,6 +47,7 @@ impl FlatMap for WordSplit {
             .get(&self.params.field)
             .and_then(Value::as_str)
             .ok_or_else(|| Error::msg(format_args!("no string field {:?}", self.params.field)))?;
+        let mut words = 0;
         for raw in text.split(|c: char| !c.is_alphanumeric()) {
             if raw.chars().count() < self.params.min_length {
                 continue;
@@ -50,6 +55,12 @@ impl FlatMap for WordSplit {
             self.word.clear();
             self.word.extend(raw.chars().flat_map(char::to_lowercase));
             out.json(&json!({ "word": self.word }))?;
+            words += 1;
+        }
+        eddy_sdk::metrics::counter_add("words", words as u64);
+        if words > self.most_words {
+            self.most_words = words;
+            eddy_sdk::metrics::gauge_set("most-words", words as f64);
         }
         Ok(())
     }

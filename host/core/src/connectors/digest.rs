@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
@@ -122,18 +123,21 @@ pub struct DigestSink {
     /// Every row and its multiplicity, when the rows are written out.
     kept: Option<BTreeMap<String, i64>>,
     latency: Histogram,
+    /// The benchmark's latency clock that rows are measured against, if one runs.
+    clock: Option<Arc<EventClock>>,
     text: String,
 }
 
 impl DigestSink {
     /// Opens the sink; `restored` is what it prepared for the checkpoint the job
-    /// restarts from.
+    /// restarts from. With `clock`, it measures each row's latency against it.
     pub fn open(
         name: &str,
         columns: &[String],
         path: &Path,
         rows: Option<&Path>,
         restored: Option<&[u8]>,
+        clock: Option<Arc<EventClock>>,
     ) -> Result<Self, SinkError> {
         let mut sink = DigestSink {
             name: name.to_owned(),
@@ -143,6 +147,7 @@ impl DigestSink {
             digest: Digest::default(),
             kept: rows.map(|_| BTreeMap::new()),
             latency: Histogram::default(),
+            clock,
             text: String::new(),
         };
         if let Some(prepared) = restored {
@@ -221,7 +226,7 @@ fn decode(bytes: &[u8]) -> Result<Prepared, crate::state::StateError> {
 
 impl Sink for DigestSink {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let clock = EventClock::get();
+        let clock = self.clock.as_deref();
         let mut picked = Vec::new();
         for event in batch.iter() {
             let mut text = std::mem::take(&mut self.text);
@@ -356,7 +361,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let (path, rows) = (dir.join("d.json"), dir.join("rows.tsv"));
         let columns = vec!["k".to_owned()];
-        let mut sink = DigestSink::open("d", &columns, &path, Some(&rows), None).unwrap();
+        let mut sink = DigestSink::open("d", &columns, &path, Some(&rows), None, None).unwrap();
         let mut batch = Batch::default();
         for v in [
             r#"{"k":"b"}"#,
@@ -380,8 +385,38 @@ mod tests {
         assert_eq!(summary["digest"], expected.hex());
         // A restart from the checkpoint carries on from its digest.
         let restored =
-            DigestSink::open("d", &columns, &path, Some(&rows), Some(&prepared)).unwrap();
+            DigestSink::open("d", &columns, &path, Some(&rows), Some(&prepared), None).unwrap();
         assert_eq!(restored.digest, expected);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rows_are_measured_against_the_clock_the_sink_is_given() {
+        let dir = std::env::temp_dir().join(format!("eddy-digest-clock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("d.json");
+        let columns = vec!["k".to_owned()];
+        let clock = Arc::new(EventClock::new(1000, 100));
+        clock.reached(1050);
+        let mut batch = Batch::default();
+        batch
+            .push(crate::batch::EventRef {
+                key: None,
+                value: br#"{"k":"a"}"#,
+                timestamp: Some(1040),
+            })
+            .unwrap();
+        let mut timed = DigestSink::open("d", &columns, &path, None, None, Some(clock)).unwrap();
+        timed.write(&batch).unwrap();
+        assert_eq!(timed.latency.samples(), 1);
+        let mut untimed = DigestSink::open("d", &columns, &path, None, None, None).unwrap();
+        untimed.write(&batch).unwrap();
+        assert_eq!(untimed.latency.samples(), 0);
+        commit_digest("d", &timed.prepare(1).unwrap()).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(summary["latency_samples"], 1);
+        assert!(summary["latency_p50_ms"].is_number(), "{summary}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,6 +19,7 @@ use crate::exec::plan::{Plan, PlanError};
 use crate::exec::watermark::{Change, WatermarkTracker};
 use crate::job::sandbox::OnError;
 use crate::job::{Job, SourceSpec, StepOp};
+use crate::latency::EventClock;
 use crate::memory::Pools;
 use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, PluginEntry, Role};
 use crate::operator::{Operator, OperatorError, OperatorFactory};
@@ -590,6 +591,19 @@ pub struct Dataflow {
     coordinator: Coordinator,
 }
 
+/// What building a dataflow may take besides the job: by default the system clock, no
+/// checkpoint to restore from, and no latency measurement.
+#[derive(Clone, Default)]
+pub struct BuildOptions<'a> {
+    /// The processing-time clock (default: the system's).
+    pub clock: Option<Arc<dyn Clock>>,
+    /// The checkpoint every source, operator and sink is restored from.
+    pub restore: Option<&'a Restored>,
+    /// A benchmark's latency clock: event-time sources note on it when they reach each
+    /// event time, and digest sinks measure their rows against it.
+    pub latency: Option<Arc<EventClock>>,
+}
+
 impl Dataflow {
     /// Plans `job` and opens every source, operator instance and sink, charging memory
     /// to `pools` and creating plugin operators through `factory`.
@@ -610,6 +624,28 @@ impl Dataflow {
         clock: Arc<dyn Clock>,
         restore: Option<&Restored>,
     ) -> Result<Dataflow, RunError> {
+        let options = BuildOptions {
+            clock: Some(clock),
+            restore,
+            latency: None,
+        };
+        Dataflow::build_with_options(job, factory, pools, options)
+    }
+
+    /// [`Dataflow::build`] with everything [`BuildOptions`] can change.
+    pub fn build_with_options(
+        job: &Job,
+        factory: &dyn OperatorFactory,
+        pools: Arc<Pools>,
+        options: BuildOptions<'_>,
+    ) -> Result<Dataflow, RunError> {
+        let BuildOptions {
+            clock,
+            restore,
+            latency,
+        } = options;
+        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let latency = latency.as_ref();
         let plan = Plan::new(job)?;
         if let Some(r) = restore
             && r.max_parallelism != plan.max_parallelism
@@ -658,7 +694,7 @@ impl Dataflow {
             Some((name, spec)) => Some(Arc::new(DeadLetters::new(
                 &job.name,
                 &job.tenant,
-                connect_sink(factory, job, name, spec, None)?.0,
+                connect_sink(factory, job, name, spec, None, latency)?.0,
             ))),
             None => None,
         };
@@ -685,7 +721,7 @@ impl Dataflow {
             grouped
                 .entry(input)
                 .or_default()
-                .push(connect_sink(factory, job, name, spec, None)?.0);
+                .push(connect_sink(factory, job, name, spec, None, latency)?.0);
         }
         let side_outputs: Arc<HashMap<String, Arc<SideOutput>>> = Arc::new(
             grouped
@@ -714,9 +750,10 @@ impl Dataflow {
                                         factory.source(job, name, spec, i)?,
                                         spec,
                                         &alignments,
+                                        latency,
                                     )
                                 }
-                                _ => open_source(name, spec, i, &alignments)?,
+                                _ => open_source(name, spec, i, &alignments, latency)?,
                             };
                             if let Some(r) = restore {
                                 restore_source(r, name, spec, i, source.as_mut())?;
@@ -788,7 +825,7 @@ impl Dataflow {
                         .map(|(k, (name, spec))| {
                             let prepared = restore.and_then(|r| r.sink_prepared(name));
                             let (sink, committer) =
-                                connect_sink(factory, job, name, spec, prepared)?;
+                                connect_sink(factory, job, name, spec, prepared, latency)?;
                             committers.push((name.clone(), committer));
                             Ok((sink_base + k, sink))
                         })
@@ -1030,6 +1067,7 @@ fn connect_sink(
     name: &str,
     spec: &crate::job::SinkSpec,
     restored: Option<&[u8]>,
+    latency: Option<&Arc<EventClock>>,
 ) -> Result<Connected, SinkError> {
     if let crate::job::SinkSpec::Plugin { .. } | crate::job::SinkSpec::Kafka(_) = spec {
         let (sink, mut committer) = factory.sink(job, name, spec)?;
@@ -1039,7 +1077,7 @@ fn connect_sink(
         return Ok((sink, committer));
     }
     Ok((
-        open_sink(name, spec, restored)?,
+        open_sink(name, spec, restored, latency)?,
         builtin_committer(name, spec),
     ))
 }

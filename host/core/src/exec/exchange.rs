@@ -1,5 +1,6 @@
 //! The sending side of an exchange: how a task's output batches are split over the
-//! next stage's subtasks (forward, rebalance, broadcast, or hash by key group).
+//! next stage's subtasks (forward, rebalance, broadcast, or hash by key group;
+//! see [`crate::keygroup`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,43 +8,7 @@ use std::time::Duration;
 use crate::batch::Batch;
 use crate::exec::channel::{Channel, Closed, Message};
 use crate::job::Partition;
-
-/// The key group of `key`: a stable hash modulo the number of key groups. Key groups,
-/// not subtasks, are what keyed state is organized by, so a job can be rescaled.
-pub fn key_group(key: &[u8], max_parallelism: u32) -> u32 {
-    // FNV-1a, then the murmur3 finalizer to spread the low bits.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    (h % u64::from(max_parallelism)) as u32
-}
-
-/// The subtask owning key group `group`: subtask `i` of `p` owns the contiguous range
-/// [`key_group_range`] returns.
-pub fn subtask_of(group: u32, parallelism: u32, max_parallelism: u32) -> u32 {
-    (u64::from(group) * u64::from(parallelism) / u64::from(max_parallelism)) as u32
-}
-
-/// The key groups subtask `subtask` of `parallelism` owns.
-pub fn key_group_range(
-    subtask: u32,
-    parallelism: u32,
-    max_parallelism: u32,
-) -> std::ops::Range<u32> {
-    let (s, p, m) = (
-        u64::from(subtask),
-        u64::from(parallelism),
-        u64::from(max_parallelism),
-    );
-    let start = (s * m).div_ceil(p);
-    let end = ((s + 1) * m).div_ceil(p);
-    start as u32..end as u32
-}
+use crate::keygroup::{key_group, subtask_of};
 
 /// A batch that cannot travel because one event alone is larger than a channel.
 #[derive(Debug, thiserror::Error)]
@@ -166,35 +131,5 @@ impl Exchange {
             target.send(self.subtask, message.clone())?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_group_ranges_cover_every_group_once() {
-        for p in [1, 2, 3, 4, 7, 128] {
-            let mut next = 0;
-            for s in 0..p {
-                let range = key_group_range(s, p, 128);
-                assert_eq!(range.start, next);
-                for g in range.clone() {
-                    assert_eq!(subtask_of(g, p, 128), s, "group {g} at p={p}");
-                }
-                next = range.end;
-            }
-            assert_eq!(next, 128);
-        }
-    }
-
-    #[test]
-    fn key_groups_are_stable_and_spread() {
-        assert_eq!(key_group(b"customer-1", 128), key_group(b"customer-1", 128));
-        let groups: std::collections::HashSet<u32> = (0..1000)
-            .map(|i| key_group(format!("k{i}").as_bytes(), 128))
-            .collect();
-        assert!(groups.len() > 100, "only {} groups used", groups.len());
     }
 }

@@ -7,4 +7,4 @@ pub mod exchange;
 pub mod plan;
 pub mod watermark;
 
-pub use dataflow::{Dataflow, RunError, RunSummary, summary};
+pub use dataflow::{BuildOptions, Dataflow, RunError, RunSummary, summary};

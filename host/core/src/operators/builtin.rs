@@ -8,10 +8,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::batch::{Batch, EventRef};
-use crate::exec::exchange::key_group;
 use crate::expr::Expr;
 use crate::job::window::{FunctionSpec, WindowSpec};
 use crate::job::{Job, RollingSpec, Step, StepOp};
+use crate::keygroup::key_group;
 use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{Operator, OperatorError, OperatorFactory};

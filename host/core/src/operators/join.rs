@@ -10,9 +10,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::batch::{Batch, EventRef, Header};
-use crate::exec::exchange::key_group;
 use crate::job::join::JoinSpec;
 use crate::job::window::Assigner;
+use crate::keygroup::key_group;
 use crate::memory::Pools;
 use crate::operator::{Operator, OperatorError};
 use crate::source::{Source, SourceError};

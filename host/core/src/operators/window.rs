@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 use serde_json::{Map, Number, Value};
 
 use crate::batch::{Batch, EventRef};
-use crate::exec::exchange::key_group;
 use crate::job::span::Span;
 use crate::job::window::{AggregateSpec, Assigner, TimeDomain, WindowSpec};
+use crate::keygroup::key_group;
 use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{AggregateFunction, Operator, OperatorError, WindowFunction};

@@ -5,7 +5,7 @@
 pub mod backend;
 
 use crate::batch::{Batch, EventRef};
-use crate::exec::exchange::key_group_range;
+use crate::keygroup::key_group_range;
 
 /// One piece of an operator's snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
