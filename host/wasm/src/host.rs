@@ -132,7 +132,7 @@ impl Drop for MemoryMeter {
 pub struct HostState {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) keyed: crate::keyed::KeyedState,
+    pub(crate) keyed: eddy_core::state::keyed::KeyedState,
     pub(crate) info: InstanceInfo,
     pub(crate) metrics: PluginMetrics,
     pub(crate) stdout: CapturedOutput,
@@ -179,7 +179,7 @@ impl HostState {
         Ok(HostState {
             wasi,
             table: ResourceTable::new(),
-            keyed: crate::keyed::KeyedState::new(meter.pools.clone()),
+            keyed: eddy_core::state::keyed::KeyedState::new(meter.pools.clone()),
             info,
             metrics: PluginMetrics::default(),
             stdout,

@@ -14,6 +14,7 @@ use eddy_core::sandbox::DEFAULT_MAX_STACK;
 use eddy_core::sink::{Connected, SinkError};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::backend::{BackendFactory, HeapBackend, KeyedBackend};
+use eddy_core::state::keyed::KeyedState;
 use eddy_core::{OperatorKind, StepOp};
 
 use crate::connector::{WasmCommitter, WasmSink, WasmSource};
@@ -273,13 +274,11 @@ impl Runtime {
         step: &str,
         subtask: u32,
         parallelism: u32,
-    ) -> Result<crate::keyed::KeyedState, eddy_core::OperatorError> {
-        let mut keyed = crate::keyed::KeyedState::new(self.starter.pools.clone());
-        keyed.set_backend(
+    ) -> Result<KeyedState, eddy_core::OperatorError> {
+        Ok(KeyedState::with_backend(
             self.keyed_backend(job, step, subtask, parallelism)?,
             job.max_parallelism,
-        );
-        Ok(keyed)
+        ))
     }
 
     /// An engine configured by `config`, with WASI and the Eddy host interfaces linked.
