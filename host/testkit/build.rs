@@ -80,7 +80,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
+    // The nested cargo must not read the build's standard input.
     let status = cmd
+        .stdin(std::process::Stdio::null())
         .status()
         .expect("cannot run cargo to build the example plugins");
     assert!(

@@ -532,7 +532,6 @@ fn plugin_connectors_are_exactly_once_across_kills() {
 
 #[test]
 fn a_failed_run_restarts_in_process_from_its_latest_checkpoint() {
-    let source = orders_source(400000, 5, &["parallelism: 2"]);
     let job = |checkpoints: &str| {
         format!(
             "name: restart

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use currency_convert::CurrencyConvert;
 use eddy_core::Batch;
-use eddy_core::OperatorKind;
 use eddy_core::connectors::generator::Generator;
 use eddy_core::job::GeneratorShape;
 use eddy_core::job::sandbox::Sandbox;
 use eddy_sdk::{Context, Map};
 use eddy_testkit::plugins::{CURRENCY_CONVERT, EDDY_BENCH_GUEST};
-use eddy_wasm::{InstanceInfo, Runtime, RuntimeConfig};
+use eddy_wasm::bindings::map::MapPlugin;
+use eddy_wasm::{InstanceInfo, Runtime, RuntimeConfig, WasmStateless};
 
 const EVENTS: usize = 200_000;
 const BATCH_SIZES: [usize; 3] = [1, 64, 1024];
@@ -81,13 +81,11 @@ fn instance_start(runtime: &Runtime, iterations: u32) -> Duration {
     let plugin = runtime
         .load(CURRENCY_CONVERT.as_ref())
         .expect("plugin loads");
-    let prepared = runtime
-        .prepare(&plugin, OperatorKind::Map)
-        .expect("map world");
+    let prepared = runtime.prepare::<MapPlugin>(&plugin).expect("map world");
     let start = Instant::now();
     for _ in 0..iterations {
         let mut op = runtime
-            .instantiate(&plugin, &prepared, info())
+            .instantiate::<MapPlugin>(&plugin, &prepared, info())
             .expect("instantiate");
         op.open().expect("open");
         black_box(op);
@@ -107,7 +105,8 @@ fn limits() -> [(&'static str, f64); 3] {
         })
         .expect("engine");
         let mut op = runtime
-            .operator(CURRENCY_CONVERT.as_ref(), OperatorKind::Map, info())
+            .instance::<MapPlugin>(CURRENCY_CONVERT.as_ref(), info())
+            .map(WasmStateless::new)
             .expect("wasm operator");
         measure(5, &input, |b| op.call(b).expect("wasm map"))
     };
@@ -217,7 +216,8 @@ fn main() {
     for size in BATCH_SIZES {
         let input = batches(size);
         let mut wasm = runtime
-            .operator(CURRENCY_CONVERT.as_ref(), OperatorKind::Map, info())
+            .instance::<MapPlugin>(CURRENCY_CONVERT.as_ref(), info())
+            .map(WasmStateless::new)
             .expect("wasm operator");
         let wasm_eps = measure(3, &input, |b| wasm.call(b).expect("wasm map"));
         let mut native = CurrencyConvert::open(&Context::new(params(), "bench", "to-eur"))

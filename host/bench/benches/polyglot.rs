@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 
 use eddy_core::job::sandbox::Sandbox;
 use eddy_core::memory::Pools;
-use eddy_core::{Dataflow, Job, OperatorKind};
+
+use eddy_core::{Dataflow, Job};
 use eddy_testkit::jobs::orders_source;
 use eddy_testkit::plugins::{
     CURRENCY_CONVERT, CURRENCY_CONVERT_C, CURRENCY_CONVERT_JS, CURRENCY_CONVERT_PY, ORDER_SUMMARY,
     ORDER_SUMMARY_C, ORDER_SUMMARY_JS, ORDER_SUMMARY_PY,
 };
+use eddy_wasm::bindings::map::MapPlugin;
 use eddy_wasm::{InstanceInfo, Runtime, RuntimeConfig};
 
 /// Language, its `currency-convert` and its `order-summary` component, and whether it
@@ -110,9 +112,7 @@ fn start_times(plugin: &str) -> (Duration, Duration) {
     let start = Instant::now();
     let loaded = runtime.load(Path::new(plugin)).expect("plugin loads");
     let compile = start.elapsed();
-    let prepared = runtime
-        .prepare(&loaded, OperatorKind::Map)
-        .expect("map world");
+    let prepared = runtime.prepare::<MapPlugin>(&loaded).expect("map world");
     let info = InstanceInfo {
         job: "bench".into(),
         step: "to-eur".into(),
@@ -126,7 +126,7 @@ fn start_times(plugin: &str) -> (Duration, Duration) {
     let start = Instant::now();
     while n < 2000 && (n < 20 || start.elapsed() < Duration::from_millis(500)) {
         let mut op = runtime
-            .instantiate(&loaded, &prepared, info.clone())
+            .instantiate::<MapPlugin>(&loaded, &prepared, info.clone())
             .expect("instantiate");
         op.open().expect("open");
         black_box(op);

@@ -175,12 +175,12 @@ fn run(cli: Cli) -> Result<()> {
             for plugin in job.plugins() {
                 let err = |e| eddy_core::OperatorError::new(&plugin.step.name, e);
                 let loaded = runtime.load(plugin.path).map_err(err)?;
-                runtime.prepare(&loaded, plugin.kind).map_err(err)?;
+                runtime.check(&loaded, plugin.kind).map_err(err)?;
             }
             for c in job.connectors() {
                 let err = |e| anyhow::anyhow!("{:?}: {e}", c.name);
                 let loaded = runtime.load(c.plugin).map_err(err)?;
-                runtime.prepare(&loaded, c.kind).map_err(err)?;
+                runtime.check(&loaded, c.kind).map_err(err)?;
             }
             eprintln!(
                 "{}: job {:?} is valid: {} source(s), {} step(s), {} sink(s)",

@@ -10,7 +10,6 @@ use std::time::Duration;
 use eddy_core::RunSummary;
 use eddy_core::job::memory::ByteSize;
 use eddy_core::metrics::{JobMetrics, PluginMetrics, Role};
-use eddy_core::metrics::{JobMetrics, Role};
 
 /// The live status line's thread.
 pub struct Live {

@@ -17,7 +17,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use eddy_core::Job;
-use eddy_core::exec::exchange::key_group_range;
 use eddy_core::keygroup::key_group_range;
 use eddy_core::state::backend::{
     BackendError, BackendFactory, KeyedBackend, Pairs, format, group_of, group_prefix, pairs_entry,

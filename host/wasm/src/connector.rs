@@ -1,7 +1,8 @@
 //! Plugin connectors as the engine's sources and sinks: a source instance reads the
 //! splits assigned to its subtask and reports their positions for checkpoints; a sink
 //! instance writes and prepares transactions, and a second instance of the same
-//! component commits them for the checkpoint coordinator.
+//! component commits them for the checkpoint coordinator. Both run on the shared
+//! [`Instance`], which sandboxes, times and checks every call.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,8 +12,14 @@ use eddy_core::sink::{Committer, Sink, SinkError};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::{Decoder, Encoder, StateError};
 
+use crate::bindings::{WitBatch, sink::SinkPlugin, source};
 use crate::error::WasmError;
-use crate::operator::{Polled, SplitInfo, WasmOperator};
+use crate::instance::{Instance, with_event};
+
+/// A split of a plugin source, as the plugin listed it.
+pub type SplitInfo = source::exports::eddy::plugin::source_connector::Split;
+/// What one poll of a plugin source's split produced.
+pub type Polled = source::exports::eddy::plugin::source_connector::PollResult;
 
 /// How long a source whose splits are all idle waits before polling again.
 const IDLE_PAUSE: Duration = Duration::from_millis(5);
@@ -26,7 +33,7 @@ struct SplitState {
 /// One subtask of a plugin source: splits `i, i + p, …` of the plugin's list.
 pub struct WasmSource {
     name: String,
-    op: WasmOperator,
+    instance: Instance<source::SourcePlugin>,
     splits: Vec<SplitState>,
     next: usize,
     /// The split the last batch came from.
@@ -37,15 +44,18 @@ pub struct WasmSource {
 }
 
 impl WasmSource {
-    /// Subtask `subtask` of `parallelism` of the source `name` run by `op`.
+    /// Subtask `subtask` of `parallelism` of the source `name` run by the opened
+    /// `instance`.
     pub fn new(
         name: &str,
-        mut op: WasmOperator,
+        mut instance: Instance<source::SourcePlugin>,
         subtask: u32,
         parallelism: u32,
     ) -> Result<WasmSource, SourceError> {
-        let splits = op
-            .list_splits()
+        let splits = instance
+            .call("list-splits", |b, store| {
+                b.eddy_plugin_source_connector().call_list_splits(store)
+            })
             .map_err(|e| error(name, &e))?
             .into_iter()
             .enumerate()
@@ -58,7 +68,7 @@ impl WasmSource {
             .collect();
         Ok(WasmSource {
             name: name.to_owned(),
-            op,
+            instance,
             splits,
             next: 0,
             last: 0,
@@ -69,6 +79,34 @@ impl WasmSource {
 
     fn err(&self, e: &WasmError) -> SourceError {
         error(&self.name, e)
+    }
+
+    /// Opens `split`, after `position` if restoring.
+    fn open_split(&mut self, split: &SplitInfo, position: Option<&[u8]>) -> Result<(), WasmError> {
+        self.instance.call("open-split", |b, store| {
+            b.eddy_plugin_source_connector()
+                .call_open_split(store, split, position)
+        })
+    }
+
+    /// Polls up to `max` events of split `id`, checked.
+    fn poll_split(&mut self, id: &str, max: u32) -> Result<Polled, WasmError> {
+        let polled = self.instance.call("poll", |b, store| {
+            b.eddy_plugin_source_connector().call_poll(store, id, max)
+        })?;
+        if let Polled::Events(batch) = polled {
+            let batch = Batch::from(batch);
+            self.instance.check_output(&batch, "poll")?;
+            return Ok(Polled::Events(WitBatch::from(batch)));
+        }
+        Ok(polled)
+    }
+
+    /// The position of split `id` after its last polled event.
+    fn split_position(&mut self, id: &str) -> Result<Vec<u8>, WasmError> {
+        self.instance.call("position", |b, store| {
+            b.eddy_plugin_source_connector().call_position(store, id)
+        })
     }
 }
 
@@ -84,8 +122,8 @@ impl Source for WasmSource {
         for i in 0..self.splits.len() {
             if !self.splits[i].opened {
                 let position = self.restored.get(&self.splits[i].info.id).cloned();
-                self.op
-                    .open_split(&self.splits[i].info, position.as_deref())
+                let info = self.splits[i].info.clone();
+                self.open_split(&info, position.as_deref())
                     .map_err(|e| self.err(&e))?;
                 self.splits[i].opened = true;
             }
@@ -98,7 +136,7 @@ impl Source for WasmSource {
                 continue;
             }
             let id = self.splits[i].info.id.clone();
-            match self.op.poll_split(&id, max).map_err(|e| self.err(&e))? {
+            match self.poll_split(&id, max).map_err(|e| self.err(&e))? {
                 Polled::Events(batch) => {
                     self.idle = false;
                     self.last = i;
@@ -138,7 +176,7 @@ impl Source for WasmSource {
         for i in 0..self.splits.len() {
             let id = self.splits[i].info.id.clone();
             let position = if self.splits[i].opened {
-                Some(self.op.split_position(&id).map_err(|e| self.err(&e))?)
+                Some(self.split_position(&id).map_err(|e| self.err(&e))?)
             } else {
                 self.restored.get(&id).cloned()
             };
@@ -180,81 +218,104 @@ fn split_prepared(prepared: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(*id), committable))
 }
 
-fn sink_error(name: &str, op: &WasmOperator, e: impl std::fmt::Display) -> SinkError {
-    SinkError::new(name, op.plugin_path(), std::io::Error::other(e.to_string()))
+/// A plugin sink instance.
+type SinkInstance = Instance<SinkPlugin>;
+
+fn sink_error(name: &str, instance: &SinkInstance, e: impl std::fmt::Display) -> SinkError {
+    SinkError::new(
+        name,
+        instance.plugin_path(),
+        std::io::Error::other(e.to_string()),
+    )
 }
 
 /// A plugin sink's writer.
 pub struct WasmSink {
     name: String,
-    op: WasmOperator,
+    instance: SinkInstance,
 }
 
 impl WasmSink {
-    /// The sink `name` run by `op`.
-    pub fn new(name: &str, op: WasmOperator) -> Self {
+    /// The sink `name` run by the opened `instance`.
+    pub fn new(name: &str, instance: SinkInstance) -> Self {
         WasmSink {
             name: name.to_owned(),
-            op,
+            instance,
         }
     }
 }
 
 impl Sink for WasmSink {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        self.op
-            .sink_write(batch.clone())
-            .map_err(|e| sink_error(&self.name, &self.op, e))
+        let wit = WitBatch::from(batch.clone());
+        let written = self.instance.call("write", |b, store| {
+            b.eddy_plugin_sink_connector().call_write(store, &wit)
+        });
+        written
+            .map_err(|e| with_event(e, batch))
+            .map_err(|e| sink_error(&self.name, &self.instance, e))
     }
 
     fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, SinkError> {
         let committable = self
-            .op
-            .sink_prepare(checkpoint)
-            .map_err(|e| sink_error(&self.name, &self.op, e))?;
+            .instance
+            .call("prepare-commit", |b, store| {
+                b.eddy_plugin_sink_connector()
+                    .call_prepare_commit(store, checkpoint)
+            })
+            .map_err(|e| sink_error(&self.name, &self.instance, e))?;
         Ok(prepared(checkpoint, &committable))
     }
 
     fn publish(&mut self) -> Result<(), SinkError> {
         let prepared = self.finish()?;
-        WasmCommitter::settle(&self.name, &mut self.op, &prepared, true)
+        WasmCommitter::settle(&self.name, &mut self.instance, &prepared, true)
     }
 }
 
 /// A plugin sink's committer: its own instance of the sink's component.
 pub struct WasmCommitter {
     name: String,
-    op: WasmOperator,
+    instance: SinkInstance,
 }
 
 impl WasmCommitter {
-    /// Commits for sink `name` through `op`.
-    pub fn new(name: &str, op: WasmOperator) -> Self {
+    /// Commits for sink `name` through the opened `instance`.
+    pub fn new(name: &str, instance: SinkInstance) -> Self {
         WasmCommitter {
             name: name.to_owned(),
-            op,
+            instance,
         }
     }
 
+    /// Commits (or with `commit` false, aborts) what a writer prepared.
     fn settle(
         name: &str,
-        op: &mut WasmOperator,
+        instance: &mut SinkInstance,
         prepared: &[u8],
         commit: bool,
     ) -> Result<(), SinkError> {
         let (id, committable) = split_prepared(prepared)
-            .ok_or_else(|| sink_error(name, op, "a prepared transaction is truncated"))?;
-        op.sink_settle(id, committable, commit)
-            .map_err(|e| sink_error(name, op, e))
+            .ok_or_else(|| sink_error(name, instance, "a prepared transaction is truncated"))?;
+        let function = if commit { "commit" } else { "abort" };
+        let settled = instance.call(function, |b, store| {
+            let c = b.eddy_plugin_sink_connector();
+            if commit {
+                c.call_commit(store, id, committable)
+            } else {
+                c.call_abort(store, id, committable)
+            }
+        });
+        settled.map_err(|e| sink_error(name, instance, e))
     }
 }
 
 impl Committer for WasmCommitter {
     fn commit(&mut self, prepared: &[u8]) -> Result<(), SinkError> {
-        WasmCommitter::settle(&self.name, &mut self.op, prepared, true)
+        WasmCommitter::settle(&self.name, &mut self.instance, prepared, true)
     }
 
     fn abort(&mut self, prepared: &[u8]) -> Result<(), SinkError> {
-        WasmCommitter::settle(&self.name, &mut self.op, prepared, false)
+        WasmCommitter::settle(&self.name, &mut self.instance, prepared, false)
     }
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use eddy_core::job::memory::ByteSize;
 use eddy_core::job::sandbox::{ClockPolicy, Sandbox};
 use eddy_core::memory::Pools;
-use eddy_core::memory::{ByteSize, Pools};
 use eddy_core::metrics::{MAX_REPORTED_NAME_LEN, MAX_REPORTED_NAMES, PluginCounters};
 use wasmtime_wasi::{Deterministic, FsPerms, HostMonotonicClock, HostWallClock};
 
@@ -126,7 +125,7 @@ impl Drop for MemoryMeter {
 pub struct HostState {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) keyed: crate::keyed::KeyedState,
+    pub(crate) keyed: eddy_core::state::keyed::KeyedState,
     pub(crate) info: InstanceInfo,
     /// What the instance costs and reports; shared with the job's metrics, and carried
     /// over to the fresh instance that replaces this one after a trap.
@@ -175,7 +174,7 @@ impl HostState {
         Ok(HostState {
             wasi,
             table: ResourceTable::new(),
-            keyed: crate::keyed::KeyedState::new(meter.pools.clone()),
+            keyed: eddy_core::state::keyed::KeyedState::new(meter.pools.clone()),
             info,
             counters: Arc::default(),
             stdout,

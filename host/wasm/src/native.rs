@@ -16,7 +16,9 @@ use eddy_sdk::keyed::native::with_host;
 use eddy_sdk::{Context, FlatMap, Map, Process, TimeDomain, Timer};
 
 use crate::Runtime;
-use crate::keyed::{KeyedState, append_keyed, group_by_key, latest_timestamp, wit_domain};
+use eddy_core::state::keyed::{KeyedState, append_keyed, group_by_key, latest_timestamp};
+
+use crate::keyed::{NativeHost, sdk_domain};
 
 /// Builds a twin for one subtask of a step.
 type Build<'a> =
@@ -92,8 +94,12 @@ impl<'a> NativeTwins<'a> {
             Box::new(move |job, step, ctx, subtask, parallelism| {
                 let mut keyed = runtime.keyed_state(job, &step.name, subtask, parallelism)?;
                 // Like a component, the function declares its state handles in `open`.
-                let op = with_host(&mut keyed, || T::open(&ctx))
-                    .map_err(|e| sdk_error(&step.name, e))?;
+                let mut host = NativeHost::new(&mut keyed);
+                let opened = with_host(&mut host, || T::open(&ctx));
+                if let Some(failure) = host.into_failure() {
+                    return Err(OperatorError::new(&step.name, failure));
+                }
+                let op = opened.map_err(|e| sdk_error(&step.name, e))?;
                 Ok(Box::new(NativeProcess {
                     op,
                     keyed,
@@ -203,8 +209,9 @@ impl<T: Process> NativeProcess<T> {
         call: impl FnOnce(&mut T) -> Result<Batch, eddy_sdk::Error>,
     ) -> Result<Batch, OperatorError> {
         let op = &mut self.op;
-        let result = with_host(&mut self.keyed, || call(op));
-        if let Some(failure) = self.keyed.take_failure() {
+        let mut host = NativeHost::new(&mut self.keyed);
+        let result = with_host(&mut host, || call(op));
+        if let Some(failure) = host.into_failure() {
             return Err(OperatorError::new(&self.step, failure));
         }
         result.map_err(|e| sdk_error(&self.step, e))
@@ -214,8 +221,8 @@ impl<T: Process> NativeProcess<T> {
         let mut out = Batch::default();
         for (key, events) in group_by_key(&input) {
             let latest = latest_timestamp(&events);
-            self.keyed.key.clone_from(&key);
-            self.keyed.now = SystemClock.now_ms();
+            self.keyed.set_key(&key);
+            self.keyed.set_now(SystemClock.now_ms());
             let produced = self.call(|op| eddy_sdk::run_process(op, &key, &events))?;
             append_keyed(&mut out, &produced, &key, latest)
                 .map_err(|e| OperatorError::new(&self.step, e.to_string()))?;
@@ -225,8 +232,8 @@ impl<T: Process> NativeProcess<T> {
 
     fn fire_timers(&mut self, domain: TimeDomain, time: i64) -> Result<Batch, OperatorError> {
         let mut out = Batch::default();
-        while let Some((ts, key)) = self.keyed.pop_due(wit_domain(domain), time) {
-            self.keyed.key.clone_from(&key);
+        while let Some((ts, key)) = self.keyed.pop_due(sdk_domain(domain), time) {
+            self.keyed.set_key(&key);
             let timer = Timer {
                 domain,
                 timestamp: ts,
@@ -259,17 +266,17 @@ impl<T: Process + Send> Operator for NativeProcess<T> {
     }
 
     fn on_watermark(&mut self, watermark: i64) -> Result<Batch, OperatorError> {
-        self.keyed.watermark = watermark;
+        self.keyed.set_watermark(watermark);
         self.atomically(|p| p.fire_timers(TimeDomain::EventTime, watermark))
     }
 
     fn on_processing_time(&mut self, now: i64) -> Result<Batch, OperatorError> {
-        self.keyed.now = now;
+        self.keyed.set_now(now);
         self.atomically(|p| p.fire_timers(TimeDomain::ProcessingTime, now))
     }
 
     fn take_side_outputs(&mut self) -> Vec<(String, Batch)> {
-        std::mem::take(&mut self.keyed.side)
+        self.keyed.take_side_outputs()
     }
 
     fn snapshot(&mut self, target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {

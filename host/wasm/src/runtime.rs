@@ -1,6 +1,7 @@
 //! One wasmtime engine per job: loads plugins once, checks their world, and starts
 //! instances cheaply from pre-linked `InstancePre`s, each in its own sandbox.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,17 +15,18 @@ use eddy_core::memory::Pools;
 use eddy_core::sink::{Connected, SinkError};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::backend::{BackendFactory, HeapBackend, KeyedBackend};
+use eddy_core::state::keyed::KeyedState;
 use eddy_core::{OperatorKind, StepOp};
-
-use crate::connector::{WasmCommitter, WasmSink, WasmSource};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::WasmError;
 use crate::bindings::{aggregate, base, filter, flat_map, map, process, sink, source, window};
 use crate::cache::ComponentCache;
+use crate::connector::{WasmCommitter, WasmSink, WasmSource};
 use crate::host::{HostState, InstanceInfo, MemoryMeter};
-use crate::operator::{Bound, WasmOperator};
+use crate::instance::{Instance, World};
+use crate::worlds::{WasmAggregate, WasmProcess, WasmStateless, WasmWindowFunction};
 
 /// The package version every export and import name carries.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -97,27 +99,6 @@ impl Plugin {
     }
 }
 
-/// A plugin linked for one kind of step: instances start from here in microseconds.
-#[derive(Clone)]
-pub enum Prepared {
-    /// A `map-plugin`.
-    Map(map::MapPluginPre<HostState>),
-    /// A `filter-plugin`.
-    Filter(filter::FilterPluginPre<HostState>),
-    /// A `flat-map-plugin`.
-    FlatMap(flat_map::FlatMapPluginPre<HostState>),
-    /// An `aggregate-plugin`.
-    Aggregate(aggregate::AggregatePluginPre<HostState>),
-    /// A `window-plugin`.
-    Window(window::WindowPluginPre<HostState>),
-    /// A `process-plugin`.
-    Process(process::ProcessPluginPre<HostState>),
-    /// A `source-plugin`.
-    Source(source::SourcePluginPre<HostState>),
-    /// A `sink-plugin`.
-    Sink(sink::SinkPluginPre<HostState>),
-}
-
 /// What starting an instance needs, shared by the runtime and every operator (which
 /// starts a fresh instance after a trap when its step sends failures to dead letters).
 #[derive(Clone)]
@@ -144,13 +125,13 @@ impl Starter {
         Ok(Store::new(&self.engine, state))
     }
 
-    /// A new store and instance of `prepared` for `info`, with deadline and fuel armed.
-    pub(crate) fn start(
+    /// A new store and instance of `pre` for `info`, with deadline and fuel armed.
+    pub(crate) fn start<W: World>(
         &self,
         path: &Path,
-        prepared: &Prepared,
+        pre: &W::Pre,
         info: InstanceInfo,
-    ) -> Result<(Store<HostState>, Bound), WasmError> {
+    ) -> Result<(Store<HostState>, W), WasmError> {
         let meter = MemoryMeter::new(self.max_memory_bytes, self.pools.clone())
             .with_tables(info.sandbox.max_table_elements);
         let state = HostState::new(info, meter).map_err(|message| WasmError::Link {
@@ -164,22 +145,7 @@ impl Starter {
             path: path.to_owned(),
             message: format!("{e:#}"),
         };
-        let bound = match prepared {
-            Prepared::Map(pre) => Bound::Map(pre.instantiate(&mut store).map_err(link_err)?),
-            Prepared::Filter(pre) => Bound::Filter(pre.instantiate(&mut store).map_err(link_err)?),
-            Prepared::FlatMap(pre) => {
-                Bound::FlatMap(pre.instantiate(&mut store).map_err(link_err)?)
-            }
-            Prepared::Aggregate(pre) => {
-                Bound::Aggregate(pre.instantiate(&mut store).map_err(link_err)?)
-            }
-            Prepared::Window(pre) => Bound::Window(pre.instantiate(&mut store).map_err(link_err)?),
-            Prepared::Process(pre) => {
-                Bound::Process(pre.instantiate(&mut store).map_err(link_err)?)
-            }
-            Prepared::Source(pre) => Bound::Source(pre.instantiate(&mut store).map_err(link_err)?),
-            Prepared::Sink(pre) => Bound::Sink(pre.instantiate(&mut store).map_err(link_err)?),
-        };
+        let bound = W::instantiate(pre, &mut store).map_err(link_err)?;
         Ok((store, bound))
     }
 
@@ -228,7 +194,8 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: Option<ComponentCache>,
     plugins: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
-    prepared: Mutex<HashMap<(PathBuf, OperatorKind), Prepared>>,
+    /// Linked worlds (`W::Pre` of the world of the kind) by component and kind.
+    prepared: Mutex<HashMap<(PathBuf, OperatorKind), Arc<dyn Any + Send + Sync>>>,
     state: Option<Arc<dyn BackendFactory>>,
     _ticker: Option<Ticker>,
 }
@@ -273,13 +240,11 @@ impl Runtime {
         step: &str,
         subtask: u32,
         parallelism: u32,
-    ) -> Result<crate::keyed::KeyedState, eddy_core::OperatorError> {
-        let mut keyed = crate::keyed::KeyedState::new(self.starter.pools.clone());
-        keyed.set_backend(
+    ) -> Result<KeyedState, eddy_core::OperatorError> {
+        Ok(KeyedState::with_backend(
             self.keyed_backend(job, step, subtask, parallelism)?,
             job.max_parallelism,
-        );
-        Ok(keyed)
+        ))
     }
 
     /// An engine configured by `config`, with WASI and the Eddy host interfaces linked.
@@ -390,19 +355,22 @@ impl Runtime {
         Ok(plugin)
     }
 
-    /// Checks that `plugin` implements the world of `kind` and links it.
-    pub fn prepare(&self, plugin: &Plugin, kind: OperatorKind) -> Result<Prepared, WasmError> {
-        let cache_key = (plugin.path.clone(), kind);
-        if let Some(p) = lock(&self.prepared).get(&cache_key) {
-            return Ok(p.clone());
+    /// Checks that `plugin` implements world `W` and links it.
+    pub fn prepare<W: World>(&self, plugin: &Plugin) -> Result<W::Pre, WasmError> {
+        let cache_key = (plugin.path.clone(), W::KIND);
+        if let Some(pre) = lock(&self.prepared)
+            .get(&cache_key)
+            .and_then(|p| p.downcast_ref::<W::Pre>())
+        {
+            return Ok(pre.clone());
         }
-        let (world, expected) = world_of(kind);
+        let (world, expected) = world_of(W::KIND);
         let exports = plugin.exports(&self.starter.engine);
         if !exports.contains(&expected) {
             return Err(WasmError::WrongWorld {
                 path: plugin.path.clone(),
                 world,
-                step_kind: kind.key(),
+                step_kind: W::KIND.key(),
                 expected,
                 exports: if exports.is_empty() {
                     "nothing".into()
@@ -419,83 +387,71 @@ impl Runtime {
             .linker
             .instantiate_pre(&plugin.component)
             .map_err(link_err)?;
-        let prepared = match kind {
-            OperatorKind::Map => Prepared::Map(map::MapPluginPre::new(pre).map_err(link_err)?),
-            OperatorKind::Filter => {
-                Prepared::Filter(filter::FilterPluginPre::new(pre).map_err(link_err)?)
-            }
-            OperatorKind::FlatMap => {
-                Prepared::FlatMap(flat_map::FlatMapPluginPre::new(pre).map_err(link_err)?)
-            }
-            OperatorKind::Aggregate => {
-                Prepared::Aggregate(aggregate::AggregatePluginPre::new(pre).map_err(link_err)?)
-            }
-            OperatorKind::Window => {
-                Prepared::Window(window::WindowPluginPre::new(pre).map_err(link_err)?)
-            }
-            OperatorKind::Process => {
-                Prepared::Process(process::ProcessPluginPre::new(pre).map_err(link_err)?)
-            }
-            OperatorKind::Source => {
-                Prepared::Source(source::SourcePluginPre::new(pre).map_err(link_err)?)
-            }
-            OperatorKind::Sink => Prepared::Sink(sink::SinkPluginPre::new(pre).map_err(link_err)?),
-        };
-        lock(&self.prepared).insert(cache_key, prepared.clone());
-        Ok(prepared)
+        let pre = W::link(pre).map_err(link_err)?;
+        lock(&self.prepared).insert(cache_key, Arc::new(pre.clone()));
+        Ok(pre)
+    }
+
+    /// Checks that `plugin` implements the world that a use of kind `kind` needs, as
+    /// a job is validated before it runs.
+    pub fn check(&self, plugin: &Plugin, kind: OperatorKind) -> Result<(), WasmError> {
+        match kind {
+            OperatorKind::Map => self.prepare::<map::MapPlugin>(plugin).map(drop),
+            OperatorKind::Filter => self.prepare::<filter::FilterPlugin>(plugin).map(drop),
+            OperatorKind::FlatMap => self.prepare::<flat_map::FlatMapPlugin>(plugin).map(drop),
+            OperatorKind::Aggregate => self.prepare::<aggregate::AggregatePlugin>(plugin).map(drop),
+            OperatorKind::Window => self.prepare::<window::WindowPlugin>(plugin).map(drop),
+            OperatorKind::Process => self.prepare::<process::ProcessPlugin>(plugin).map(drop),
+            OperatorKind::Source => self.prepare::<source::SourcePlugin>(plugin).map(drop),
+            OperatorKind::Sink => self.prepare::<sink::SinkPlugin>(plugin).map(drop),
+        }
     }
 
     /// Starts an instance of a prepared plugin (without calling its `open`).
-    pub fn instantiate(
+    pub fn instantiate<W: World>(
         &self,
         plugin: &Plugin,
-        prepared: &Prepared,
+        pre: &W::Pre,
         info: InstanceInfo,
-    ) -> Result<WasmOperator, WasmError> {
-        let (store, bound) = self.starter.start(plugin.path(), prepared, info)?;
-        Ok(WasmOperator::new(
-            plugin.path(),
-            store,
-            bound,
-            self.starter.clone(),
-            prepared.clone(),
-        ))
+    ) -> Result<Instance<W>, WasmError> {
+        Instance::start(plugin.path(), pre, &self.starter, info)
     }
 
-    /// Loads, checks, instantiates and opens a plugin operator: what a job step needs.
-    pub fn operator(
+    /// Loads, checks, instantiates and opens the plugin at `path` as world `W`: what a
+    /// job's step or connector needs.
+    pub fn instance<W: World>(
         &self,
         path: &Path,
-        kind: OperatorKind,
         info: InstanceInfo,
-    ) -> Result<WasmOperator, WasmError> {
+    ) -> Result<Instance<W>, WasmError> {
         let plugin = self.load(path)?;
-        let prepared = self.prepare(&plugin, kind)?;
-        let mut op = self.instantiate(&plugin, &prepared, info)?;
-        op.open()?;
-        Ok(op)
+        let pre = self.prepare::<W>(&plugin)?;
+        let mut instance = self.instantiate::<W>(&plugin, &pre, info)?;
+        instance.open()?;
+        Ok(instance)
     }
 }
 
 impl Runtime {
-    /// An opened instance of a plugin that a built-in step calls (window functions).
-    fn function(
+    /// An opened instance of world `W` for subtask `subtask` of `parallelism` of
+    /// `step`, configured by `params_json`: what every plugin a step runs or calls
+    /// (operators, window functions) starts from.
+    fn step_instance<W: World>(
         &self,
         job: &eddy_core::Job,
         step: &eddy_core::Step,
         plugin: &Path,
         params_json: &str,
-        subtask: u32,
-        kind: OperatorKind,
-    ) -> Result<WasmOperator, eddy_core::OperatorError> {
+        (subtask, parallelism): (u32, u32),
+    ) -> Result<Instance<W>, eddy_core::OperatorError> {
         let info = instance_info(
             job,
             &step.name,
-            (subtask, step.parallelism),
+            (subtask, parallelism),
             params_json.to_owned(),
             &step.sandbox,
         );
-        self.operator(plugin, kind, info)
+        self.instance(plugin, info)
             .map_err(|e| eddy_core::OperatorError::new(&step.name, e))
     }
 }
@@ -549,21 +505,36 @@ impl eddy_core::OperatorFactory for Runtime {
                 "a built-in step reached the plugin runtime",
             ));
         };
-        let info = instance_info(
-            job,
-            &step.name,
-            (subtask, parallelism),
-            params_json.clone(),
-            &step.sandbox,
-        );
-        let mut op = self
-            .operator(plugin, *kind, info)
-            .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
-        if *kind == OperatorKind::Process {
-            let backend = self.keyed_backend(job, &step.name, subtask, parallelism)?;
-            op.set_state_backend(backend, job.max_parallelism);
-        }
-        Ok(Box::new(op))
+        let at = (subtask, parallelism);
+        let op: Box<dyn eddy_core::Operator> = match kind {
+            OperatorKind::Map => Box::new(WasmStateless::new(
+                self.step_instance::<map::MapPlugin>(job, step, plugin, params_json, at)?,
+            )),
+            OperatorKind::Filter => Box::new(WasmStateless::new(
+                self.step_instance::<filter::FilterPlugin>(job, step, plugin, params_json, at)?,
+            )),
+            OperatorKind::FlatMap => Box::new(WasmStateless::new(
+                self.step_instance::<flat_map::FlatMapPlugin>(job, step, plugin, params_json, at)?,
+            )),
+            OperatorKind::Process => {
+                let instance = self.step_instance::<process::ProcessPlugin>(
+                    job,
+                    step,
+                    plugin,
+                    params_json,
+                    at,
+                )?;
+                let backend = self.keyed_backend(job, &step.name, subtask, parallelism)?;
+                Box::new(WasmProcess::new(instance, backend, job.max_parallelism))
+            }
+            other => {
+                return Err(eddy_core::OperatorError::new(
+                    &step.name,
+                    format!("a `{}` plugin is not an operator step", other.key()),
+                ));
+            }
+        };
+        Ok(op)
     }
 
     fn source(
@@ -590,10 +561,15 @@ impl eddy_core::OperatorFactory for Runtime {
         let parallelism = parallelism.unwrap_or(1);
         let params = serde_json::Value::Object(params.clone()).to_string();
         let info = instance_info(job, name, (subtask, parallelism), params, grants);
-        let op = self
-            .operator(plugin, OperatorKind::Source, info)
+        let instance = self
+            .instance::<source::SourcePlugin>(plugin, info)
             .map_err(|e| err(e.to_string()))?;
-        Ok(Box::new(WasmSource::new(name, op, subtask, parallelism)?))
+        Ok(Box::new(WasmSource::new(
+            name,
+            instance,
+            subtask,
+            parallelism,
+        )?))
     }
 
     fn sink(
@@ -618,7 +594,7 @@ impl eddy_core::OperatorFactory for Runtime {
         let open = || {
             let params = serde_json::Value::Object(params.clone()).to_string();
             let info = instance_info(job, name, (0, 1), params, grants);
-            self.operator(plugin, OperatorKind::Sink, info)
+            self.instance::<sink::SinkPlugin>(plugin, info)
                 .map_err(|e| SinkError::new(name, plugin, std::io::Error::other(e.to_string())))
         };
         let writer = open()?;
@@ -637,15 +613,9 @@ impl eddy_core::OperatorFactory for Runtime {
         params_json: &str,
         subtask: u32,
     ) -> Result<Box<dyn eddy_core::operator::AggregateFunction>, eddy_core::OperatorError> {
-        let function = self.function(
-            job,
-            step,
-            plugin,
-            params_json,
-            subtask,
-            OperatorKind::Aggregate,
-        )?;
-        Ok(Box::new(function))
+        let at = (subtask, step.parallelism);
+        let instance = self.step_instance(job, step, plugin, params_json, at)?;
+        Ok(Box::new(WasmAggregate::new(instance)))
     }
 
     fn window_function(
@@ -656,14 +626,8 @@ impl eddy_core::OperatorFactory for Runtime {
         params_json: &str,
         subtask: u32,
     ) -> Result<Box<dyn eddy_core::operator::WindowFunction>, eddy_core::OperatorError> {
-        let function = self.function(
-            job,
-            step,
-            plugin,
-            params_json,
-            subtask,
-            OperatorKind::Window,
-        )?;
-        Ok(Box::new(function))
+        let at = (subtask, step.parallelism);
+        let instance = self.step_instance(job, step, plugin, params_json, at)?;
+        Ok(Box::new(WasmWindowFunction::new(instance)))
     }
 }
