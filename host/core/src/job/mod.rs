@@ -439,6 +439,13 @@ mod tests {
     }
 
     #[test]
+    fn aggregates_of_one_letter_fields_parse() {
+        let text = "name: x\nsources:\n  - type: generator\n    event-time: { field: ts }\nsteps:\n  - key-by: customer\n  - window:\n      tumbling: 1s\n      aggregate: { n: count, total: { sum: n } }\nsinks:\n  - type: stdout\n";
+        let job = parse(text).unwrap();
+        assert!(matches!(&job.steps[1].op, StepOp::Window(w) if w.aggregate.len() == 2));
+    }
+
+    #[test]
     fn a_step_needs_exactly_one_operator() {
         let text = "name: x\nsources:\n  - type: stdin\nsteps:\n  - name: s\n    params: {}\nsinks:\n  - type: stdout\n";
         assert!(

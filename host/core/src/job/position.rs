@@ -16,17 +16,38 @@ pub type LineColumn = (usize, usize);
 
 /// Deserializes `text` into `T`, or says where and what is wrong with it.
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, (Option<LineColumn>, String)> {
-    serde_saphyr::from_str(text).map_err(|e| {
+    // YAML 1.2's core schema, as job files have always been read: `n`, `y`, `no` and
+    // `off` are strings, not booleans.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let e = e.without_snippet();
+        let message = UserMessageFormatter.format_message(e).into_owned();
         let location = e
             .location()
             .filter(|l| l.line() > 0)
-            .map(|l| (l.line() as usize, l.column() as usize));
-        (
-            location,
-            UserMessageFormatter.format_message(e).into_owned(),
-        )
+            .map(|l| (l.line() as usize, l.column() as usize))
+            .map(|at| unknown_key(text, at, &message).unwrap_or(at));
+        (location, message)
     })
+}
+
+/// Where an unknown key is: the parser places one of an internally tagged mapping (a
+/// source, a sink) at the mapping that holds it.
+fn unknown_key(text: &str, mapping: LineColumn, message: &str) -> Option<LineColumn> {
+    let key = message.strip_prefix("unknown field `")?.split('`').next()?;
+    let positions = Positions::of(text);
+    positions
+        .0
+        .iter()
+        .filter(|(_, at)| **at == mapping)
+        .find_map(|(path, _)| {
+            // The mapping itself, or its first entry, is at the reported place.
+            let parent = path.rfind(['.', '[']).map_or("", |i| &path[..i]);
+            [path.as_str(), parent].into_iter().find_map(|p| {
+                let sep = if p.is_empty() { "" } else { "." };
+                positions.0.get(&format!("{p}{sep}{key}")).copied()
+            })
+        })
 }
 
 /// The position of every node of a document, by path.
@@ -240,6 +261,35 @@ steps:
         assert_eq!(p.find("sources[0].parallelism"), p.find("sources[0]"));
         assert!(p.find("sources[0]").is_some());
         assert_eq!(p.find("nothing.here"), None);
+    }
+
+    #[test]
+    fn an_unknown_key_is_reported_where_it_is() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code, reason = "only deserialized")]
+        struct S {
+            a: Vec<T>,
+        }
+        // Internally tagged, as sources and sinks are: the parser loses the key's place.
+        #[derive(Debug, Deserialize)]
+        #[serde(tag = "type", deny_unknown_fields)]
+        #[allow(dead_code, reason = "only deserialized")]
+        enum T {
+            X { b: u32 },
+        }
+        let text = "a:\n  - type: X\n    b: 1\n  - type: X\n    b: 2\n    c: 3\n";
+        let (at, message) = parse::<S>(text).unwrap_err();
+        assert_eq!(at.map(|(line, _)| line), Some(6), "{message}");
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_are_strings() {
+        let v: std::collections::BTreeMap<String, serde_json::Value> =
+            parse("a: { sum: n }\nb: off\nc: true\n").unwrap();
+        assert_eq!(v["a"]["sum"], "n");
+        assert_eq!(v["b"], "off");
+        assert_eq!(v["c"], true);
     }
 
     #[test]
