@@ -18,7 +18,7 @@ use wasmtime::component::InstancePre;
 
 use crate::WasmError;
 use crate::bindings::{
-    PluginError, aggregate, filter, flat_map, map, process, sink, source, window,
+    PluginError, WitBatch, aggregate, filter, flat_map, map, process, sink, source, window,
 };
 use crate::host::{HostState, InstanceInfo};
 use crate::runtime::{Starter, world_of};
@@ -202,6 +202,25 @@ impl<W: World> Instance<W> {
     }
 
     /// Calls export `function` through `call`: refused after a trap, timed, counted,
+    /// Calls `function` with `input` moved into its WIT form (no copy), and hands the
+    /// batch back beside the result; a plugin error names the event it failed on.
+    pub(crate) fn call_batch<T>(
+        &mut self,
+        function: &str,
+        input: Batch,
+        call: impl FnOnce(
+            &W,
+            &mut Store<HostState>,
+            &WitBatch,
+        ) -> wasmtime::Result<Result<T, PluginError>>,
+    ) -> (Batch, Result<T, WasmError>) {
+        let wit = WitBatch::from(input);
+        let result = self.call(function, |bound, store| call(bound, store, &wit));
+        let input = Batch::from(wit);
+        let result = result.map_err(|e| with_event(e, &input));
+        (input, result)
+    }
+
     /// and its outcome turned into ours.
     pub(crate) fn call<T>(
         &mut self,

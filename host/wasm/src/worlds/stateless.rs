@@ -8,8 +8,8 @@ use eddy_core::metrics::PluginCounters;
 use eddy_core::{Batch, Operator, OperatorError};
 
 use crate::WasmError;
-use crate::bindings::{WitBatch, filter, flat_map, map};
-use crate::instance::{Instance, World, with_event};
+use crate::bindings::{filter, flat_map, map};
+use crate::instance::{Instance, World};
 
 /// A world whose instances transform each batch on its own, keeping no state.
 pub trait StatelessWorld: World {
@@ -21,12 +21,10 @@ impl StatelessWorld for map::MapPlugin {
     fn apply(instance: &mut Instance<Self>, input: Batch) -> Result<Batch, WasmError> {
         const FUNCTION: &str = "map-batch";
         let n = input.len();
-        let wit = WitBatch::from(input);
-        let result = instance.call(FUNCTION, |b, store| {
-            b.eddy_plugin_map_operator().call_map_batch(store, &wit)
+        let (input, result) = instance.call_batch(FUNCTION, input, |b, store, wit| {
+            b.eddy_plugin_map_operator().call_map_batch(store, wit)
         });
-        let input = Batch::from(wit);
-        let mut out = Batch::from(result.map_err(|e| with_event(e, &input))?);
+        let mut out = Batch::from(result?);
         instance.check_output(&out, FUNCTION)?;
         if out.len() != n {
             return Err(instance.contract(
@@ -43,13 +41,11 @@ impl StatelessWorld for filter::FilterPlugin {
     fn apply(instance: &mut Instance<Self>, input: Batch) -> Result<Batch, WasmError> {
         const FUNCTION: &str = "filter-batch";
         let n = input.len();
-        let wit = WitBatch::from(input);
-        let result = instance.call(FUNCTION, |b, store| {
+        let (input, result) = instance.call_batch(FUNCTION, input, |b, store, wit| {
             b.eddy_plugin_filter_operator()
-                .call_filter_batch(store, &wit)
+                .call_filter_batch(store, wit)
         });
-        let input = Batch::from(wit);
-        let keep = result.map_err(|e| with_event(e, &input))?;
+        let keep = result?;
         if keep.len() == n {
             return Ok(input);
         }
@@ -63,13 +59,11 @@ impl StatelessWorld for flat_map::FlatMapPlugin {
     fn apply(instance: &mut Instance<Self>, input: Batch) -> Result<Batch, WasmError> {
         const FUNCTION: &str = "flat-map-batch";
         let n = input.len();
-        let wit = WitBatch::from(input);
-        let result = instance.call(FUNCTION, |b, store| {
+        let (input, result) = instance.call_batch(FUNCTION, input, |b, store, wit| {
             b.eddy_plugin_flat_map_operator()
-                .call_flat_map_batch(store, &wit)
+                .call_flat_map_batch(store, wit)
         });
-        let input = Batch::from(wit);
-        let output = result.map_err(|e| with_event(e, &input))?;
+        let output = result?;
         let mut out = Batch::from(output.events);
         instance.check_output(&out, FUNCTION)?;
         if output.origins.len() != out.len() || output.origins.iter().any(|&o| o as usize >= n) {
