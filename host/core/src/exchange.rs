@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::batch::Batch;
 use crate::channel::{Channel, Closed, Message};
+use crate::error::ErrorClass;
 use crate::job::Partition;
 
 /// The key group of `key`: a stable hash modulo the number of key groups. Key groups,
@@ -62,6 +63,17 @@ pub enum SendError {
         /// Channel capacity.
         capacity: usize,
     },
+}
+
+impl SendError {
+    /// Whether a restart can get past this error: a torn-down exchange can, an event
+    /// larger than a channel cannot.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SendError::Closed(_) => ErrorClass::INTERNAL,
+            SendError::EventTooLarge { .. } => ErrorClass::USER_FATAL,
+        }
+    }
 }
 
 /// One subtask's output into the next stage.

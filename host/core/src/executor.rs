@@ -15,6 +15,7 @@ use crate::checkpoint::{
     CheckpointError, Coordinator, Flight, Restored, Storage, TaskId, TaskSnapshot,
 };
 use crate::deadletter::DeadLetters;
+use crate::error::ErrorClass;
 use crate::exchange::{Exchange, SendError};
 use crate::job::{Job, SourceSpec, StepOp};
 use crate::join::JoinInput;
@@ -65,6 +66,27 @@ pub enum RunError {
     /// A bug in Eddy itself; please report it.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl RunError {
+    /// Whose failure this is and whether a restart can get past it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RunError::Plan(e) => e.class(),
+            RunError::Source(e) => e.class(),
+            RunError::Operator(e) => e.class(),
+            RunError::Sink(e) => e.class(),
+            RunError::Exchange(e) => e.class(),
+            RunError::Checkpoint(e) => e.class(),
+            RunError::Coordinator(e) => e.class(),
+            RunError::Thread(_) | RunError::Internal(_) => ErrorClass::INTERNAL,
+        }
+    }
+
+    /// Whether a restart may get past this error.
+    pub fn retryable(&self) -> bool {
+        self.class().retryable()
+    }
 }
 
 /// What a finished run did, node by node.
@@ -155,11 +177,7 @@ impl Task {
     fn reject(&self, node: usize, r: Rejected) -> Result<(), RunError> {
         let source = &self.metrics.nodes[node].name;
         let Some(dead_letters) = &self.dead_letters else {
-            return Err(SourceError::Other {
-                source_name: source.clone(),
-                message: r.error,
-            }
-            .into());
+            return Err(SourceError::fatal(source, r.error).into());
         };
         let event = crate::EventRef {
             key: r.key.as_deref(),
@@ -439,7 +457,8 @@ impl Task {
                     "side output {tag:?} is not declared: list it in the step's `side-outputs` \
                      and route it to a sink with `input: {tag}`"
                 );
-                return Err(OperatorError::new(&self.chain[i].step, message).into());
+                let e = OperatorError::new(&self.chain[i].step, message);
+                return Err(e.with_class(ErrorClass::USER_FATAL).into());
             };
             out.write(&batch)?;
         }

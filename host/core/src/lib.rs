@@ -7,6 +7,7 @@ pub mod channel;
 pub mod checkpoint;
 pub mod deadletter;
 pub mod digest;
+pub mod error;
 pub mod exchange;
 pub mod executor;
 pub mod expr;
@@ -32,6 +33,7 @@ pub mod window;
 
 pub use eddy_batch::{self as batch, Batch, EventRef, Header, NO_TIMESTAMP};
 pub use eddy_nexmark as nexmark;
+pub use error::{ErrorClass, ErrorDomain, Retry};
 pub use executor::{Dataflow, RunError, RunSummary};
 pub use job::{Job, JobError, OperatorKind, Partition, Step, StepOp};
 pub use operator::{Operator, OperatorError, OperatorFactory};

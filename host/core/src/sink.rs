@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::batch::Batch;
 use crate::digest::{DigestSink, commit_digest};
+use crate::error::ErrorClass;
 use crate::job::SinkSpec;
 use crate::state::{Decoder, Encoder};
 
@@ -85,6 +86,13 @@ impl SinkError {
             target: target.display().to_string(),
             error,
         }
+    }
+
+    /// Whether a restart can get past this error, by the kind of its I/O error
+    /// (connectors that know an error to be deterministic report it as
+    /// [`std::io::ErrorKind::InvalidData`]).
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::of_io(&self.error)
     }
 }
 

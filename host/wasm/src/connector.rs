@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use eddy_core::Batch;
 use eddy_core::sink::{Committer, Sink, SinkError};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::{Decoder, Encoder, StateError};
+use eddy_core::{Batch, ErrorClass};
 
 use crate::error::WasmError;
 use crate::operator::{Polled, SplitInfo, WasmOperator};
@@ -72,10 +72,12 @@ impl WasmSource {
     }
 }
 
-fn error(name: &str, e: &WasmError) -> SourceError {
-    SourceError::Other {
+/// A plugin source's failure, of the class of the plugin's error.
+pub(crate) fn error(name: &str, e: &WasmError) -> SourceError {
+    SourceError::Failed {
         source_name: name.to_owned(),
         message: e.to_string(),
+        class: e.class(),
     }
 }
 
@@ -160,10 +162,8 @@ impl Source for WasmSource {
             d.end()?;
             Ok(restored)
         };
-        self.restored = decode().map_err(|e| SourceError::Other {
-            source_name: self.name.clone(),
-            message: format!("checkpointed position: {e}"),
-        })?;
+        self.restored = decode()
+            .map_err(|e| SourceError::fatal(&self.name, format!("checkpointed position: {e}")))?;
         Ok(())
     }
 }
@@ -180,8 +180,24 @@ fn split_prepared(prepared: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(*id), committable))
 }
 
-fn sink_error(name: &str, op: &WasmOperator, e: impl std::fmt::Display) -> SinkError {
-    SinkError::new(name, op.plugin_path(), std::io::Error::other(e.to_string()))
+fn sink_error(name: &str, op: &WasmOperator, e: &WasmError) -> SinkError {
+    sink_failure(name, op.plugin_path(), e.to_string(), e.class())
+}
+
+/// A plugin sink's failure: one a restart cannot get past is reported as invalid data,
+/// which is how [`SinkError::class`] tells it; anything else as a transient failure.
+pub(crate) fn sink_failure(
+    name: &str,
+    plugin: &std::path::Path,
+    message: String,
+    class: ErrorClass,
+) -> SinkError {
+    let kind = if class.retryable() {
+        std::io::ErrorKind::Other
+    } else {
+        std::io::ErrorKind::InvalidData
+    };
+    SinkError::new(name, plugin, std::io::Error::new(kind, message))
 }
 
 /// A plugin sink's writer.
@@ -204,14 +220,14 @@ impl Sink for WasmSink {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         self.op
             .sink_write(batch.clone())
-            .map_err(|e| sink_error(&self.name, &self.op, e))
+            .map_err(|e| sink_error(&self.name, &self.op, &e))
     }
 
     fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, SinkError> {
         let committable = self
             .op
             .sink_prepare(checkpoint)
-            .map_err(|e| sink_error(&self.name, &self.op, e))?;
+            .map_err(|e| sink_error(&self.name, &self.op, &e))?;
         Ok(prepared(checkpoint, &committable))
     }
 
@@ -242,10 +258,12 @@ impl WasmCommitter {
         prepared: &[u8],
         commit: bool,
     ) -> Result<(), SinkError> {
-        let (id, committable) = split_prepared(prepared)
-            .ok_or_else(|| sink_error(name, op, "a prepared transaction is truncated"))?;
+        let (id, committable) = split_prepared(prepared).ok_or_else(|| {
+            let message = "a prepared transaction is truncated".to_owned();
+            sink_failure(name, op.plugin_path(), message, ErrorClass::USER_FATAL)
+        })?;
         op.sink_settle(id, committable, commit)
-            .map_err(|e| sink_error(name, op, e))
+            .map_err(|e| sink_error(name, op, &e))
     }
 }
 

@@ -10,7 +10,7 @@ use eddy_core::metrics::PluginCounters;
 use eddy_core::operator::{AggregateFunction, WindowFunction};
 use eddy_core::state::StateEntry;
 use eddy_core::time::{Clock, SystemClock};
-use eddy_core::{Batch, Operator, OperatorError, OperatorKind};
+use eddy_core::{Batch, ErrorClass, Operator, OperatorError, OperatorKind};
 use wasmtime::Store;
 
 use crate::WasmError;
@@ -317,7 +317,8 @@ impl WasmOperator {
                 self.poisoned = true;
                 self.counters.traps.fetch_add(1, Ordering::Relaxed);
                 let sandbox = &self.store.data().info.sandbox;
-                let mut message = match trap.downcast_ref::<wasmtime::Trap>() {
+                let code = trap.downcast_ref::<wasmtime::Trap>();
+                let mut message = match code {
                     Some(wasmtime::Trap::Interrupt) => format!(
                         "exceeded its CPU deadline of {} ms (sandbox.cpu-deadline-ms)",
                         sandbox.cpu_deadline.as_millis()
@@ -332,9 +333,11 @@ impl WasmOperator {
                     Some(code) => code.to_string(),
                     None => trap.root_cause().to_string(),
                 };
-                if let Some(refused) = self.store.data_mut().meter.refused.take() {
+                let refused = self.store.data_mut().meter.refused.take();
+                if let Some(refused) = &refused {
                     message.push_str(&format!(" (after a refused memory growth: {refused})"));
                 }
+                let class = trap_class(code, refused.is_some());
                 Err(WasmError::Trap {
                     plugin: self.plugin.clone(),
                     export: self.export(function),
@@ -343,9 +346,24 @@ impl WasmOperator {
                     backtrace: trap
                         .downcast_ref::<wasmtime::WasmBacktrace>()
                         .map(ToString::to_string),
+                    class,
                 })
             }
         }
+    }
+}
+
+/// Whether a trap recurs on the same input. Fuel is counted in instructions and the
+/// stack in bytes, so running out of either happens again on every replay. A missed
+/// CPU deadline may come from a loaded machine rather than an endless loop, a refused
+/// memory growth from other instances holding the shared pool, and a panic from the
+/// world around the plugin (a file, a clock): those are retried, and end the restarts
+/// only if they recur unchanged.
+fn trap_class(code: Option<&wasmtime::Trap>, refused_memory: bool) -> ErrorClass {
+    match code {
+        _ if refused_memory => ErrorClass::USER_UNCERTAIN,
+        Some(wasmtime::Trap::OutOfFuel | wasmtime::Trap::StackOverflow) => ErrorClass::USER_FATAL,
+        _ => ErrorClass::USER_UNCERTAIN,
     }
 }
 
@@ -467,7 +485,7 @@ impl WasmOperator {
                 function,
                 "the instance trapped earlier or is not an aggregate function".into(),
             );
-            return Err(OperatorError::new(&step, e));
+            return Err(e.for_step(&step));
         }
         let started = self.begin();
         let result = match &self.bound {
@@ -476,7 +494,7 @@ impl WasmOperator {
         };
         self.end(started);
         self.finish(function, result, input)
-            .map_err(|e| OperatorError::new(&step, e))
+            .map_err(|e| e.for_step(&step))
     }
 }
 
@@ -514,7 +532,7 @@ impl WindowFunction for WasmOperator {
         };
         if self.poisoned {
             let e = self.contract("process-window", "the instance trapped earlier".into());
-            return Err(OperatorError::new(&step, e));
+            return Err(e.for_step(&step));
         }
         let wit = WitBatch::from(events);
         let bounds = crate::bindings::base::eddy::plugin::types::Window {
@@ -534,11 +552,11 @@ impl WindowFunction for WasmOperator {
         self.end(started);
         let out = self
             .finish("process-window", result, None)
-            .map_err(|e| OperatorError::new(&step, e))?;
+            .map_err(|e| e.for_step(&step))?;
         let out = Batch::from(out);
         self.check(&out, "process-window")
             .and_then(|()| self.check_size(&out, "process-window"))
-            .map_err(|e| OperatorError::new(&step, e))?;
+            .map_err(|e| e.for_step(&step))?;
         Ok(out)
     }
 }
@@ -648,7 +666,7 @@ impl WasmOperator {
 impl Operator for WasmOperator {
     fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
         self.call(input)
-            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+            .map_err(|e| e.for_step(&self.store.data().info.step))
     }
 
     fn reset(&mut self) -> Result<(), OperatorError> {
@@ -656,7 +674,7 @@ impl Operator for WasmOperator {
             return Ok(());
         }
         self.restart()
-            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+            .map_err(|e| e.for_step(&self.store.data().info.step))
     }
 
     fn plugin_counters(&self) -> Option<Arc<PluginCounters>> {
@@ -666,13 +684,13 @@ impl Operator for WasmOperator {
     fn on_watermark(&mut self, watermark: i64) -> Result<Batch, OperatorError> {
         self.store.data_mut().keyed.watermark = watermark;
         self.fire_timers(TimeDomain::EventTime, watermark)
-            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+            .map_err(|e| e.for_step(&self.store.data().info.step))
     }
 
     fn on_processing_time(&mut self, now: i64) -> Result<Batch, OperatorError> {
         self.store.data_mut().keyed.now = now;
         self.fire_timers(TimeDomain::ProcessingTime, now)
-            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+            .map_err(|e| e.for_step(&self.store.data().info.step))
     }
 
     fn take_side_outputs(&mut self) -> Vec<(String, Batch)> {
@@ -683,11 +701,10 @@ impl Operator for WasmOperator {
         if !matches!(self.bound, Bound::Process(_)) {
             return Ok(Vec::new());
         }
-        self.store
-            .data_mut()
-            .keyed
-            .snapshot(target)
-            .map_err(|e| OperatorError::new(&self.store.data().info.step, e))
+        self.store.data_mut().keyed.snapshot(target).map_err(|e| {
+            // The state backend's storage may well work on a second try.
+            OperatorError::new(&self.store.data().info.step, e).with_class(ErrorClass::EXTERNAL)
+        })
     }
 
     fn restore(&mut self, entries: Vec<StateEntry>, from: &Path) -> Result<(), OperatorError> {

@@ -14,7 +14,7 @@ use eddy_core::sandbox::DEFAULT_MAX_STACK;
 use eddy_core::sink::{Connected, SinkError};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::backend::{BackendFactory, HeapBackend, KeyedBackend};
-use eddy_core::{OperatorKind, StepOp};
+use eddy_core::{ErrorClass, OperatorKind, StepOp};
 
 use crate::connector::{WasmCommitter, WasmSink, WasmSource};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
@@ -259,9 +259,10 @@ impl Runtime {
         parallelism: u32,
     ) -> Result<Box<dyn KeyedBackend>, eddy_core::OperatorError> {
         Ok(match &self.state {
-            Some(factory) => factory
-                .open(job, step, subtask, parallelism)
-                .map_err(|e| eddy_core::OperatorError::new(step, e))?,
+            Some(factory) => factory.open(job, step, subtask, parallelism).map_err(|e| {
+                // State lives in storage outside the job, which may come back.
+                eddy_core::OperatorError::new(step, e).with_class(ErrorClass::EXTERNAL)
+            })?,
             None => Box::new(HeapBackend::new(self.starter.pools.clone())),
         })
     }
@@ -496,7 +497,7 @@ impl Runtime {
             &step.sandbox,
         );
         self.operator(plugin, kind, info)
-            .map_err(|e| eddy_core::OperatorError::new(&step.name, e))
+            .map_err(|e| e.for_step(&step.name))
     }
 }
 
@@ -558,7 +559,7 @@ impl eddy_core::OperatorFactory for Runtime {
         );
         let mut op = self
             .operator(plugin, *kind, info)
-            .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
+            .map_err(|e| e.for_step(&step.name))?;
         if *kind == OperatorKind::Process {
             let backend = self.keyed_backend(job, &step.name, subtask, parallelism)?;
             op.set_state_backend(backend, job.max_parallelism);
@@ -573,10 +574,7 @@ impl eddy_core::OperatorFactory for Runtime {
         spec: &SourceSpec,
         subtask: u32,
     ) -> Result<Box<dyn Source>, SourceError> {
-        let err = |message: String| SourceError::Other {
-            source_name: name.to_owned(),
-            message,
-        };
+        let err = |message: String| SourceError::fatal(name, message);
         let SourceSpec::Plugin {
             plugin,
             params,
@@ -592,7 +590,7 @@ impl eddy_core::OperatorFactory for Runtime {
         let info = instance_info(job, name, (subtask, parallelism), params, grants);
         let op = self
             .operator(plugin, OperatorKind::Source, info)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| crate::connector::error(name, &e))?;
         Ok(Box::new(WasmSource::new(name, op, subtask, parallelism)?))
     }
 
@@ -619,7 +617,7 @@ impl eddy_core::OperatorFactory for Runtime {
             let params = serde_json::Value::Object(params.clone()).to_string();
             let info = instance_info(job, name, (0, 1), params, grants);
             self.operator(plugin, OperatorKind::Sink, info)
-                .map_err(|e| SinkError::new(name, plugin, std::io::Error::other(e.to_string())))
+                .map_err(|e| crate::connector::sink_failure(name, plugin, e.to_string(), e.class()))
         };
         let writer = open()?;
         let committer = open()?;
