@@ -26,6 +26,7 @@ pub mod sideoutput;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod supervise;
 pub mod tenant;
 pub mod time;
 pub mod watermark;
