@@ -170,6 +170,8 @@ struct Task {
     /// In-flight messages of the restored checkpoint: taken in before the failure
     /// (replayed first), and sent but overtaken (sent again first).
     restored_flight: Vec<(Flight, u32, Vec<Message>)>,
+    /// Set when a sink's reader went away: sources end their input, as on a stop.
+    unread: Arc<AtomicBool>,
 }
 
 impl Task {
@@ -207,7 +209,10 @@ impl Task {
             Input::Sources(mut sources) => {
                 let mut tracker = WatermarkTracker::new(sources.len());
                 let mut live = vec![true; sources.len()];
-                while live.iter().any(|l| *l) && !stop.load(Ordering::Relaxed) {
+                while live.iter().any(|l| *l)
+                    && !stop.load(Ordering::Relaxed)
+                    && !self.unread.load(Ordering::Relaxed)
+                {
                     if abort.load(Ordering::Relaxed) {
                         return Err(TaskError::Aborted);
                     }
@@ -542,6 +547,9 @@ impl Task {
                 for (node, sink) in sinks.iter_mut() {
                     let t = Instant::now();
                     sink.write(&batch)?;
+                    if sink.closed() {
+                        self.unread.store(true, Ordering::Relaxed);
+                    }
                     let subtasks = &self.metrics.nodes[*node].subtasks;
                     subtasks[0].record(batch.len(), 0, 0, t.elapsed());
                 }
@@ -878,6 +886,7 @@ impl Dataflow {
             committers,
             metrics.checkpoints.clone(),
         );
+        let unread = Arc::new(AtomicBool::new(false));
         let tasks = parts
             .into_iter()
             .enumerate()
@@ -901,6 +910,7 @@ impl Dataflow {
                 clock: clock.clone(),
                 last_tick: i64::MIN,
                 side_outputs: side_outputs.clone(),
+                unread: unread.clone(),
             })
             .collect();
         Ok(Dataflow {

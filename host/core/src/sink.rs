@@ -37,6 +37,12 @@ pub trait Sink: Send {
     /// Finishes and publishes at once, for sinks outside checkpoints (side outputs,
     /// dead letters).
     fn publish(&mut self) -> Result<(), SinkError>;
+
+    /// Whether the reader of this sink has gone away (`eddy run … | head`): what the
+    /// sink is sent from then on is dropped, and the job ends its input as on a stop.
+    fn closed(&self) -> bool {
+        false
+    }
 }
 
 /// Publishes what a sink prepared, once its checkpoint has completed; lives with the
@@ -108,6 +114,7 @@ pub fn open_sink(
         SinkSpec::Stdout { .. } => Box::new(Stdout {
             out: BufWriter::with_capacity(1 << 16, std::io::stdout()),
             name: name.to_owned(),
+            closed: false,
         }),
         SinkSpec::Discard { .. } => Box::new(Discard),
         SinkSpec::File { path, .. } => Box::new(FileSink::open(name, path, restored)?),
@@ -357,18 +364,36 @@ impl Sink for FileSink {
 struct Stdout {
     name: String,
     out: BufWriter<std::io::Stdout>,
+    /// The reader closed the pipe: nothing more can be printed.
+    closed: bool,
 }
 
 impl Sink for Stdout {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let err = |e| SinkError::new(&self.name, Path::new("<stdout>"), e);
-        for event in batch.iter() {
-            self.out
-                .write_all(event.value)
-                .and_then(|()| self.out.write_all(b"\n"))
-                .map_err(err)?;
+        if self.closed {
+            return Ok(());
         }
-        self.out.flush().map_err(err)
+        let mut written = || {
+            for event in batch.iter() {
+                self.out.write_all(event.value)?;
+                self.out.write_all(b"\n")?;
+            }
+            self.out.flush()
+        };
+        match written() {
+            Ok(()) => Ok(()),
+            // Like `yes | head`: the reader has what it wanted, which ends the job quietly.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                tracing::debug!(sink = %self.name, "stdout was closed by its reader");
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(SinkError::new(&self.name, Path::new("<stdout>"), e)),
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.closed
     }
 
     fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<u8>, SinkError> {
