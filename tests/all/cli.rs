@@ -1,11 +1,14 @@
 //! The command line beyond running cases: `validate`, summaries, and what a failed run
 //! leaves behind.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use eddy_testkit::repo_root;
 
-use crate::support::{Scratch, eddy, plugin_dir, text};
+use crate::support::{ChildGuard, Scratch, command, eddy, plugin_dir, text};
 
 #[test]
 fn validate_accepts_the_examples() {
@@ -83,4 +86,47 @@ fn run_prints_a_summary_per_stage() {
         assert!(stderr.contains(stage), "summary lacks {stage:?}:\n{stderr}");
     }
     assert!(stderr.contains("in         20  out         16"), "{stderr}");
+}
+
+#[test]
+fn a_run_whose_stdout_reader_goes_away_ends_quietly() {
+    // `eddy run job.yaml | head -1`: far more output than anyone reads, and checkpoints
+    // with restarts, which a closed pipe must not set off.
+    let scratch = Scratch::new("closed_stdout");
+    let job = "name: closed-stdout\ncheckpoints: { interval: 50ms, dir: checkpoints }\nsources:\n  - type: generator\n    name: orders\n    shape: orders\n    count: 200000000\nsinks:\n  - type: stdout\n";
+    std::fs::write(scratch.0.join("job.yaml"), job).expect("write job");
+    let mut child = ChildGuard(
+        command(&["run", "job.yaml"], &scratch.0)
+            .env("EDDY_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start eddy"),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read a line");
+    assert!(line.starts_with('{'), "{line}");
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run went on after its reader left"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(status.success(), "{status}: {stderr}");
+    for noise in ["panicked", "error", "Broken pipe", "restarting"] {
+        assert!(!stderr.contains(noise), "{noise:?} in:\n{stderr}");
+    }
+    // The summary still goes to stderr, which is open.
+    assert!(stderr.contains("finished in"), "{stderr}");
 }

@@ -666,3 +666,88 @@ sinks:
     finish(dir);
     assert_eq!(sorted_lines(&dir.join("out.jsonl")), expected);
 }
+
+/// Runs `hostile.wasm` in `mode` on 3000 events (event 2500 triggers it) with
+/// checkpoints and a restart strategy whose delay is `delay`; returns whether the run
+/// succeeded and its stderr, within a bound.
+fn run_hostile_with_restarts(test: &str, mode: &str, delay: &str) -> (bool, String) {
+    let scratch = Scratch::new(test);
+    let job = format!(
+        "name: {test}
+batch-size: 50
+checkpoints: {{ interval: 20ms, dir: checkpoints }}
+restart: {{ attempts: 3, delay: {delay} }}
+sources:
+  - type: file
+    path: in.jsonl
+steps:
+  - name: hostile
+    map: hostile.wasm
+    params: {{ mode: {mode} }}
+sinks:
+  - type: file
+    path: out.jsonl
+"
+    );
+    let input: String = (0..3000)
+        .map(|i| format!("{{\"id\":{i},\"trigger\":{}}}\n", i == 2500))
+        .collect();
+    std::fs::write(scratch.0.join("in.jsonl"), input).expect("input");
+    std::fs::write(scratch.0.join("job.yaml"), job).expect("job");
+    let mut child = ChildGuard(
+        command(
+            &["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"],
+            &scratch.0,
+        )
+        .env("EDDY_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start eddy"),
+    );
+    let status = wait_exit(&mut child);
+    let mut stderr = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    (status.success(), stderr)
+}
+
+#[test]
+fn a_plugin_that_breaks_its_contract_fails_the_job_at_once_without_restarts() {
+    // A restart would wait half a minute: the job must fail well before that.
+    let started = Instant::now();
+    let (ok, stderr) = run_hostile_with_restarts("no_restart_contract", "wrong-count", "30s");
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("broke the contract of"), "{stderr}");
+    assert!(
+        stderr
+            .contains("not retried: a failure of the job or its plugins that a restart cannot fix"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("restarting"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "it waited for a restart"
+    );
+}
+
+#[test]
+fn a_plugin_that_traps_again_after_a_restart_is_not_restarted_again() {
+    let (ok, stderr) = run_hostile_with_restarts("no_restart_trap", "panic", "100ms");
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("panicked on purpose"), "{stderr}");
+    // One restart shows that the trap recurs on the same input; the other two of the
+    // strategy's three are not used.
+    assert_eq!(
+        stderr
+            .matches("restarting from the latest checkpoint")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not retried again: it failed the same way after a restart"),
+        "{stderr}"
+    );
+}

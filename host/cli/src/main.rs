@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use eddy_core::checkpoint::storage;
-use eddy_core::checkpoint::{CheckpointError, Storage};
+use eddy_core::checkpoint::{Restored, Storage};
 use eddy_core::exec::plan::{Plan, PlanView};
+use eddy_core::exec::supervise::{Supervised, supervise};
 use eddy_core::job::memory::ByteSize;
 use eddy_core::job::state::BackendKind;
 use eddy_core::memory::Pools;
@@ -284,8 +285,8 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Builds and runs one job to its end, restarting it from its latest checkpoint after
-/// a failure as long as its restart strategy allows.
+/// Builds and runs one job to its end; the engine's supervisor restarts it from its
+/// latest checkpoint after a failure a restart can get past, as its strategy allows.
 fn run_job(
     job: &Job,
     restore: Option<&Path>,
@@ -297,7 +298,7 @@ fn run_job(
         .checkpoints
         .as_ref()
         .map(|c| Storage::new(c.dir.clone().unwrap_or_default(), &job.name, c.retain()));
-    let mut restored = match (restore, &storage) {
+    let restored = match (restore, &storage) {
         (None, _) => None,
         (Some(dir), _) if dir != Path::new("latest") => Some(storage::load(dir)?),
         (Some(_), Some(storage)) => Some(storage.latest()?),
@@ -309,15 +310,13 @@ fn run_job(
     };
     let pools = Arc::new(Pools::new(&job.memory));
     let runtime = runtime(job, Some(pools.clone()))?;
-    let mut attempt = 0;
-    loop {
-        if let Some(r) = &restored {
-            tracing::info!(job = %job.name, "restoring checkpoint {} from {}", r.id, r.path.display());
-        }
+    let factory = KafkaFactory::new(&runtime);
+    let build = |restored: Option<&Restored>| {
         let clock = Arc::new(eddy_core::time::SystemClock);
-        let factory = KafkaFactory::new(&runtime);
-        let dataflow =
-            Dataflow::build_with(job, &factory, pools.clone(), clock, restored.as_ref())?;
+        Dataflow::build_with(job, &factory, pools.clone(), clock, restored)
+    };
+    // Each attempt's dataflow: serve its metrics, savepoints and status while it runs.
+    let started = |dataflow: &Dataflow| -> Result<_> {
         let metrics = dataflow.metrics();
         endpoint.publish(job, &metrics);
         let control = match &job.checkpoints {
@@ -330,49 +329,39 @@ fn run_job(
             None => None,
         };
         let live = live.then(|| status::spawn(metrics.clone()));
-        let result = dataflow.run(&STOP);
-        drop(control);
-        if let Some(live) = live {
+        Ok(AttemptGuard { control, live })
+    };
+    let Supervised {
+        summary, metrics, ..
+    } = supervise(job, storage.as_ref(), restored, &STOP, build, started)?;
+    if let Some(savepoint) = &summary.stopped {
+        eprintln!(
+            "{}: stopped with savepoint {}",
+            job.file.display(),
+            savepoint.display()
+        );
+    }
+    if !quiet {
+        status::print_summary(&job.file, &summary, job.memory.process);
+        status::print_checkpoints(&metrics);
+        status::print_plugins(&metrics);
+    }
+    Ok(())
+}
+
+/// What serves one attempt while it runs: savepoint requests and the live status line,
+/// both ended when the attempt ends.
+struct AttemptGuard {
+    control: Option<control::Control>,
+    live: Option<status::Live>,
+}
+
+impl Drop for AttemptGuard {
+    fn drop(&mut self) {
+        drop(self.control.take());
+        if let Some(live) = self.live.take() {
             live.stop();
         }
-        let error = match result {
-            Ok(summary) => {
-                if let Some(savepoint) = &summary.stopped {
-                    eprintln!(
-                        "{}: stopped with savepoint {}",
-                        job.file.display(),
-                        savepoint.display()
-                    );
-                }
-                if !quiet {
-                    status::print_summary(&job.file, &summary, job.memory.process);
-                    status::print_checkpoints(&metrics);
-                    status::print_plugins(&metrics);
-                }
-                return Ok(());
-            }
-            Err(e) => e,
-        };
-        let Some(storage) = &storage else {
-            return Err(error.into());
-        };
-        attempt += 1;
-        let Some(delay) = job.restart.delay(attempt) else {
-            return Err(anyhow::anyhow!(
-                "{error} (no restart left after {} attempt(s))",
-                attempt - 1
-            ));
-        };
-        tracing::warn!(
-            job = %job.name,
-            "job failed: {error}; restarting from the latest checkpoint in {delay:?} (restart {attempt})"
-        );
-        std::thread::sleep(delay);
-        restored = match storage.latest() {
-            Ok(r) => Some(r),
-            Err(CheckpointError::NoneFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod connectors;
 pub mod deadletter;
+pub mod error;
 pub mod exec;
 pub mod expr;
 pub mod fields;
@@ -25,6 +26,7 @@ pub mod time;
 
 pub use eddy_batch::{self as batch, Batch, EventRef, Header, NO_TIMESTAMP};
 pub use eddy_nexmark as nexmark;
+pub use error::{ErrorClass, ErrorDomain, Retry};
 pub use exec::{BuildOptions, Dataflow, RunError, RunSummary};
 pub use job::{Job, JobError, OperatorKind, Partition, Step, StepOp};
 pub use operator::{Operator, OperatorError, OperatorFactory};

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::batch::Batch;
+use crate::error::ErrorClass;
 use crate::job::{Job, SinkSpec, SourceSpec, Step};
 use crate::metrics::PluginCounters;
 use crate::sink::{Connected, SinkError};
@@ -154,14 +155,29 @@ pub struct OperatorError {
     pub step: String,
     /// What went wrong, as the operator reports it.
     pub source: Box<dyn std::error::Error + Send + Sync>,
+    /// Whether a restart can get past it; the operator knows best, so it sets it.
+    pub class: ErrorClass,
 }
 
 impl OperatorError {
-    /// Wraps an error of step `step`.
+    /// Wraps an error of step `step`, of the default class (retried unless it recurs
+    /// unchanged, see [`ErrorClass::default`]).
     pub fn new(step: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         OperatorError {
             step: step.to_owned(),
             source: source.into(),
+            class: ErrorClass::default(),
         }
+    }
+
+    /// The same error, of class `class`.
+    pub fn with_class(mut self, class: ErrorClass) -> Self {
+        self.class = class;
+        self
+    }
+
+    /// Whether a restart can get past this error.
+    pub fn class(&self) -> ErrorClass {
+        self.class
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::batch::Batch;
 use crate::connectors::digest::{DigestSink, commit_digest};
+use crate::error::ErrorClass;
 use crate::job::SinkSpec;
 use crate::latency::EventClock;
 use crate::state::{Decoder, Encoder};
@@ -38,6 +39,12 @@ pub trait Sink: Send {
     /// Finishes and publishes at once, for sinks outside checkpoints (side outputs,
     /// dead letters).
     fn publish(&mut self) -> Result<(), SinkError>;
+
+    /// Whether the reader of this sink has gone away (`eddy run … | head`): what the
+    /// sink is sent from then on is dropped, and the job ends its input as on a stop.
+    fn closed(&self) -> bool {
+        false
+    }
 }
 
 /// Publishes what a sink prepared, once its checkpoint has completed; lives with the
@@ -88,6 +95,13 @@ impl SinkError {
             error,
         }
     }
+
+    /// Whether a restart can get past this error, by the kind of its I/O error
+    /// (connectors that know an error to be deterministic report it as
+    /// [`std::io::ErrorKind::InvalidData`]).
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::of_io(&self.error)
+    }
 }
 
 /// Creates the built-in sink a job file describes. `restored` is what the sink
@@ -105,6 +119,7 @@ pub fn open_sink(
         SinkSpec::Stdout { .. } => Box::new(Stdout {
             out: BufWriter::with_capacity(1 << 16, std::io::stdout()),
             name: name.to_owned(),
+            closed: false,
         }),
         SinkSpec::Discard { .. } => Box::new(Discard),
         SinkSpec::File { path, .. } => Box::new(FileSink::open(name, path, restored)?),
@@ -355,18 +370,36 @@ impl Sink for FileSink {
 struct Stdout {
     name: String,
     out: BufWriter<std::io::Stdout>,
+    /// The reader closed the pipe: nothing more can be printed.
+    closed: bool,
 }
 
 impl Sink for Stdout {
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let err = |e| SinkError::new(&self.name, Path::new("<stdout>"), e);
-        for event in batch.iter() {
-            self.out
-                .write_all(event.value)
-                .and_then(|()| self.out.write_all(b"\n"))
-                .map_err(err)?;
+        if self.closed {
+            return Ok(());
         }
-        self.out.flush().map_err(err)
+        let mut written = || {
+            for event in batch.iter() {
+                self.out.write_all(event.value)?;
+                self.out.write_all(b"\n")?;
+            }
+            self.out.flush()
+        };
+        match written() {
+            Ok(()) => Ok(()),
+            // Like `yes | head`: the reader has what it wanted, which ends the job quietly.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                tracing::debug!(sink = %self.name, "stdout was closed by its reader");
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(SinkError::new(&self.name, Path::new("<stdout>"), e)),
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.closed
     }
 
     fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<u8>, SinkError> {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, EventRef, NO_TIMESTAMP};
 use crate::connectors::generator::Generator;
+use crate::error::ErrorClass;
 use crate::exec::watermark::AlignmentGroup;
 use crate::job::event_time::EventTimeSpec;
 use crate::job::span::Span;
@@ -97,7 +98,8 @@ pub enum SourceError {
         /// What is wrong with the record.
         message: String,
     },
-    /// The source cannot do what was asked (replay, a batch that large).
+    /// The source cannot do what was asked, for a reason outside the job (a broker, a
+    /// connection); a restart may get past it.
     #[error("source {source_name:?}: {message}")]
     Other {
         /// Name of the source.
@@ -105,6 +107,39 @@ pub enum SourceError {
         /// What went wrong.
         message: String,
     },
+    /// The source failed in a way whose class its origin knows: a plugin connector's
+    /// error, or a deterministic one (no replay, a record without its event time).
+    #[error("source {source_name:?}: {message}")]
+    Failed {
+        /// Name of the source.
+        source_name: String,
+        /// What went wrong.
+        message: String,
+        /// Whether a restart can get past it.
+        class: ErrorClass,
+    },
+}
+
+impl SourceError {
+    /// A deterministic failure of source `source_name`: restarting cannot help.
+    pub fn fatal(source_name: &str, message: impl Into<String>) -> Self {
+        SourceError::Failed {
+            source_name: source_name.to_owned(),
+            message: message.into(),
+            class: ErrorClass::USER_FATAL,
+        }
+    }
+
+    /// Whether a restart can get past this error: I/O by its kind, a malformed record
+    /// never, other failures of the outside world after a delay.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SourceError::Io { error, .. } => ErrorClass::of_io(error),
+            SourceError::Malformed { .. } => ErrorClass::USER_FATAL,
+            SourceError::Other { .. } => ErrorClass::EXTERNAL,
+            SourceError::Failed { class, .. } => *class,
+        }
+    }
 }
 
 /// The subtasks a source runs as: files and stdin are read by one subtask, the
@@ -199,10 +234,10 @@ fn open_plain(name: &str, spec: &SourceSpec, subtask: u32) -> Result<Box<dyn Sou
         }
         SourceSpec::Stdin { format, .. } => Box::new(Stdin::spawn(name, *format)),
         SourceSpec::Plugin { .. } | SourceSpec::Kafka(_) => {
-            return Err(SourceError::Other {
-                source_name: name.to_owned(),
-                message: "connector sources are opened by their connector factory".into(),
-            });
+            return Err(SourceError::fatal(
+                name,
+                "connector sources are opened by their connector factory",
+            ));
         }
         SourceSpec::Generator {
             count,
@@ -381,10 +416,9 @@ impl Source for GeneratorSource {
                 value: &line,
                 timestamp,
             };
-            batch.push(event).map_err(|e| SourceError::Other {
-                source_name: self.name.clone(),
-                message: e.to_string(),
-            })?;
+            batch
+                .push(event)
+                .map_err(|e| SourceError::fatal(&self.name, e.to_string()))?;
             self.next += self.stride;
         }
         Ok(Some(batch))
@@ -398,20 +432,17 @@ impl Source for GeneratorSource {
 
     fn seek(&mut self, position: &[u8]) -> Result<(), SourceError> {
         let mut d = Decoder::new(position);
-        let (next, stride) =
-            (|| Ok::<_, StateError>((d.u64()?, d.u64()?)))().map_err(|e| SourceError::Other {
-                source_name: self.name.clone(),
-                message: format!("checkpointed position: {e}"),
-            })?;
+        let (next, stride) = (|| Ok::<_, StateError>((d.u64()?, d.u64()?)))()
+            .map_err(|e| SourceError::fatal(&self.name, format!("checkpointed position: {e}")))?;
         if stride != self.stride || next % stride != self.next % stride {
-            return Err(SourceError::Other {
-                source_name: self.name.clone(),
-                message: format!(
+            return Err(SourceError::fatal(
+                &self.name,
+                format!(
                     "the checkpoint was taken with the generator at parallelism {stride}, \
                      not {}: restore with the same source parallelism",
                     self.stride
                 ),
-            });
+            ));
         }
         self.next = next;
         // Pacing starts over from here.
@@ -489,10 +520,10 @@ impl Source for Stdin {
     }
 
     fn position(&mut self) -> Result<Vec<u8>, SourceError> {
-        Err(SourceError::Other {
-            source_name: self.name.clone(),
-            message: "stdin cannot be replayed, so it cannot take part in checkpoints".into(),
-        })
+        Err(SourceError::fatal(
+            &self.name,
+            "stdin cannot be replayed, so it cannot take part in checkpoints",
+        ))
     }
 
     fn seek(&mut self, _position: &[u8]) -> Result<(), SourceError> {
@@ -548,10 +579,7 @@ impl TimedSource {
     }
 
     fn err(&self, message: String) -> SourceError {
-        SourceError::Other {
-            source_name: self.name.clone(),
-            message,
-        }
+        SourceError::fatal(&self.name, message)
     }
 }
 

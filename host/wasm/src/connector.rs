@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use eddy_core::Batch;
 use eddy_core::sink::{Committer, Sink, SinkError};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::{Decoder, Encoder, StateError};
+use eddy_core::{Batch, ErrorClass};
 
 use crate::bindings::{WitBatch, sink::SinkPlugin, source};
 use crate::error::WasmError;
@@ -110,10 +110,12 @@ impl WasmSource {
     }
 }
 
-fn error(name: &str, e: &WasmError) -> SourceError {
-    SourceError::Other {
+/// A plugin source's failure, of the class of the plugin's error.
+pub(crate) fn error(name: &str, e: &WasmError) -> SourceError {
+    SourceError::Failed {
         source_name: name.to_owned(),
         message: e.to_string(),
+        class: e.class(),
     }
 }
 
@@ -198,10 +200,8 @@ impl Source for WasmSource {
             d.end()?;
             Ok(restored)
         };
-        self.restored = decode().map_err(|e| SourceError::Other {
-            source_name: self.name.clone(),
-            message: format!("checkpointed position: {e}"),
-        })?;
+        self.restored = decode()
+            .map_err(|e| SourceError::fatal(&self.name, format!("checkpointed position: {e}")))?;
         Ok(())
     }
 }
@@ -221,12 +221,24 @@ fn split_prepared(prepared: &[u8]) -> Option<(u64, &[u8])> {
 /// A plugin sink instance.
 type SinkInstance = Instance<SinkPlugin>;
 
-fn sink_error(name: &str, instance: &SinkInstance, e: impl std::fmt::Display) -> SinkError {
-    SinkError::new(
-        name,
-        instance.plugin_path(),
-        std::io::Error::other(e.to_string()),
-    )
+fn sink_error(name: &str, instance: &SinkInstance, e: &WasmError) -> SinkError {
+    sink_failure(name, instance.plugin_path(), e.to_string(), e.class())
+}
+
+/// A plugin sink's failure: one a restart cannot get past is reported as invalid data,
+/// which is how [`SinkError::class`] tells it; anything else as a transient failure.
+pub(crate) fn sink_failure(
+    name: &str,
+    plugin: &std::path::Path,
+    message: String,
+    class: ErrorClass,
+) -> SinkError {
+    let kind = if class.retryable() {
+        std::io::ErrorKind::Other
+    } else {
+        std::io::ErrorKind::InvalidData
+    };
+    SinkError::new(name, plugin, std::io::Error::new(kind, message))
 }
 
 /// A plugin sink's writer.
@@ -253,7 +265,7 @@ impl Sink for WasmSink {
         });
         written
             .map_err(|e| with_event(e, batch))
-            .map_err(|e| sink_error(&self.name, &self.instance, e))
+            .map_err(|e| sink_error(&self.name, &self.instance, &e))
     }
 
     fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, SinkError> {
@@ -263,7 +275,7 @@ impl Sink for WasmSink {
                 b.eddy_plugin_sink_connector()
                     .call_prepare_commit(store, checkpoint)
             })
-            .map_err(|e| sink_error(&self.name, &self.instance, e))?;
+            .map_err(|e| sink_error(&self.name, &self.instance, &e))?;
         Ok(prepared(checkpoint, &committable))
     }
 
@@ -295,8 +307,15 @@ impl WasmCommitter {
         prepared: &[u8],
         commit: bool,
     ) -> Result<(), SinkError> {
-        let (id, committable) = split_prepared(prepared)
-            .ok_or_else(|| sink_error(name, instance, "a prepared transaction is truncated"))?;
+        let (id, committable) = split_prepared(prepared).ok_or_else(|| {
+            let message = "a prepared transaction is truncated".to_owned();
+            sink_failure(
+                name,
+                instance.plugin_path(),
+                message,
+                ErrorClass::USER_FATAL,
+            )
+        })?;
         let function = if commit { "commit" } else { "abort" };
         let settled = instance.call(function, |b, store| {
             let c = b.eddy_plugin_sink_connector();
@@ -306,7 +325,7 @@ impl WasmCommitter {
                 c.call_abort(store, id, committable)
             }
         });
-        settled.map_err(|e| sink_error(name, instance, e))
+        settled.map_err(|e| sink_error(name, instance, &e))
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use eddy_core::{ErrorClass, OperatorError};
+
 /// Why a plugin could not be loaded or a call into it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
@@ -59,6 +61,9 @@ pub enum WasmError {
         output: Vec<String>,
         /// The guest's call stack, when known.
         backtrace: Option<String>,
+        /// Whether the same input traps again: fuel and stack are spent alike on every
+        /// replay, while a panic or a missed CPU deadline may depend on the world.
+        class: ErrorClass,
     },
     /// The plugin returned an error on purpose.
     #[error("plugin {plugin} failed in `{export}`{}: {message}", at_event(*event, event_value))]
@@ -87,6 +92,32 @@ pub enum WasmError {
     /// The engine itself could not be set up.
     #[error("wasm engine: {0}")]
     Engine(String),
+}
+
+impl WasmError {
+    /// Whether a restart can get past this error. A plugin that breaks its contract, a
+    /// component that is not valid or not of the step's world, do so on every run; a
+    /// trap is classified where it happens; a plugin error on purpose may come from its
+    /// input or from the world around it (the WIT `plugin-error` does not say which),
+    /// so it is retried unless it recurs unchanged.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            WasmError::Read { source, .. } => ErrorClass::of_io(source),
+            WasmError::Invalid { .. } | WasmError::WrongWorld { .. } => ErrorClass::USER_FATAL,
+            WasmError::Contract { .. } => ErrorClass::USER_FATAL,
+            // Instantiation can also fail for want of a free instance slot or memory.
+            WasmError::Link { .. } => ErrorClass::USER_UNCERTAIN,
+            WasmError::Trap { class, .. } => *class,
+            WasmError::Plugin { .. } => ErrorClass::USER_UNCERTAIN,
+            WasmError::Engine(_) => ErrorClass::INTERNAL,
+        }
+    }
+
+    /// This error as the failure of step `step`, keeping its class.
+    pub fn for_step(self, step: &str) -> OperatorError {
+        let class = self.class();
+        OperatorError::new(step, self).with_class(class)
+    }
 }
 
 fn quote(output: &[String]) -> String {

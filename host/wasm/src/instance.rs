@@ -12,7 +12,7 @@ use std::time::Instant as Started;
 use eddy_core::job::memory::ByteSize;
 use eddy_core::metrics::{PluginCounters, PluginMetrics};
 use eddy_core::state::keyed::KeyedState;
-use eddy_core::{Batch, OperatorKind};
+use eddy_core::{Batch, ErrorClass, OperatorKind};
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
@@ -304,7 +304,8 @@ impl<W: World> Instance<W> {
                 self.poisoned = true;
                 self.counters.traps.fetch_add(1, Ordering::Relaxed);
                 let sandbox = &self.store.data().info.sandbox;
-                let mut message = match trap.downcast_ref::<wasmtime::Trap>() {
+                let code = trap.downcast_ref::<wasmtime::Trap>();
+                let mut message = match code {
                     Some(wasmtime::Trap::Interrupt) => format!(
                         "exceeded its CPU deadline of {} ms (sandbox.cpu-deadline-ms)",
                         sandbox.cpu_deadline.as_millis()
@@ -319,9 +320,11 @@ impl<W: World> Instance<W> {
                     Some(code) => code.to_string(),
                     None => trap.root_cause().to_string(),
                 };
-                if let Some(refused) = self.store.data_mut().meter.refused.take() {
+                let refused = self.store.data_mut().meter.refused.take();
+                if let Some(refused) = &refused {
                     message.push_str(&format!(" (after a refused memory growth: {refused})"));
                 }
+                let class = trap_class(code, refused.is_some());
                 Err(WasmError::Trap {
                     plugin: self.plugin.clone(),
                     export: self.export(function),
@@ -330,9 +333,24 @@ impl<W: World> Instance<W> {
                     backtrace: trap
                         .downcast_ref::<wasmtime::WasmBacktrace>()
                         .map(ToString::to_string),
+                    class,
                 })
             }
         }
+    }
+}
+
+/// Whether a trap recurs on the same input. Fuel is counted in instructions and the
+/// stack in bytes, so running out of either happens again on every replay. A missed
+/// CPU deadline may come from a loaded machine rather than an endless loop, a refused
+/// memory growth from other instances holding the shared pool, and a panic from the
+/// world around the plugin (a file, a clock): those are retried, and end the restarts
+/// only if they recur unchanged.
+fn trap_class(code: Option<&wasmtime::Trap>, refused_memory: bool) -> ErrorClass {
+    match code {
+        _ if refused_memory => ErrorClass::USER_UNCERTAIN,
+        Some(wasmtime::Trap::OutOfFuel | wasmtime::Trap::StackOverflow) => ErrorClass::USER_FATAL,
+        _ => ErrorClass::USER_UNCERTAIN,
     }
 }
 

@@ -16,7 +16,7 @@ use eddy_core::sink::{Connected, SinkError};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::backend::{BackendFactory, HeapBackend, KeyedBackend};
 use eddy_core::state::keyed::KeyedState;
-use eddy_core::{OperatorKind, StepOp};
+use eddy_core::{ErrorClass, OperatorKind, StepOp};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
@@ -226,9 +226,10 @@ impl Runtime {
         parallelism: u32,
     ) -> Result<Box<dyn KeyedBackend>, eddy_core::OperatorError> {
         Ok(match &self.state {
-            Some(factory) => factory
-                .open(job, step, subtask, parallelism)
-                .map_err(|e| eddy_core::OperatorError::new(step, e))?,
+            Some(factory) => factory.open(job, step, subtask, parallelism).map_err(|e| {
+                // State lives in storage outside the job, which may come back.
+                eddy_core::OperatorError::new(step, e).with_class(ErrorClass::EXTERNAL)
+            })?,
             None => Box::new(HeapBackend::new(self.starter.pools.clone())),
         })
     }
@@ -452,7 +453,7 @@ impl Runtime {
             &step.sandbox,
         );
         self.instance(plugin, info)
-            .map_err(|e| eddy_core::OperatorError::new(&step.name, e))
+            .map_err(|e| e.for_step(&step.name))
     }
 }
 
@@ -544,10 +545,7 @@ impl eddy_core::OperatorFactory for Runtime {
         spec: &SourceSpec,
         subtask: u32,
     ) -> Result<Box<dyn Source>, SourceError> {
-        let err = |message: String| SourceError::Other {
-            source_name: name.to_owned(),
-            message,
-        };
+        let err = |message: String| SourceError::fatal(name, message);
         let SourceSpec::Plugin {
             plugin,
             params,
@@ -563,7 +561,7 @@ impl eddy_core::OperatorFactory for Runtime {
         let info = instance_info(job, name, (subtask, parallelism), params, grants);
         let instance = self
             .instance::<source::SourcePlugin>(plugin, info)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| crate::connector::error(name, &e))?;
         Ok(Box::new(WasmSource::new(
             name,
             instance,
@@ -595,7 +593,7 @@ impl eddy_core::OperatorFactory for Runtime {
             let params = serde_json::Value::Object(params.clone()).to_string();
             let info = instance_info(job, name, (0, 1), params, grants);
             self.instance::<sink::SinkPlugin>(plugin, info)
-                .map_err(|e| SinkError::new(name, plugin, std::io::Error::other(e.to_string())))
+                .map_err(|e| crate::connector::sink_failure(name, plugin, e.to_string(), e.class()))
         };
         let writer = open()?;
         let committer = open()?;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::snapshot::TaskSnapshot;
 use super::storage::{CheckpointError, Storage, TaskFile};
+use crate::error::ErrorClass;
 use crate::metrics::CheckpointCounters;
 use crate::sink::{Committer, SinkError};
 
@@ -107,6 +108,16 @@ pub enum CoordinatorError {
     /// A sink could not commit a completed checkpoint.
     #[error(transparent)]
     Commit(#[from] SinkError),
+}
+
+impl CoordinatorError {
+    /// Whether a restart can get past this error: that of the storage or the sink.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CoordinatorError::Storage(e) => e.class(),
+            CoordinatorError::Commit(e) => e.class(),
+        }
+    }
 }
 
 /// Checkpointing of one job: where, how often, and what completes.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::{Flight, TaskSnapshot};
+use crate::error::ErrorClass;
 use crate::state::StateEntry;
 
 /// Name of the file whose presence makes a checkpoint complete.
@@ -47,6 +48,19 @@ pub enum CheckpointError {
     /// `--restore` found nothing to restore.
     #[error("no completed checkpoint in {0}")]
     NoneFound(PathBuf),
+}
+
+impl CheckpointError {
+    /// Whether a restart can get past this error: storage that failed to write may
+    /// work again, a corrupt or incompatible checkpoint stays so.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CheckpointError::Io { .. } => ErrorClass::EXTERNAL,
+            CheckpointError::Corrupt { .. }
+            | CheckpointError::Incompatible { .. }
+            | CheckpointError::NoneFound(_) => ErrorClass::USER_FATAL,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {

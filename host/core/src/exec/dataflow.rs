@@ -13,6 +13,7 @@ use crate::checkpoint::{
     CheckpointError, Coordinator, Flight, Restored, Storage, TaskId, TaskSnapshot,
 };
 use crate::deadletter::DeadLetters;
+use crate::error::ErrorClass;
 use crate::exec::channel::{Channel, Closed, Message};
 use crate::exec::exchange::{Exchange, SendError};
 use crate::exec::plan::{Plan, PlanError};
@@ -66,6 +67,27 @@ pub enum RunError {
     /// A bug in Eddy itself; please report it.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl RunError {
+    /// Whose failure this is and whether a restart can get past it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RunError::Plan(e) => e.class(),
+            RunError::Source(e) => e.class(),
+            RunError::Operator(e) => e.class(),
+            RunError::Sink(e) => e.class(),
+            RunError::Exchange(e) => e.class(),
+            RunError::Checkpoint(e) => e.class(),
+            RunError::Coordinator(e) => e.class(),
+            RunError::Thread(_) | RunError::Internal(_) => ErrorClass::INTERNAL,
+        }
+    }
+
+    /// Whether a restart may get past this error.
+    pub fn retryable(&self) -> bool {
+        self.class().retryable()
+    }
 }
 
 /// What a finished run did, node by node.
@@ -149,6 +171,8 @@ struct Task {
     /// In-flight messages of the restored checkpoint: taken in before the failure
     /// (replayed first), and sent but overtaken (sent again first).
     restored_flight: Vec<(Flight, u32, Vec<Message>)>,
+    /// Set when a sink's reader went away: sources end their input, as on a stop.
+    unread: Arc<AtomicBool>,
 }
 
 impl Task {
@@ -156,11 +180,7 @@ impl Task {
     fn reject(&self, node: usize, r: Rejected) -> Result<(), RunError> {
         let source = &self.metrics.nodes[node].name;
         let Some(dead_letters) = &self.dead_letters else {
-            return Err(SourceError::Other {
-                source_name: source.clone(),
-                message: r.error,
-            }
-            .into());
+            return Err(SourceError::fatal(source, r.error).into());
         };
         let event = crate::EventRef {
             key: r.key.as_deref(),
@@ -190,7 +210,10 @@ impl Task {
             Input::Sources(mut sources) => {
                 let mut tracker = WatermarkTracker::new(sources.len());
                 let mut live = vec![true; sources.len()];
-                while live.iter().any(|l| *l) && !stop.load(Ordering::Relaxed) {
+                while live.iter().any(|l| *l)
+                    && !stop.load(Ordering::Relaxed)
+                    && !self.unread.load(Ordering::Relaxed)
+                {
                     if abort.load(Ordering::Relaxed) {
                         return Err(TaskError::Aborted);
                     }
@@ -440,7 +463,8 @@ impl Task {
                     "side output {tag:?} is not declared: list it in the step's `side-outputs` \
                      and route it to a sink with `input: {tag}`"
                 );
-                return Err(OperatorError::new(&self.chain[i].step, message).into());
+                let e = OperatorError::new(&self.chain[i].step, message);
+                return Err(e.with_class(ErrorClass::USER_FATAL).into());
             };
             out.write(&batch)?;
         }
@@ -524,6 +548,9 @@ impl Task {
                 for (node, sink) in sinks.iter_mut() {
                     let t = Instant::now();
                     sink.write(&batch)?;
+                    if sink.closed() {
+                        self.unread.store(true, Ordering::Relaxed);
+                    }
                     let subtasks = &self.metrics.nodes[*node].subtasks;
                     subtasks[0].record(batch.len(), 0, 0, t.elapsed());
                 }
@@ -896,6 +923,7 @@ impl Dataflow {
             committers,
             metrics.checkpoints.clone(),
         );
+        let unread = Arc::new(AtomicBool::new(false));
         let tasks = parts
             .into_iter()
             .enumerate()
@@ -919,6 +947,7 @@ impl Dataflow {
                 clock: clock.clone(),
                 last_tick: i64::MIN,
                 side_outputs: side_outputs.clone(),
+                unread: unread.clone(),
             })
             .collect();
         Ok(Dataflow {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batch::Batch;
+use crate::error::ErrorClass;
 use crate::exec::channel::{Channel, Closed, Message};
 use crate::job::Partition;
 use crate::keygroup::{key_group, subtask_of};
@@ -27,6 +28,17 @@ pub enum SendError {
         /// Channel capacity.
         capacity: usize,
     },
+}
+
+impl SendError {
+    /// Whether a restart can get past this error: a torn-down exchange can, an event
+    /// larger than a channel cannot.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SendError::Closed(_) => ErrorClass::INTERNAL,
+            SendError::EventTooLarge { .. } => ErrorClass::USER_FATAL,
+        }
+    }
 }
 
 /// One subtask's output into the next stage.

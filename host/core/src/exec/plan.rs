@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::error::ErrorClass;
 use crate::job::{Job, Partition, StepOp};
 use crate::source::source_parallelism;
 
@@ -39,6 +40,13 @@ pub struct PlanError {
     pub step: String,
     /// What is wrong.
     pub message: String,
+}
+
+impl PlanError {
+    /// A job that cannot run as written does not run on a second try either.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::USER_FATAL
+    }
 }
 
 /// Sinks run as one subtask (stdout and a file are single streams).

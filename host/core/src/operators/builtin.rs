@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::batch::{Batch, EventRef};
+use crate::error::ErrorClass;
 use crate::expr::Expr;
 use crate::job::window::{FunctionSpec, WindowSpec};
 use crate::job::{Job, RollingSpec, Step, StepOp};
@@ -45,6 +46,8 @@ fn fail(step: &str, message: impl Into<String>, value: &[u8]) -> OperatorError {
             },
         },
     )
+    // The same event fails the same way on every replay.
+    .with_class(ErrorClass::USER_FATAL)
 }
 
 fn parse(step: &str, value: &[u8]) -> Result<Value, OperatorError> {

@@ -80,9 +80,8 @@ impl Source for JoinInput {
         match self.inner.poll(max)? {
             Some(batch) if !batch.is_empty() => tag(&batch, self.side, &self.key)
                 .map(Some)
-                .map_err(|message| SourceError::Other {
-                    source_name: self.name.clone(),
-                    message: format!("join input: {message}"),
+                .map_err(|message| {
+                    SourceError::fatal(&self.name, format!("join input: {message}"))
                 }),
             other => Ok(other),
         }

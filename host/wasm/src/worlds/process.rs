@@ -11,7 +11,7 @@ use eddy_core::state::StateEntry;
 use eddy_core::state::backend::KeyedBackend;
 use eddy_core::state::keyed::{append_keyed, group_by_key, latest_timestamp};
 use eddy_core::time::{Clock, SystemClock};
-use eddy_core::{Batch, Operator, OperatorError};
+use eddy_core::{Batch, ErrorClass, Operator, OperatorError};
 
 use crate::WasmError;
 use crate::bindings::base::eddy::plugin::types::TimeDomain as WitDomain;
@@ -49,7 +49,7 @@ impl WasmProcess {
             Ok(_) => self.instance.keyed().commit(),
             Err(_) => self.instance.keyed().rollback(),
         }
-        result.map_err(|e| OperatorError::new(self.instance.step(), e))
+        result.map_err(|e| e.for_step(self.instance.step()))
     }
 
     /// The events of each key in one call, with that key's state current.
@@ -130,7 +130,10 @@ impl Operator for WasmProcess {
 
     fn snapshot(&mut self, target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
         let snapshot = self.instance.keyed().snapshot(target);
-        snapshot.map_err(|e| OperatorError::new(self.instance.step(), e))
+        // The state backend's storage may well work on a second try.
+        snapshot.map_err(|e| {
+            OperatorError::new(self.instance.step(), e).with_class(ErrorClass::EXTERNAL)
+        })
     }
 
     fn restore(&mut self, entries: Vec<StateEntry>, from: &Path) -> Result<(), OperatorError> {

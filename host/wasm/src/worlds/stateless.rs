@@ -106,7 +106,7 @@ impl<W: StatelessWorld> WasmStateless<W> {
 impl<W: StatelessWorld> Operator for WasmStateless<W> {
     fn process(&mut self, input: Batch) -> Result<Batch, OperatorError> {
         self.call(input)
-            .map_err(|e| OperatorError::new(self.instance.step(), e))
+            .map_err(|e| e.for_step(self.instance.step()))
     }
 
     fn reset(&mut self) -> Result<(), OperatorError> {
@@ -123,7 +123,5 @@ pub(crate) fn reset<W: World>(instance: &mut Instance<W>) -> Result<(), Operator
     if !instance.is_poisoned() {
         return Ok(());
     }
-    instance
-        .restart()
-        .map_err(|e| OperatorError::new(instance.step(), e))
+    instance.restart().map_err(|e| e.for_step(instance.step()))
 }

@@ -23,7 +23,7 @@ impl WasmAggregate {
 
     /// `result` as the step's error.
     fn step_error<T>(&self, result: Result<T, WasmError>) -> Result<T, OperatorError> {
-        result.map_err(|e| OperatorError::new(self.instance.step(), e))
+        result.map_err(|e| e.for_step(self.instance.step()))
     }
 }
 
@@ -100,6 +100,6 @@ impl WindowFunction for WasmWindowFunction {
         events: Batch,
     ) -> Result<Batch, OperatorError> {
         self.call(key, window, events)
-            .map_err(|e| OperatorError::new(self.instance.step(), e))
+            .map_err(|e| e.for_step(self.instance.step()))
     }
 }
