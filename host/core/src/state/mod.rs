@@ -3,6 +3,7 @@
 //! it owns, in a small length-prefixed binary encoding.
 
 pub mod backend;
+pub mod store;
 
 use crate::batch::{Batch, EventRef};
 use crate::exchange::key_group_range;
