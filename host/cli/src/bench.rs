@@ -209,7 +209,8 @@ fn run(args: &NexmarkArgs, job: &Job, scratch: &Path) -> Result<Report> {
         &kafka
     };
     let clock = Arc::new(eddy_core::time::SystemClock);
-    let dataflow = Dataflow::build_with(job, factory, pools, clock, None)?;
+    let state = crate::state_backend(job, &pools);
+    let dataflow = Dataflow::build_with(job, factory, pools, state, clock, None)?;
     let metrics = dataflow.metrics();
     let cpu_before = cpu_time()?;
     let summary = dataflow.run(&crate::STOP)?;

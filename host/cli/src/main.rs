@@ -20,7 +20,7 @@ use eddy_core::checkpoint::storage;
 use eddy_core::checkpoint::{CheckpointError, Storage};
 use eddy_core::memory::{ByteSize, Pools};
 use eddy_core::plan::{Plan, PlanView};
-use eddy_core::state::backend::BackendKind;
+use eddy_core::state::backend::{BackendFactory, BackendKind, HeapFactory};
 use eddy_core::tenant::Tenants;
 use eddy_core::{Dataflow, Job};
 use eddy_kafka::KafkaFactory;
@@ -306,8 +306,14 @@ fn run_job(job: &Job, restore: Option<&Path>, quiet: bool, live: bool) -> Result
         }
         let clock = Arc::new(eddy_core::time::SystemClock);
         let factory = KafkaFactory::new(&runtime);
-        let dataflow =
-            Dataflow::build_with(job, &factory, pools.clone(), clock, restored.as_ref())?;
+        let dataflow = Dataflow::build_with(
+            job,
+            &factory,
+            pools.clone(),
+            state_backend(job, &pools),
+            clock,
+            restored.as_ref(),
+        )?;
         let metrics = dataflow.metrics();
         // The endpoint serves the first attempt's metrics.
         if let Some(addr) = job.prometheus.filter(|_| attempt == 0) {
@@ -397,10 +403,15 @@ pub(crate) fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
         pools,
         fuel: job.steps.iter().any(|s| s.sandbox.fuel.is_some()),
         max_stack: job.max_stack.0,
-        state: match job.state.backend {
-            BackendKind::Memory => None,
-            BackendKind::Rocksdb => Some(Arc::new(RocksFactory)),
-        },
         ..RuntimeConfig::default()
     })?)
+}
+
+/// The backend of all of `job`'s keyed state: its `state` section's, in memory charged
+/// to `pools` by default.
+pub(crate) fn state_backend(job: &Job, pools: &Arc<Pools>) -> Arc<dyn BackendFactory> {
+    match job.state.backend {
+        BackendKind::Memory => Arc::new(HeapFactory::new(Some(pools.clone()))),
+        BackendKind::Rocksdb => Arc::new(RocksFactory),
+    }
 }

@@ -28,6 +28,7 @@ use crate::sink::{Connected, Sink, SinkError, builtin_committer, open_sink};
 use crate::source::{
     Alignments, Rejected, Source, SourceError, open_source, source_parallelism, with_event_time,
 };
+use crate::state::backend::{BackendFactory, HeapFactory};
 use crate::state::entries_for;
 use crate::time::{Clock, SystemClock};
 use crate::watermark::{Change, WatermarkTracker};
@@ -592,21 +593,26 @@ pub struct Dataflow {
 
 impl Dataflow {
     /// Plans `job` and opens every source, operator instance and sink, charging memory
-    /// to `pools` and creating plugin operators through `factory`.
+    /// to `pools` (keyed state too, which stays in memory) and creating plugin
+    /// operators through `factory`.
     pub fn build(
         job: &Job,
         factory: &dyn OperatorFactory,
         pools: Arc<Pools>,
     ) -> Result<Dataflow, RunError> {
-        Dataflow::build_with(job, factory, pools, Arc::new(SystemClock), None)
+        let state = Arc::new(HeapFactory::new(Some(pools.clone())));
+        Dataflow::build_with(job, factory, pools, state, Arc::new(SystemClock), None)
     }
 
-    /// [`Dataflow::build`] with a processing-time clock of the caller's choosing, and
-    /// with every source, operator and sink restored from `restore` if given.
+    /// [`Dataflow::build`] with the job's keyed state in backends opened by `state`
+    /// (every stateful operator's: windows, joins, rolling aggregates, process
+    /// functions), a processing-time clock of the caller's choosing, and every source,
+    /// operator and sink restored from `restore` if given.
     pub fn build_with(
         job: &Job,
         factory: &dyn OperatorFactory,
         pools: Arc<Pools>,
+        state: Arc<dyn BackendFactory>,
         clock: Arc<dyn Clock>,
         restore: Option<&Restored>,
     ) -> Result<Dataflow, RunError> {
@@ -747,10 +753,11 @@ impl Dataflow {
                             job,
                             subtask: i,
                             clock: clock.clone(),
+                            state: state.as_ref(),
                         };
                         let mut op = match builtin_operator(step, ctx) {
                             Some(op) => op?,
-                            None => factory.create(job, step, i, step.parallelism)?,
+                            None => factory.create(job, step, i, step.parallelism, &*state)?,
                         };
                         if let Some(r) = restore {
                             let entries = r.step_entries(&step.name);

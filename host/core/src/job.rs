@@ -59,7 +59,8 @@ pub struct JobSpec {
     /// How a failed job restarts from its latest checkpoint.
     #[serde(default)]
     pub restart: RestartSpec,
-    /// Where the keyed state of process functions lives.
+    /// Where the keyed state of every stateful step (process functions, windows,
+    /// joins, rolling aggregates) lives.
     #[serde(default)]
     pub state: StateSpec,
     /// Where events come from; several sources are read as a union.

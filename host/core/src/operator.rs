@@ -9,6 +9,7 @@ use crate::metrics::PluginCounters;
 use crate::sink::{Connected, SinkError};
 use crate::source::{Source, SourceError};
 use crate::state::StateEntry;
+use crate::state::backend::BackendFactory;
 
 /// A transformation of batches; one instance per operator subtask.
 ///
@@ -89,13 +90,15 @@ pub trait WindowFunction: Send {
 
 /// Creates operator instances for plugin steps; lets the core run without knowing WASM.
 pub trait OperatorFactory {
-    /// An instance of `step` for subtask `subtask` of `parallelism`.
+    /// An instance of `step` for subtask `subtask` of `parallelism`; a stateful one
+    /// (a process function) opens its keyed state through `state`, the job's backend.
     fn create(
         &self,
         job: &Job,
         step: &Step,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<Box<dyn Operator>, OperatorError>;
 
     /// An instance of the aggregate function `plugin` (configured by `params_json`) for

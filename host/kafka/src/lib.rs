@@ -15,6 +15,7 @@ use eddy_core::job::{Job, SinkSpec, SourceSpec, Step};
 use eddy_core::operator::{AggregateFunction, OperatorFactory, WindowFunction};
 use eddy_core::sink::{Connected, SinkError};
 use eddy_core::source::{Source, SourceError};
+use eddy_core::state::backend::BackendFactory;
 use eddy_core::{Operator, OperatorError};
 
 /// An operator factory that also opens Kafka sources and sinks.
@@ -36,8 +37,9 @@ impl OperatorFactory for KafkaFactory<'_> {
         step: &Step,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<Box<dyn Operator>, OperatorError> {
-        self.inner.create(job, step, subtask, parallelism)
+        self.inner.create(job, step, subtask, parallelism, state)
     }
 
     fn aggregate(

@@ -10,6 +10,7 @@ use eddy_core::operator::{AggregateFunction, WindowFunction};
 use eddy_core::sink::{Connected, SinkError};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::StateEntry;
+use eddy_core::state::backend::BackendFactory;
 use eddy_core::time::{Clock, SystemClock};
 use eddy_core::{Batch, Job, Operator, OperatorError, OperatorFactory, Step, StepOp};
 use eddy_sdk::keyed::native::with_host;
@@ -18,9 +19,18 @@ use eddy_sdk::{Context, FlatMap, Map, Process, TimeDomain, Timer};
 use crate::Runtime;
 use crate::keyed::{KeyedState, append_keyed, group_by_key, latest_timestamp, wit_domain};
 
-/// Builds a twin for one subtask of a step.
-type Build<'a> =
-    Box<dyn Fn(&Job, &Step, Context, u32, u32) -> Result<Box<dyn Operator>, OperatorError> + 'a>;
+/// Builds a twin for one subtask of a step (with the job's state backend).
+type Build<'a> = Box<
+    dyn Fn(
+            &Job,
+            &Step,
+            Context,
+            u32,
+            u32,
+            &dyn BackendFactory,
+        ) -> Result<Box<dyn Operator>, OperatorError>
+        + 'a,
+>;
 
 /// An operator factory that runs the registered plugins natively and everything else
 /// as `inner` would.
@@ -72,7 +82,7 @@ impl<'a> NativeTwins<'a> {
     ) -> Self {
         self.twins.insert(
             file.to_owned(),
-            Box::new(move |_, step, ctx, _, _| {
+            Box::new(move |_, step, ctx, _, _, _| {
                 let op = open(&ctx).map_err(|e| sdk_error(&step.name, e))?;
                 Ok(Box::new(Stateless {
                     op,
@@ -89,8 +99,9 @@ impl<'a> NativeTwins<'a> {
         let runtime = self.runtime;
         self.twins.insert(
             file.to_owned(),
-            Box::new(move |job, step, ctx, subtask, parallelism| {
-                let mut keyed = runtime.keyed_state(job, &step.name, subtask, parallelism)?;
+            Box::new(move |job, step, ctx, subtask, parallelism, state| {
+                let mut keyed =
+                    runtime.keyed_state(job, &step.name, subtask, parallelism, state)?;
                 // Like a component, the function declares its state handles in `open`.
                 let op = with_host(&mut keyed, || T::open(&ctx))
                     .map_err(|e| sdk_error(&step.name, e))?;
@@ -112,6 +123,7 @@ impl OperatorFactory for NativeTwins<'_> {
         step: &Step,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<Box<dyn Operator>, OperatorError> {
         let StepOp::Plugin {
             plugin,
@@ -119,16 +131,16 @@ impl OperatorFactory for NativeTwins<'_> {
             ..
         } = &step.op
         else {
-            return self.inner.create(job, step, subtask, parallelism);
+            return self.inner.create(job, step, subtask, parallelism, state);
         };
         let file = plugin.file_name().map(|f| f.to_string_lossy());
         let Some(build) = file.and_then(|f| self.twins.get(f.as_ref())) else {
-            return self.inner.create(job, step, subtask, parallelism);
+            return self.inner.create(job, step, subtask, parallelism, state);
         };
         let params: serde_json::Value = serde_json::from_str(params_json)
             .map_err(|e| OperatorError::new(&step.name, format!("params: {e}")))?;
         let ctx = Context::new(params, &job.name, &step.name).at(subtask, parallelism);
-        build(job, step, ctx, subtask, parallelism)
+        build(job, step, ctx, subtask, parallelism, state)
     }
 
     fn aggregate(

@@ -13,7 +13,7 @@ use eddy_core::memory::Pools;
 use eddy_core::sandbox::DEFAULT_MAX_STACK;
 use eddy_core::sink::{Connected, SinkError};
 use eddy_core::source::{Source, SourceError};
-use eddy_core::state::backend::{BackendFactory, HeapBackend, KeyedBackend};
+use eddy_core::state::backend::{BackendFactory, KeyedBackend};
 use eddy_core::{OperatorKind, StepOp};
 
 use crate::connector::{WasmCommitter, WasmSink, WasmSource};
@@ -54,8 +54,6 @@ pub struct RuntimeConfig {
     pub fuel: bool,
     /// WASM stack size, bounding recursion.
     pub max_stack: usize,
-    /// Where process functions keep keyed state; `None`: in memory, charged to `pools`.
-    pub state: Option<Arc<dyn BackendFactory>>,
 }
 
 impl Default for RuntimeConfig {
@@ -69,7 +67,6 @@ impl Default for RuntimeConfig {
             epoch: true,
             fuel: false,
             max_stack: DEFAULT_MAX_STACK.0,
-            state: None,
         }
     }
 }
@@ -229,7 +226,6 @@ pub struct Runtime {
     cache: Option<ComponentCache>,
     plugins: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
     prepared: Mutex<HashMap<(PathBuf, OperatorKind), Prepared>>,
-    state: Option<Arc<dyn BackendFactory>>,
     _ticker: Option<Ticker>,
 }
 
@@ -249,34 +245,33 @@ pub fn world_of(kind: OperatorKind) -> (&'static str, String) {
 }
 
 impl Runtime {
-    /// Where subtask `subtask` of process step `step` keeps its keyed state: the
-    /// job's state backend, or memory charged to the managed pool.
+    /// Where subtask `subtask` of process step `step` keeps its keyed state: a backend
+    /// of the job's, opened by `state`.
     pub(crate) fn keyed_backend(
-        &self,
         job: &eddy_core::Job,
         step: &str,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<Box<dyn KeyedBackend>, eddy_core::OperatorError> {
-        Ok(match &self.state {
-            Some(factory) => factory
-                .open(job, step, subtask, parallelism)
-                .map_err(|e| eddy_core::OperatorError::new(step, e))?,
-            None => Box::new(HeapBackend::new(self.starter.pools.clone())),
-        })
+        state
+            .open(job, step, subtask, parallelism)
+            .map_err(|e| eddy_core::OperatorError::new(step, e))
     }
 
-    /// Empty keyed state for a process function's subtask, in its backend.
+    /// Empty keyed state for a process function's subtask, in a backend opened by
+    /// `state`.
     pub(crate) fn keyed_state(
         &self,
         job: &eddy_core::Job,
         step: &str,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<crate::keyed::KeyedState, eddy_core::OperatorError> {
         let mut keyed = crate::keyed::KeyedState::new(self.starter.pools.clone());
         keyed.set_backend(
-            self.keyed_backend(job, step, subtask, parallelism)?,
+            Runtime::keyed_backend(job, step, subtask, parallelism, state)?,
             job.max_parallelism,
         );
         Ok(keyed)
@@ -341,7 +336,6 @@ impl Runtime {
             },
             linker,
             cache: config.cache_dir.clone().map(ComponentCache::new),
-            state: config.state.clone(),
             plugins: Mutex::default(),
             prepared: Mutex::default(),
             _ticker: ticker,
@@ -537,6 +531,7 @@ impl eddy_core::OperatorFactory for Runtime {
         step: &eddy_core::Step,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<Box<dyn eddy_core::Operator>, eddy_core::OperatorError> {
         let StepOp::Plugin {
             kind,
@@ -560,7 +555,7 @@ impl eddy_core::OperatorFactory for Runtime {
             .operator(plugin, *kind, info)
             .map_err(|e| eddy_core::OperatorError::new(&step.name, e))?;
         if *kind == OperatorKind::Process {
-            let backend = self.keyed_backend(job, &step.name, subtask, parallelism)?;
+            let backend = Runtime::keyed_backend(job, &step.name, subtask, parallelism, state)?;
             op.set_state_backend(backend, job.max_parallelism);
         }
         Ok(Box::new(op))
