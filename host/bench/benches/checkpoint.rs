@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use eddy_core::Registry;
 use eddy_core::checkpoint::Storage;
 use eddy_core::job::state::BackendKind;
 use eddy_core::memory::Pools;
 use eddy_core::metrics::Role;
-use eddy_core::state::backend::{KeyedBackend, state_key};
+use eddy_core::state::backend::{BackendFactory, HeapFactory, KeyedBackend, state_key};
 use eddy_core::time::SystemClock;
 use eddy_core::{Dataflow, Job};
 use eddy_state_rocksdb::{RocksBackend, RocksFactory};
@@ -56,20 +57,39 @@ sources:
     )
 }
 
-fn load(dir: &Path, text: &str) -> (Job, Runtime, Arc<Pools>) {
-    eddy_bench::load(&dir.join("job.yaml"), text, |job| RuntimeConfig {
+/// A job's pieces: its definition, WASM runtime, memory pools and state backend.
+type Loaded = (Job, Runtime, Arc<Pools>, Arc<dyn BackendFactory>);
+
+fn load(dir: &Path, text: &str) -> Loaded {
+    let (job, runtime, pools) = eddy_bench::load(&dir.join("job.yaml"), text, |_| RuntimeConfig {
         max_instances: 4,
         max_memory_bytes: 64 << 20,
-        state: (job.state.backend == BackendKind::Rocksdb)
-            .then(|| Arc::new(RocksFactory) as Arc<_>),
         ..RuntimeConfig::default()
-    })
+    });
+    let state: Arc<dyn BackendFactory> = match job.state.backend {
+        BackendKind::Rocksdb => Arc::new(RocksFactory),
+        BackendKind::Memory => Arc::new(HeapFactory::new(Some(pools.clone()))),
+    };
+    (job, runtime, pools, state)
+}
+
+/// The job's dataflow, with its state in `state`.
+fn dataflow(loaded: Loaded) -> Dataflow {
+    let (job, runtime, pools, state) = loaded;
+    Dataflow::build_with(
+        &job,
+        &runtime.register(Registry::builtin()),
+        pools,
+        state,
+        Arc::new(SystemClock),
+        None,
+    )
+    .expect("dataflow")
 }
 
 /// Child: runs the job once; prints events per second and checkpoints taken.
 fn throughput(dir: &Path, events: u64, backend: &str, checkpoints: bool) {
-    let (job, runtime, pools) = load(dir, &job(dir, events, backend, checkpoints));
-    let dataflow = Dataflow::build(&job, &runtime, pools).expect("dataflow");
+    let dataflow = dataflow(load(dir, &job(dir, events, backend, checkpoints)));
     let start = Instant::now();
     let summary = dataflow.run(&AtomicBool::new(false)).expect("run");
     let secs = start.elapsed().as_secs_f64();
@@ -82,8 +102,7 @@ fn throughput(dir: &Path, events: u64, backend: &str, checkpoints: bool) {
 
 /// Child: runs the job with checkpoints until the parent kills it.
 fn doomed(dir: &Path, events: u64, backend: &str) {
-    let (job, runtime, pools) = load(dir, &job(dir, events, backend, true));
-    let dataflow = Dataflow::build(&job, &runtime, pools).expect("dataflow");
+    let dataflow = dataflow(load(dir, &job(dir, events, backend, true)));
     println!("started");
     let _ = dataflow.run(&AtomicBool::new(false));
 }
@@ -91,13 +110,14 @@ fn doomed(dir: &Path, events: u64, backend: &str) {
 /// Child: restores the latest checkpoint; prints when the first record after the
 /// sources was processed, in ms since this process started.
 fn restore(dir: &Path, events: u64, backend: &str, started: Instant) {
-    let (job, runtime, pools) = load(dir, &job(dir, events, backend, true));
+    let (job, runtime, pools, state) = load(dir, &job(dir, events, backend, true));
     let storage = Storage::new(dir.join("chk"), &job.name, 3);
     let restored = storage.latest().expect("a checkpoint");
     let dataflow = Dataflow::build_with(
         &job,
-        &runtime,
+        &runtime.register(Registry::builtin()),
         pools,
+        state,
         Arc::new(SystemClock),
         Some(&restored),
     )

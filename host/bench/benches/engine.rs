@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use eddy_core::Dataflow;
+use eddy_core::Registry;
 use eddy_testkit::jobs::TO_EUR;
 use eddy_wasm::RuntimeConfig;
 
@@ -56,7 +57,8 @@ fn child(parallelism: u32, events: u64) {
             max_memory_bytes: job.memory.wasm.0 / parallelism as usize,
             ..RuntimeConfig::default()
         });
-    let dataflow = Dataflow::build(&job, &runtime, pools).expect("dataflow");
+    let dataflow =
+        Dataflow::build(&job, &runtime.register(Registry::builtin()), pools).expect("dataflow");
     let start = Instant::now();
     let summary = dataflow.run(&AtomicBool::new(false)).expect("run");
     let secs = start.elapsed().as_secs_f64();

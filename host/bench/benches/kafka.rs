@@ -12,7 +12,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use eddy_core::Dataflow;
-use eddy_kafka::KafkaFactory;
+use eddy_core::Registry;
+use eddy_kafka::Kafka;
 use eddy_testkit::jobs::TO_EUR;
 use eddy_testkit::kafka::Broker;
 use eddy_wasm::RuntimeConfig;
@@ -25,8 +26,10 @@ fn run(dir: &Path, name: &str, text: &str) -> f64 {
         max_memory_bytes: 64 << 20,
         ..RuntimeConfig::default()
     });
-    let factory = KafkaFactory::new(&runtime);
-    let dataflow = Dataflow::build(&job, &factory, pools).expect("dataflow");
+    let registry = runtime
+        .register(Registry::builtin())
+        .connector("kafka", &Kafka);
+    let dataflow = Dataflow::build(&job, &registry, pools).expect("dataflow");
     let start = Instant::now();
     dataflow.run(&AtomicBool::new(false)).expect("run");
     start.elapsed().as_secs_f64()

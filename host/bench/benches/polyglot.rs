@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use eddy_core::Registry;
 use eddy_core::job::sandbox::Sandbox;
 use eddy_core::memory::Pools;
 
@@ -82,7 +83,8 @@ fn run(text: &str, rounds: u32) -> (f64, usize) {
             ..RuntimeConfig::default()
         })
         .expect("runtime");
-        let dataflow = Dataflow::build(&job, &runtime, pools).expect("dataflow");
+        let dataflow =
+            Dataflow::build(&job, &runtime.register(Registry::builtin()), pools).expect("dataflow");
         let metrics = dataflow.metrics();
         let summary = dataflow.run(&AtomicBool::new(false)).expect("run");
         let events = summary.sources.iter().map(|s| s.records_out).sum::<u64>();

@@ -10,7 +10,6 @@ use anyhow::{Context as _, Result, bail};
 use eddy_core::latency::EventClock;
 use eddy_core::memory::Pools;
 use eddy_core::{BuildOptions, Dataflow, Job};
-use eddy_kafka::KafkaFactory;
 use eddy_wasm::NativeTwins;
 
 /// The queries, as the job files in `plugins/nexmark/queries/` state them.
@@ -198,21 +197,19 @@ fn run(args: &NexmarkArgs, job: &Job, scratch: &Path) -> Result<Report> {
     let latency = Arc::new(EventClock::new(NEXMARK_EPOCH_MS, span_ms));
     let pools = Arc::new(Pools::new(&job.memory));
     let runtime = crate::runtime(job, Some(pools.clone()))?;
-    let kafka = KafkaFactory::new(&runtime);
-    let twins;
-    let factory: &dyn eddy_core::OperatorFactory = if args.native {
-        twins = NativeTwins::new(&kafka, &runtime)
-            .flat_map::<nexmark::Select>("nexmark_select.wasm")
-            .process::<nexmark::Stateful>("nexmark_state.wasm");
-        &twins
-    } else {
-        &kafka
-    };
+    let twins = NativeTwins::new(&runtime)
+        .flat_map::<nexmark::Select>("nexmark_select.wasm")
+        .process::<nexmark::Stateful>("nexmark_state.wasm");
+    let mut registry = crate::registry(&runtime);
+    if args.native {
+        registry = twins.register(registry);
+    }
     let options = BuildOptions {
         latency: Some(latency),
+        state: Some(crate::state_backend(job, &pools)),
         ..BuildOptions::default()
     };
-    let dataflow = Dataflow::build_with_options(job, factory, pools, options)?;
+    let dataflow = Dataflow::build_with_options(job, &registry, pools, options)?;
     let metrics = dataflow.metrics();
     let cpu_before = cpu_time()?;
     let summary = dataflow.run(&crate::STOP)?;

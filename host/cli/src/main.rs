@@ -24,9 +24,10 @@ use eddy_core::exec::supervise::{Supervised, supervise};
 use eddy_core::job::memory::ByteSize;
 use eddy_core::job::state::BackendKind;
 use eddy_core::memory::Pools;
+use eddy_core::state::backend::{BackendFactory, HeapFactory};
 use eddy_core::tenant::Tenants;
-use eddy_core::{Dataflow, Job};
-use eddy_kafka::KafkaFactory;
+use eddy_core::{Dataflow, Job, Registry};
+use eddy_kafka::Kafka;
 use eddy_state_rocksdb::RocksFactory;
 use eddy_wasm::{Runtime, RuntimeConfig};
 
@@ -310,10 +311,11 @@ fn run_job(
     };
     let pools = Arc::new(Pools::new(&job.memory));
     let runtime = runtime(job, Some(pools.clone()))?;
-    let factory = KafkaFactory::new(&runtime);
+    let registry = registry(&runtime);
     let build = |restored: Option<&Restored>| {
         let clock = Arc::new(eddy_core::time::SystemClock);
-        Dataflow::build_with(job, &factory, pools.clone(), clock, restored)
+        let state = state_backend(job, &pools);
+        Dataflow::build_with(job, &registry, pools.clone(), state, clock, restored)
     };
     // Each attempt's dataflow: serve its metrics, savepoints and status while it runs.
     let started = |dataflow: &Dataflow| -> Result<_> {
@@ -391,10 +393,23 @@ pub(crate) fn runtime(job: &Job, pools: Option<Arc<Pools>>) -> Result<Runtime> {
         pools,
         fuel: job.steps.iter().any(|s| s.sandbox.fuel.is_some()),
         max_stack: job.max_stack.0,
-        state: match job.state.backend {
-            BackendKind::Memory => None,
-            BackendKind::Rocksdb => Some(Arc::new(RocksFactory)),
-        },
         ..RuntimeConfig::default()
     })?)
+}
+
+/// Everything this binary can build a job from: the core's connectors and operators,
+/// plugins on `runtime` (which is also the `plugin` connector), and Kafka.
+pub(crate) fn registry(runtime: &Runtime) -> Registry<'_> {
+    runtime
+        .register(Registry::builtin())
+        .connector("kafka", &Kafka)
+}
+
+/// The backend of all of `job`'s keyed state: its `state` section's, in memory charged
+/// to `pools` by default.
+pub(crate) fn state_backend(job: &Job, pools: &Arc<Pools>) -> Arc<dyn BackendFactory> {
+    match job.state.backend {
+        BackendKind::Memory => Arc::new(HeapFactory::new(Some(pools.clone()))),
+        BackendKind::Rocksdb => Arc::new(RocksFactory),
+    }
 }

@@ -1,6 +1,7 @@
 //! Eddy's engine core: events in packed batches, job files, the executor, and the
-//! built-in sources and sinks. It knows nothing of WebAssembly: plugin operators come
-//! in through [`operator::OperatorFactory`], so the core builds and tests in seconds.
+//! built-in connectors and operators. It knows nothing of WebAssembly: plugin operators
+//! and connectors of leaf crates come in through a [`registry::Registry`], so the core
+//! builds and tests in seconds.
 
 pub mod checkpoint;
 pub mod connectors;
@@ -17,6 +18,7 @@ pub mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod operators;
+pub mod registry;
 pub mod sideoutput;
 pub mod sink;
 pub mod source;
@@ -30,3 +32,4 @@ pub use error::{ErrorClass, ErrorDomain, Retry};
 pub use exec::{BuildOptions, Dataflow, RunError, RunSummary};
 pub use job::{Job, JobError, OperatorKind, Partition, Step, StepOp};
 pub use operator::{Operator, OperatorError, OperatorFactory};
+pub use registry::Registry;

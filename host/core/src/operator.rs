@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use crate::batch::Batch;
 use crate::error::ErrorClass;
-use crate::job::{Job, SinkSpec, SourceSpec, Step};
+use crate::job::{Job, Step};
 use crate::metrics::PluginCounters;
-use crate::sink::{Connected, SinkError};
-use crate::source::{Source, SourceError};
 use crate::state::StateEntry;
+use crate::state::backend::BackendFactory;
 
 /// A transformation of batches; one instance per operator subtask.
 ///
@@ -88,15 +87,18 @@ pub trait WindowFunction: Send {
     ) -> Result<Batch, OperatorError>;
 }
 
-/// Creates operator instances for plugin steps; lets the core run without knowing WASM.
+/// Creates operator instances for plugin steps; lets the core run without knowing WASM
+/// (see [`crate::registry::Registry`], which holds the one a dataflow uses).
 pub trait OperatorFactory {
-    /// An instance of `step` for subtask `subtask` of `parallelism`.
+    /// An instance of `step` for subtask `subtask` of `parallelism`; a stateful one
+    /// (a process function) opens its keyed state through `state`, the job's backend.
     fn create(
         &self,
         job: &Job,
         step: &Step,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<Box<dyn Operator>, OperatorError>;
 
     /// An instance of the aggregate function `plugin` (configured by `params_json`) for
@@ -109,32 +111,6 @@ pub trait OperatorFactory {
         params_json: &str,
         subtask: u32,
     ) -> Result<Box<dyn AggregateFunction>, OperatorError>;
-
-    /// Subtask `subtask` of the plugin source `name`.
-    fn source(
-        &self,
-        job: &Job,
-        name: &str,
-        spec: &SourceSpec,
-        subtask: u32,
-    ) -> Result<Box<dyn Source>, SourceError> {
-        let _ = (job, spec, subtask);
-        Err(SourceError::Other {
-            source_name: name.to_owned(),
-            message: "plugin sources need the WASM runtime".into(),
-        })
-    }
-
-    /// The plugin sink `name`: its writer and its committer (a second instance, used by
-    /// the checkpoint coordinator).
-    fn sink(&self, job: &Job, name: &str, spec: &SinkSpec) -> Result<Connected, SinkError> {
-        let _ = job;
-        Err(SinkError::new(
-            name,
-            std::path::Path::new(name),
-            std::io::Error::other(format!("plugin sinks need the WASM runtime ({spec:?})")),
-        ))
-    }
 
     /// An instance of the window function `plugin` for subtask `subtask` of `step`.
     fn window_function(

@@ -2,87 +2,39 @@
 //! librdkafka: a source whose partitions are checkpointed splits, and a sink that
 //! writes at least once or, through transactions, exactly once.
 //!
-//! [`KafkaFactory`] wraps the job's operator factory and opens the `type: kafka`
-//! sources and sinks of a job file; everything else goes to the wrapped factory.
+//! [`Kafka`] is the connector of `type: kafka` sources and sinks; the binary adds it
+//! to its registry.
 
 mod config;
 mod sink;
 mod source;
 
-use std::path::Path;
-
-use eddy_core::job::{Job, SinkSpec, SourceSpec, Step};
-use eddy_core::operator::{AggregateFunction, OperatorFactory, WindowFunction};
-use eddy_core::sink::{Connected, SinkError};
+use eddy_core::connectors::{Connector, Opening};
+use eddy_core::job::{SinkSpec, SourceSpec};
+use eddy_core::sink::{Connected, SinkError, commit_restored};
 use eddy_core::source::{Source, SourceError};
-use eddy_core::{Operator, OperatorError};
 
-/// An operator factory that also opens Kafka sources and sinks.
-pub struct KafkaFactory<'a> {
-    inner: &'a dyn OperatorFactory,
-}
+/// The `kafka` connector.
+pub struct Kafka;
 
-impl<'a> KafkaFactory<'a> {
-    /// Adds Kafka connectors to `inner`, which keeps every other kind.
-    pub fn new(inner: &'a dyn OperatorFactory) -> Self {
-        KafkaFactory { inner }
-    }
-}
-
-impl OperatorFactory for KafkaFactory<'_> {
-    fn create(
-        &self,
-        job: &Job,
-        step: &Step,
-        subtask: u32,
-        parallelism: u32,
-    ) -> Result<Box<dyn Operator>, OperatorError> {
-        self.inner.create(job, step, subtask, parallelism)
+impl Connector for Kafka {
+    fn source(&self, at: &Opening<'_>, spec: &SourceSpec) -> Result<Box<dyn Source>, SourceError> {
+        let SourceSpec::Kafka(kafka) = spec else {
+            return Err(SourceError::fatal(at.name, "not a kafka source"));
+        };
+        let source = source::KafkaSource::open(&at.job.name, at.name, kafka, at.subtask)?;
+        Ok(Box::new(source))
     }
 
-    fn aggregate(
-        &self,
-        job: &Job,
-        step: &Step,
-        plugin: &Path,
-        params_json: &str,
-        subtask: u32,
-    ) -> Result<Box<dyn AggregateFunction>, OperatorError> {
-        self.inner
-            .aggregate(job, step, plugin, params_json, subtask)
-    }
-
-    fn source(
-        &self,
-        job: &Job,
-        name: &str,
-        spec: &SourceSpec,
-        subtask: u32,
-    ) -> Result<Box<dyn Source>, SourceError> {
-        match spec {
-            SourceSpec::Kafka(kafka) => Ok(Box::new(source::KafkaSource::open(
-                &job.name, name, kafka, subtask,
-            )?)),
-            _ => self.inner.source(job, name, spec, subtask),
-        }
-    }
-
-    fn sink(&self, job: &Job, name: &str, spec: &SinkSpec) -> Result<Connected, SinkError> {
-        match spec {
-            SinkSpec::Kafka(kafka) => sink::connect(job, name, kafka),
-            _ => self.inner.sink(job, name, spec),
-        }
-    }
-
-    fn window_function(
-        &self,
-        job: &Job,
-        step: &Step,
-        plugin: &Path,
-        params_json: &str,
-        subtask: u32,
-    ) -> Result<Box<dyn WindowFunction>, OperatorError> {
-        self.inner
-            .window_function(job, step, plugin, params_json, subtask)
+    fn sink(&self, at: &Opening<'_>, spec: &SinkSpec) -> Result<Connected, SinkError> {
+        let SinkSpec::Kafka(kafka) = spec else {
+            let error = std::io::Error::new(std::io::ErrorKind::Unsupported, "not a kafka sink");
+            return Err(SinkError::new(
+                at.name,
+                std::path::Path::new(at.name),
+                error,
+            ));
+        };
+        commit_restored(sink::connect(at.job, at.name, kafka)?, at.restored)
     }
 }

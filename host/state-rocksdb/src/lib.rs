@@ -1,5 +1,5 @@
-//! The embedded RocksDB state backend: process functions' keyed state on local disk,
-//! so it can outgrow memory, with incremental checkpoints.
+//! The embedded RocksDB state backend: a job's keyed state (process functions',
+//! windows', joins' and rolling aggregates') on local disk, with incremental checkpoints.
 //!
 //! Each operator subtask has its own database in the job's state directory. A checkpoint
 //! flushes it and asks RocksDB for a checkpoint inside the checkpoint's directory: SST
@@ -265,6 +265,18 @@ impl KeyedBackend for RocksBackend {
             self.copy_range(&path, range)?;
         }
         Ok(())
+    }
+
+    fn scan(&mut self, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), BackendError> {
+        for item in self.db()?.iterator(IteratorMode::Start) {
+            let (k, v) = item.map_err(store("cannot read"))?;
+            visit(&k, &v);
+        }
+        Ok(())
+    }
+
+    fn incremental(&self) -> bool {
+        true
     }
 }
 

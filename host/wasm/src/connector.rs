@@ -5,16 +5,87 @@
 //! [`Instance`], which sandboxes, times and checks every call.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
-use eddy_core::sink::{Committer, Sink, SinkError};
+use eddy_core::connectors::{Connector, Opening};
+use eddy_core::job::{SinkSpec, SourceSpec};
+use eddy_core::registry::Registry;
+use eddy_core::sink::{Committer, Connected, Sink, SinkError, commit_restored};
 use eddy_core::source::{Source, SourceError};
 use eddy_core::state::{Decoder, Encoder, StateError};
 use eddy_core::{Batch, ErrorClass};
 
+use crate::Runtime;
 use crate::bindings::{WitBatch, sink::SinkPlugin, source};
 use crate::error::WasmError;
 use crate::instance::{Instance, with_event};
+use crate::runtime::instance_info;
+
+impl Runtime {
+    /// `registry`, building plugin steps on this runtime, which is also its `plugin`
+    /// connector.
+    pub fn register<'a>(&'a self, registry: Registry<'a>) -> Registry<'a> {
+        registry.plugins(self).connector("plugin", self)
+    }
+}
+
+/// The runtime is the `plugin` connector: a source or sink is a component of the
+/// `source-plugin` or `sink-plugin` world.
+impl Connector for Runtime {
+    fn source(&self, at: &Opening<'_>, spec: &SourceSpec) -> Result<Box<dyn Source>, SourceError> {
+        let SourceSpec::Plugin {
+            plugin,
+            params,
+            parallelism,
+            grants,
+            ..
+        } = spec
+        else {
+            return Err(SourceError::fatal(at.name, "not a plugin source"));
+        };
+        let parallelism = parallelism.unwrap_or(1);
+        let params = serde_json::Value::Object(params.clone()).to_string();
+        let info = instance_info(at.job, at.name, (at.subtask, parallelism), params, grants);
+        let instance = self
+            .instance::<source::SourcePlugin>(plugin, info)
+            .map_err(|e| error(at.name, &e))?;
+        Ok(Box::new(WasmSource::new(
+            at.name,
+            instance,
+            at.subtask,
+            parallelism,
+        )?))
+    }
+
+    fn sink(&self, at: &Opening<'_>, spec: &SinkSpec) -> Result<Connected, SinkError> {
+        let name = at.name;
+        let SinkSpec::Plugin {
+            plugin,
+            params,
+            grants,
+            ..
+        } = spec
+        else {
+            let message = "not a plugin sink".to_owned();
+            return Err(sink_failure(
+                name,
+                Path::new(name),
+                message,
+                ErrorClass::INTERNAL,
+            ));
+        };
+        let open = || {
+            let params = serde_json::Value::Object(params.clone()).to_string();
+            let info = instance_info(at.job, name, (0, 1), params, grants);
+            self.instance::<SinkPlugin>(plugin, info)
+                .map_err(|e| sink_failure(name, plugin, e.to_string(), e.class()))
+        };
+        let writer: Box<dyn Sink> = Box::new(WasmSink::new(name, open()?));
+        let committer: Box<dyn Committer> = Box::new(WasmCommitter::new(name, open()?));
+        commit_restored((writer, committer), at.restored)
+    }
+}
 
 /// A split of a plugin source, as the plugin listed it.
 pub type SplitInfo = source::exports::eddy::plugin::source_connector::Split;

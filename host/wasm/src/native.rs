@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use eddy_core::operator::{AggregateFunction, WindowFunction};
-use eddy_core::sink::{Connected, SinkError};
-use eddy_core::source::{Source, SourceError};
+use eddy_core::registry::Registry;
 use eddy_core::state::StateEntry;
+use eddy_core::state::backend::BackendFactory;
 use eddy_core::time::{Clock, SystemClock};
 use eddy_core::{Batch, Job, Operator, OperatorError, OperatorFactory, Step, StepOp};
 use eddy_sdk::keyed::native::with_host;
@@ -20,14 +20,22 @@ use eddy_core::state::keyed::{KeyedState, append_keyed, group_by_key, latest_tim
 
 use crate::keyed::{NativeHost, sdk_domain};
 
-/// Builds a twin for one subtask of a step.
-type Build<'a> =
-    Box<dyn Fn(&Job, &Step, Context, u32, u32) -> Result<Box<dyn Operator>, OperatorError> + 'a>;
+/// Builds a twin for one subtask of a step (with the job's state backend).
+type Build<'a> = Box<
+    dyn Fn(
+            &Job,
+            &Step,
+            Context,
+            u32,
+            u32,
+            &dyn BackendFactory,
+        ) -> Result<Box<dyn Operator>, OperatorError>
+        + 'a,
+>;
 
-/// An operator factory that runs the registered plugins natively and everything else
-/// as `inner` would.
+/// Plugins compiled into the host, by component file: [`NativeTwins::register`] makes a
+/// registry build them natively wherever a step uses one of those files.
 pub struct NativeTwins<'a> {
-    inner: &'a dyn OperatorFactory,
     runtime: &'a Runtime,
     twins: HashMap<String, Build<'a>>,
 }
@@ -37,14 +45,19 @@ fn sdk_error(step: &str, e: eddy_sdk::Error) -> OperatorError {
 }
 
 impl<'a> NativeTwins<'a> {
-    /// No twins yet: every step as `inner` makes it. `runtime` serves the twins' keyed
-    /// state (the job's backend and memory pools).
-    pub fn new(inner: &'a dyn OperatorFactory, runtime: &'a Runtime) -> Self {
+    /// No twins yet. `runtime` serves the twins' keyed state (the job's memory pools).
+    pub fn new(runtime: &'a Runtime) -> Self {
         NativeTwins {
-            inner,
             runtime,
             twins: HashMap::new(),
         }
+    }
+
+    /// `registry`, building each plugin that has a twin here natively.
+    pub fn register<'r>(&'r self, registry: Registry<'r>) -> Registry<'r> {
+        self.twins
+            .keys()
+            .fold(registry, |registry, file| registry.native(file, self))
     }
 
     /// Runs the map `T` wherever a step uses the component file `file`.
@@ -74,7 +87,7 @@ impl<'a> NativeTwins<'a> {
     ) -> Self {
         self.twins.insert(
             file.to_owned(),
-            Box::new(move |_, step, ctx, _, _| {
+            Box::new(move |_, step, ctx, _, _, _| {
                 let op = open(&ctx).map_err(|e| sdk_error(&step.name, e))?;
                 Ok(Box::new(Stateless {
                     op,
@@ -91,8 +104,9 @@ impl<'a> NativeTwins<'a> {
         let runtime = self.runtime;
         self.twins.insert(
             file.to_owned(),
-            Box::new(move |job, step, ctx, subtask, parallelism| {
-                let mut keyed = runtime.keyed_state(job, &step.name, subtask, parallelism)?;
+            Box::new(move |job, step, ctx, subtask, parallelism, state| {
+                let mut keyed =
+                    runtime.keyed_state(job, &step.name, subtask, parallelism, state)?;
                 // Like a component, the function declares its state handles in `open`.
                 let mut host = NativeHost::new(&mut keyed);
                 let opened = with_host(&mut host, || T::open(&ctx));
@@ -118,6 +132,7 @@ impl OperatorFactory for NativeTwins<'_> {
         step: &Step,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<Box<dyn Operator>, OperatorError> {
         let StepOp::Plugin {
             plugin,
@@ -125,60 +140,45 @@ impl OperatorFactory for NativeTwins<'_> {
             ..
         } = &step.op
         else {
-            return self.inner.create(job, step, subtask, parallelism);
+            return Err(no_twin(&step.name, "a built-in step"));
         };
         let file = plugin.file_name().map(|f| f.to_string_lossy());
         let Some(build) = file.and_then(|f| self.twins.get(f.as_ref())) else {
-            return self.inner.create(job, step, subtask, parallelism);
+            return Err(no_twin(&step.name, &plugin.display().to_string()));
         };
         let params: serde_json::Value = serde_json::from_str(params_json)
             .map_err(|e| OperatorError::new(&step.name, format!("params: {e}")))?;
         let ctx = Context::new(params, &job.name, &step.name).at(subtask, parallelism);
-        build(job, step, ctx, subtask, parallelism)
+        build(job, step, ctx, subtask, parallelism, state)
     }
 
     fn aggregate(
         &self,
-        job: &Job,
+        _job: &Job,
         step: &Step,
         plugin: &Path,
-        params_json: &str,
-        subtask: u32,
+        _params_json: &str,
+        _subtask: u32,
     ) -> Result<Box<dyn AggregateFunction>, OperatorError> {
-        self.inner
-            .aggregate(job, step, plugin, params_json, subtask)
-    }
-
-    fn source(
-        &self,
-        job: &Job,
-        name: &str,
-        spec: &eddy_core::job::SourceSpec,
-        subtask: u32,
-    ) -> Result<Box<dyn Source>, SourceError> {
-        self.inner.source(job, name, spec, subtask)
-    }
-
-    fn sink(
-        &self,
-        job: &Job,
-        name: &str,
-        spec: &eddy_core::job::SinkSpec,
-    ) -> Result<Connected, SinkError> {
-        self.inner.sink(job, name, spec)
+        Err(no_twin(&step.name, &plugin.display().to_string()))
     }
 
     fn window_function(
         &self,
-        job: &Job,
+        _job: &Job,
         step: &Step,
         plugin: &Path,
-        params_json: &str,
-        subtask: u32,
+        _params_json: &str,
+        _subtask: u32,
     ) -> Result<Box<dyn WindowFunction>, OperatorError> {
-        self.inner
-            .window_function(job, step, plugin, params_json, subtask)
+        Err(no_twin(&step.name, &plugin.display().to_string()))
     }
+}
+
+/// Step `step` asked for a twin of `what`, which has none here (twins are operators).
+fn no_twin(step: &str, what: &str) -> OperatorError {
+    let message = format!("{what} has no native twin of this kind");
+    OperatorError::new(step, message).with_class(eddy_core::ErrorClass::USER_FATAL)
 }
 
 /// A native map or flat-map.

@@ -10,11 +10,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use eddy_core::job::sandbox::DEFAULT_MAX_STACK;
-use eddy_core::job::{SinkSpec, SourceSpec};
 use eddy_core::memory::Pools;
-use eddy_core::sink::{Connected, SinkError};
-use eddy_core::source::{Source, SourceError};
-use eddy_core::state::backend::{BackendFactory, HeapBackend, KeyedBackend};
+use eddy_core::state::backend::{BackendFactory, KeyedBackend};
 use eddy_core::state::keyed::KeyedState;
 use eddy_core::{ErrorClass, OperatorKind, StepOp};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
@@ -23,7 +20,6 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::WasmError;
 use crate::bindings::{aggregate, base, filter, flat_map, map, process, sink, source, window};
 use crate::cache::ComponentCache;
-use crate::connector::{WasmCommitter, WasmSink, WasmSource};
 use crate::host::{HostState, InstanceInfo, MemoryMeter};
 use crate::instance::{Instance, World};
 use crate::worlds::{WasmAggregate, WasmProcess, WasmStateless, WasmWindowFunction};
@@ -56,8 +52,6 @@ pub struct RuntimeConfig {
     pub fuel: bool,
     /// WASM stack size, bounding recursion.
     pub max_stack: usize,
-    /// Where process functions keep keyed state; `None`: in memory, charged to `pools`.
-    pub state: Option<Arc<dyn BackendFactory>>,
 }
 
 impl Default for RuntimeConfig {
@@ -71,7 +65,6 @@ impl Default for RuntimeConfig {
             epoch: true,
             fuel: false,
             max_stack: DEFAULT_MAX_STACK.0,
-            state: None,
         }
     }
 }
@@ -196,7 +189,6 @@ pub struct Runtime {
     plugins: Mutex<HashMap<PathBuf, Arc<Plugin>>>,
     /// Linked worlds (`W::Pre` of the world of the kind) by component and kind.
     prepared: Mutex<HashMap<(PathBuf, OperatorKind), Arc<dyn Any + Send + Sync>>>,
-    state: Option<Arc<dyn BackendFactory>>,
     _ticker: Option<Ticker>,
 }
 
@@ -216,34 +208,33 @@ pub fn world_of(kind: OperatorKind) -> (&'static str, String) {
 }
 
 impl Runtime {
-    /// Where subtask `subtask` of process step `step` keeps its keyed state: the
-    /// job's state backend, or memory charged to the managed pool.
+    /// Where subtask `subtask` of process step `step` keeps its keyed state: a backend
+    /// of the job's, opened by `state`.
     pub(crate) fn keyed_backend(
-        &self,
         job: &eddy_core::Job,
         step: &str,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<Box<dyn KeyedBackend>, eddy_core::OperatorError> {
-        Ok(match &self.state {
-            Some(factory) => factory.open(job, step, subtask, parallelism).map_err(|e| {
-                // State lives in storage outside the job, which may come back.
-                eddy_core::OperatorError::new(step, e).with_class(ErrorClass::EXTERNAL)
-            })?,
-            None => Box::new(HeapBackend::new(self.starter.pools.clone())),
+        state.open(job, step, subtask, parallelism).map_err(|e| {
+            // State lives in storage outside the job, which may come back.
+            eddy_core::OperatorError::new(step, e).with_class(ErrorClass::EXTERNAL)
         })
     }
 
-    /// Empty keyed state for a process function's subtask, in its backend.
+    /// Empty keyed state for a process function's subtask, in a backend opened by
+    /// `state`.
     pub(crate) fn keyed_state(
         &self,
         job: &eddy_core::Job,
         step: &str,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<KeyedState, eddy_core::OperatorError> {
         Ok(KeyedState::with_backend(
-            self.keyed_backend(job, step, subtask, parallelism)?,
+            Runtime::keyed_backend(job, step, subtask, parallelism, state)?,
             job.max_parallelism,
         ))
     }
@@ -307,7 +298,6 @@ impl Runtime {
             },
             linker,
             cache: config.cache_dir.clone().map(ComponentCache::new),
-            state: config.state.clone(),
             plugins: Mutex::default(),
             prepared: Mutex::default(),
             _ticker: ticker,
@@ -459,7 +449,7 @@ impl Runtime {
 
 /// What an instance running for `name` (a step or connector) of `job` is told about
 /// itself.
-fn instance_info(
+pub(crate) fn instance_info(
     job: &eddy_core::Job,
     name: &str,
     (subtask, parallelism): (u32, u32),
@@ -494,6 +484,7 @@ impl eddy_core::OperatorFactory for Runtime {
         step: &eddy_core::Step,
         subtask: u32,
         parallelism: u32,
+        state: &dyn BackendFactory,
     ) -> Result<Box<dyn eddy_core::Operator>, eddy_core::OperatorError> {
         let StepOp::Plugin {
             kind,
@@ -525,7 +516,7 @@ impl eddy_core::OperatorFactory for Runtime {
                     params_json,
                     at,
                 )?;
-                let backend = self.keyed_backend(job, &step.name, subtask, parallelism)?;
+                let backend = Runtime::keyed_backend(job, &step.name, subtask, parallelism, state)?;
                 Box::new(WasmProcess::new(instance, backend, job.max_parallelism))
             }
             other => {
@@ -536,71 +527,6 @@ impl eddy_core::OperatorFactory for Runtime {
             }
         };
         Ok(op)
-    }
-
-    fn source(
-        &self,
-        job: &eddy_core::Job,
-        name: &str,
-        spec: &SourceSpec,
-        subtask: u32,
-    ) -> Result<Box<dyn Source>, SourceError> {
-        let err = |message: String| SourceError::fatal(name, message);
-        let SourceSpec::Plugin {
-            plugin,
-            params,
-            parallelism,
-            grants,
-            ..
-        } = spec
-        else {
-            return Err(err("not a plugin source".into()));
-        };
-        let parallelism = parallelism.unwrap_or(1);
-        let params = serde_json::Value::Object(params.clone()).to_string();
-        let info = instance_info(job, name, (subtask, parallelism), params, grants);
-        let instance = self
-            .instance::<source::SourcePlugin>(plugin, info)
-            .map_err(|e| crate::connector::error(name, &e))?;
-        Ok(Box::new(WasmSource::new(
-            name,
-            instance,
-            subtask,
-            parallelism,
-        )?))
-    }
-
-    fn sink(
-        &self,
-        job: &eddy_core::Job,
-        name: &str,
-        spec: &SinkSpec,
-    ) -> Result<Connected, SinkError> {
-        let SinkSpec::Plugin {
-            plugin,
-            params,
-            grants,
-            ..
-        } = spec
-        else {
-            return Err(SinkError::new(
-                name,
-                Path::new(name),
-                std::io::Error::other("not a plugin sink"),
-            ));
-        };
-        let open = || {
-            let params = serde_json::Value::Object(params.clone()).to_string();
-            let info = instance_info(job, name, (0, 1), params, grants);
-            self.instance::<sink::SinkPlugin>(plugin, info)
-                .map_err(|e| crate::connector::sink_failure(name, plugin, e.to_string(), e.class()))
-        };
-        let writer = open()?;
-        let committer = open()?;
-        Ok((
-            Box::new(WasmSink::new(name, writer)),
-            Box::new(WasmCommitter::new(name, committer)),
-        ))
     }
 
     fn aggregate(

@@ -19,11 +19,52 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+use super::{Connector, Opening};
 use crate::batch::Batch;
 use crate::fields;
+use crate::job::SinkSpec;
 use crate::latency::{EventClock, Histogram};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{Committer, Connected, Sink, SinkError};
 use crate::state::{Decoder, Encoder};
+
+/// Opens `type: digest` sinks.
+pub struct DigestConnector;
+
+impl Connector for DigestConnector {
+    fn sink(&self, at: &Opening<'_>, spec: &SinkSpec) -> Result<Connected, SinkError> {
+        let SinkSpec::Digest {
+            columns,
+            path,
+            rows,
+            ..
+        } = spec
+        else {
+            return Err(super::not_my_sink(at.name, spec.connector()));
+        };
+        let latency = at.latency.cloned();
+        let sink = DigestSink::open(
+            at.name,
+            columns,
+            path,
+            rows.as_deref(),
+            at.restored,
+            latency,
+        )?;
+        Ok((
+            Box::new(sink),
+            Box::new(DigestCommitter(at.name.to_owned())),
+        ))
+    }
+}
+
+/// Writes the summary (and rows) a digest sink prepared, once its checkpoint completed.
+struct DigestCommitter(String);
+
+impl Committer for DigestCommitter {
+    fn commit(&mut self, prepared: &[u8]) -> Result<(), SinkError> {
+        commit_digest(&self.0, prepared)
+    }
+}
 
 /// Reads rows of given columns from events.
 #[derive(Clone, Debug)]

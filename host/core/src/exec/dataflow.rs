@@ -12,6 +12,8 @@ use crate::checkpoint::coordinator::{Barriers, CoordinatorError, Outcome, Savepo
 use crate::checkpoint::{
     CheckpointError, Coordinator, Flight, Restored, Storage, TaskId, TaskSnapshot,
 };
+use crate::connectors::Opening;
+use crate::connectors::timed::{Alignments, with_event_time};
 use crate::deadletter::DeadLetters;
 use crate::error::ErrorClass;
 use crate::exec::channel::{Channel, Closed, Message};
@@ -19,18 +21,18 @@ use crate::exec::exchange::{Exchange, SendError};
 use crate::exec::plan::{Plan, PlanError};
 use crate::exec::watermark::{Change, WatermarkTracker};
 use crate::job::sandbox::OnError;
-use crate::job::{Job, SourceSpec, StepOp};
+use crate::job::{Job, StepOp};
 use crate::latency::EventClock;
 use crate::memory::Pools;
 use crate::metrics::{Counters, JobMetrics, NodeMetrics, NodeTotals, PluginEntry, Role};
 use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::operators::builtin::{BuiltinContext, builtin_operator};
 use crate::operators::join::JoinInput;
+use crate::registry::Registry;
 use crate::sideoutput::SideOutput;
-use crate::sink::{Connected, Sink, SinkError, builtin_committer, open_sink};
-use crate::source::{
-    Alignments, Rejected, Source, SourceError, open_source, source_parallelism, with_event_time,
-};
+use crate::sink::{Connected, Sink, SinkError};
+use crate::source::{Rejected, Source, SourceError};
+use crate::state::backend::{BackendFactory, HeapFactory};
 use crate::state::entries_for;
 use crate::time::{Clock, SystemClock};
 
@@ -619,7 +621,7 @@ pub struct Dataflow {
 }
 
 /// What building a dataflow may take besides the job: by default the system clock, no
-/// checkpoint to restore from, and no latency measurement.
+/// checkpoint to restore from, no latency measurement, and keyed state in memory.
 #[derive(Clone, Default)]
 pub struct BuildOptions<'a> {
     /// The processing-time clock (default: the system's).
@@ -629,25 +631,32 @@ pub struct BuildOptions<'a> {
     /// A benchmark's latency clock: event-time sources note on it when they reach each
     /// event time, and digest sinks measure their rows against it.
     pub latency: Option<Arc<EventClock>>,
+    /// Opens the keyed state of every stateful operator (default: in memory, charged
+    /// to the pools' managed memory).
+    pub state: Option<Arc<dyn BackendFactory>>,
 }
 
 impl Dataflow {
     /// Plans `job` and opens every source, operator instance and sink, charging memory
-    /// to `pools` and creating plugin operators through `factory`.
+    /// to `pools` (keyed state too, which stays in memory) and creating plugin
+    /// operators and connectors through `registry`.
     pub fn build(
         job: &Job,
-        factory: &dyn OperatorFactory,
+        registry: &Registry<'_>,
         pools: Arc<Pools>,
     ) -> Result<Dataflow, RunError> {
-        Dataflow::build_with(job, factory, pools, Arc::new(SystemClock), None)
+        Dataflow::build_with_options(job, registry, pools, BuildOptions::default())
     }
 
-    /// [`Dataflow::build`] with a processing-time clock of the caller's choosing, and
-    /// with every source, operator and sink restored from `restore` if given.
+    /// [`Dataflow::build`] with the job's keyed state in backends opened by `state`
+    /// (every stateful operator's: windows, joins, rolling aggregates, process
+    /// functions), a processing-time clock of the caller's choosing, and every source,
+    /// operator and sink restored from `restore` if given.
     pub fn build_with(
         job: &Job,
-        factory: &dyn OperatorFactory,
+        registry: &Registry<'_>,
         pools: Arc<Pools>,
+        state: Arc<dyn BackendFactory>,
         clock: Arc<dyn Clock>,
         restore: Option<&Restored>,
     ) -> Result<Dataflow, RunError> {
@@ -655,14 +664,15 @@ impl Dataflow {
             clock: Some(clock),
             restore,
             latency: None,
+            state: Some(state),
         };
-        Dataflow::build_with_options(job, factory, pools, options)
+        Dataflow::build_with_options(job, registry, pools, options)
     }
 
     /// [`Dataflow::build`] with everything [`BuildOptions`] can change.
     pub fn build_with_options(
         job: &Job,
-        factory: &dyn OperatorFactory,
+        registry: &Registry<'_>,
         pools: Arc<Pools>,
         options: BuildOptions<'_>,
     ) -> Result<Dataflow, RunError> {
@@ -670,8 +680,10 @@ impl Dataflow {
             clock,
             restore,
             latency,
+            state,
         } = options;
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let state = state.unwrap_or_else(|| Arc::new(HeapFactory::new(Some(pools.clone()))));
         let latency = latency.as_ref();
         let plan = Plan::new(job)?;
         if let Some(r) = restore
@@ -721,7 +733,7 @@ impl Dataflow {
             Some((name, spec)) => Some(Arc::new(DeadLetters::new(
                 &job.name,
                 &job.tenant,
-                connect_sink(factory, job, name, spec, None, latency)?.0,
+                connect_sink(registry, job, name, spec, None, latency)?.0,
             ))),
             None => None,
         };
@@ -748,7 +760,7 @@ impl Dataflow {
             grouped
                 .entry(input)
                 .or_default()
-                .push(connect_sink(factory, job, name, spec, None, latency)?.0);
+                .push(connect_sink(registry, job, name, spec, None, latency)?.0);
         }
         let side_outputs: Arc<HashMap<String, Arc<SideOutput>>> = Arc::new(
             grouped
@@ -769,19 +781,17 @@ impl Dataflow {
                 let input = if stage.sources {
                     let mut sources = Vec::new();
                     for (j, (name, spec)) in job.sources.iter().enumerate() {
-                        if i < source_parallelism(spec) {
-                            let mut source = match spec {
-                                SourceSpec::Plugin { .. } | SourceSpec::Kafka(_) => {
-                                    with_event_time(
-                                        name,
-                                        factory.source(job, name, spec, i)?,
-                                        spec,
-                                        &alignments,
-                                        latency,
-                                    )
-                                }
-                                _ => open_source(name, spec, i, &alignments, latency)?,
+                        if i < spec.subtasks() {
+                            let at = Opening {
+                                job,
+                                name,
+                                subtask: i,
+                                restored: None,
+                                latency,
                             };
+                            let opened = registry.connectors.source(&at, spec)?;
+                            let mut source =
+                                with_event_time(name, opened, spec, &alignments, latency);
                             if let Some(r) = restore {
                                 restore_source(r, name, spec, i, source.as_mut())?;
                             }
@@ -807,14 +817,15 @@ impl Dataflow {
                             pools: &pools,
                             side_outputs: &side_outputs,
                             counters: nodes[step_base + k].subtasks[i as usize].clone(),
-                            factory,
+                            factory: registry,
                             job,
                             subtask: i,
                             clock: clock.clone(),
+                            state: state.as_ref(),
                         };
                         let mut op = match builtin_operator(step, ctx) {
                             Some(op) => op?,
-                            None => factory.create(job, step, i, step.parallelism)?,
+                            None => registry.create(job, step, i, step.parallelism, &*state)?,
                         };
                         if let Some(r) = restore {
                             let entries = r.step_entries(&step.name);
@@ -852,7 +863,7 @@ impl Dataflow {
                         .map(|(k, (name, spec))| {
                             let prepared = restore.and_then(|r| r.sink_prepared(name));
                             let (sink, committer) =
-                                connect_sink(factory, job, name, spec, prepared, latency)?;
+                                connect_sink(registry, job, name, spec, prepared, latency)?;
                             committers.push((name.clone(), committer));
                             Ok((sink_base + k, sink))
                         })
@@ -1091,24 +1102,21 @@ pub fn summary(metrics: &JobMetrics) -> RunSummary {
 /// Opens sink `name` and its committer; with `restored` (what it prepared for the
 /// checkpoint the job restarts from), that is committed first.
 fn connect_sink(
-    factory: &dyn OperatorFactory,
+    registry: &Registry<'_>,
     job: &Job,
     name: &str,
     spec: &crate::job::SinkSpec,
     restored: Option<&[u8]>,
     latency: Option<&Arc<EventClock>>,
 ) -> Result<Connected, SinkError> {
-    if let crate::job::SinkSpec::Plugin { .. } | crate::job::SinkSpec::Kafka(_) = spec {
-        let (sink, mut committer) = factory.sink(job, name, spec)?;
-        if let Some(prepared) = restored {
-            committer.commit(prepared)?;
-        }
-        return Ok((sink, committer));
-    }
-    Ok((
-        open_sink(name, spec, restored, latency)?,
-        builtin_committer(name, spec),
-    ))
+    let at = Opening {
+        job,
+        name,
+        subtask: 0,
+        restored,
+        latency,
+    };
+    registry.connectors.sink(&at, spec)
 }
 
 /// Seeks subtask `subtask` of source `name` to its position in checkpoint `r`.
@@ -1127,7 +1135,7 @@ fn restore_source(
         );
         return Ok(());
     }
-    let now = source_parallelism(spec) as usize;
+    let now = spec.subtasks() as usize;
     match r.source_position(name, subtask) {
         Some(position) if had == now => Ok(source.seek(position)?),
         _ => Err(CheckpointError::Incompatible {

@@ -6,7 +6,6 @@ use std::fmt;
 
 use crate::error::ErrorClass;
 use crate::job::{Job, Partition, StepOp};
-use crate::source::source_parallelism;
 
 /// A stage: one task per subtask runs its sources or input, its steps and its output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +57,7 @@ impl Plan {
         let source_p = job
             .sources
             .iter()
-            .map(|(_, s)| source_parallelism(s))
+            .map(|(_, s)| s.subtasks())
             .max()
             .unwrap_or(1);
         let mut stages = vec![Stage {
@@ -218,7 +217,7 @@ impl fmt::Display for PlanView<'_> {
                 let sources: Vec<String> = job
                     .sources
                     .iter()
-                    .map(|(name, spec)| format!("source {name} (×{})", source_parallelism(spec)))
+                    .map(|(name, spec)| format!("source {name} (×{})", spec.subtasks()))
                     .collect();
                 chain.push(sources.join(" + "));
             }

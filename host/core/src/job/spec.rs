@@ -54,7 +54,8 @@ pub struct JobSpec {
     /// How a failed job restarts from its latest checkpoint.
     #[serde(default)]
     pub restart: RestartSpec,
-    /// Where the keyed state of process functions lives.
+    /// Where the keyed state of every stateful step (process functions, windows,
+    /// joins, rolling aggregates) lives.
     #[serde(default)]
     pub state: StateSpec,
     /// Where events come from; several sources are read as a union.
@@ -187,6 +188,29 @@ impl SourceSpec {
             SourceSpec::Kafka(kafka) => kafka.event_time.as_ref(),
         }
     }
+
+    /// The `type:` it was written with, which names the connector that opens it.
+    pub fn connector(&self) -> &'static str {
+        match self {
+            SourceSpec::File { .. } => "file",
+            SourceSpec::Stdin { .. } => "stdin",
+            SourceSpec::Generator { .. } => "generator",
+            SourceSpec::Plugin { .. } => "plugin",
+            SourceSpec::Kafka(_) => "kafka",
+        }
+    }
+
+    /// The subtasks the source runs as: files and stdin are read by one subtask, the
+    /// others by as many as their `parallelism`.
+    pub fn subtasks(&self) -> u32 {
+        match self {
+            SourceSpec::Generator { parallelism, .. } | SourceSpec::Plugin { parallelism, .. } => {
+                parallelism.unwrap_or(1)
+            }
+            SourceSpec::Kafka(kafka) => kafka.parallelism.unwrap_or(1),
+            SourceSpec::File { .. } | SourceSpec::Stdin { .. } => 1,
+        }
+    }
 }
 
 /// One sink of the job.
@@ -261,6 +285,18 @@ impl SinkSpec {
             | SinkSpec::Digest { input, .. }
             | SinkSpec::Plugin { input, .. } => input.as_deref(),
             SinkSpec::Kafka(kafka) => kafka.input.as_deref(),
+        }
+    }
+
+    /// The `type:` it was written with, which names the connector that opens it.
+    pub fn connector(&self) -> &'static str {
+        match self {
+            SinkSpec::Stdout { .. } => "stdout",
+            SinkSpec::Discard { .. } => "discard",
+            SinkSpec::File { .. } => "file",
+            SinkSpec::Digest { .. } => "digest",
+            SinkSpec::Plugin { .. } => "plugin",
+            SinkSpec::Kafka(_) => "kafka",
         }
     }
 }

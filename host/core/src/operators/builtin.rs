@@ -12,14 +12,15 @@ use crate::error::ErrorClass;
 use crate::expr::Expr;
 use crate::job::window::{FunctionSpec, WindowSpec};
 use crate::job::{Job, RollingSpec, Step, StepOp};
-use crate::keygroup::key_group;
 use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{Operator, OperatorError, OperatorFactory};
 use crate::operators::join::JoinOperator;
 use crate::operators::window::{WindowEnv, WindowFunctions, WindowOperator};
 use crate::sideoutput::SideOutput;
-use crate::state::{Decoder, Encoder, StateEntry};
+use crate::state::backend::BackendFactory;
+use crate::state::store::KeyedStore;
+use crate::state::{Decoder, Encoder, StateEntry, StateError};
 use crate::time::Clock;
 
 /// A built-in step failed on an event.
@@ -92,6 +93,21 @@ pub struct BuiltinContext<'a> {
     pub subtask: u32,
     /// The processing-time clock.
     pub clock: Arc<dyn Clock>,
+    /// Opens the keyed state backends of the job's stateful steps.
+    pub state: &'a dyn BackendFactory,
+}
+
+impl BuiltinContext<'_> {
+    /// The store of `step`'s per-key state for the subtask being built, named `name`
+    /// in its backend.
+    fn store(&self, step: &Step, name: &'static str) -> Result<KeyedStore, OperatorError> {
+        let backend = self
+            .state
+            .open(self.job, &step.name, self.subtask, step.parallelism)
+            // State lives in storage outside the job, which may come back.
+            .map_err(|e| OperatorError::new(&step.name, e).with_class(ErrorClass::EXTERNAL))?;
+        Ok(KeyedStore::new(backend, name, self.job.max_parallelism))
+    }
 }
 
 /// A window step's operator, with its WASM functions instantiated.
@@ -122,6 +138,7 @@ fn window_operator(
                 .window_function(ctx.job, step, &f.plugin, &params(f), ctx.subtask)
         })
         .transpose()?;
+    let store = ctx.store(step, "window")?;
     let op = WindowOperator::new(
         &step.name,
         spec,
@@ -134,7 +151,7 @@ fn window_operator(
             pools: ctx.pools.clone(),
             counters: ctx.counters,
             clock: ctx.clock,
-            max_parallelism: ctx.job.max_parallelism,
+            store,
         },
     )
     .map_err(|m| OperatorError::new(&step.name, m))?;
@@ -151,7 +168,11 @@ pub fn builtin_operator(
     Some(Ok(match &step.op {
         StepOp::Plugin { .. } => return None,
         StepOp::Join(spec) => {
-            match JoinOperator::new(&name, spec, pools.clone(), ctx.job.max_parallelism) {
+            let store = match ctx.store(step, "join") {
+                Ok(store) => store,
+                Err(e) => return Some(Err(e)),
+            };
+            match JoinOperator::new(&name, spec, pools.clone(), store) {
                 Ok(op) => Box::new(op),
                 Err(m) => return Some(Err(OperatorError::new(&name, m))),
             }
@@ -172,14 +193,20 @@ pub fn builtin_operator(
             step: name,
             fields: fields.clone(),
         }),
-        StepOp::Rolling(spec) => Box::new(Rolling {
-            step: name,
-            spec: spec.clone(),
-            state: HashMap::new(),
-            reserved: 0,
-            pools: pools.clone(),
-            max_parallelism: ctx.job.max_parallelism,
-        }),
+        StepOp::Rolling(spec) => {
+            let store = match ctx.store(step, "rolling") {
+                Ok(store) => store,
+                Err(e) => return Some(Err(e)),
+            };
+            Box::new(Rolling {
+                step: name,
+                spec: spec.clone(),
+                state: HashMap::new(),
+                reserved: 0,
+                pools: pools.clone(),
+                store,
+            })
+        }
     }))
 }
 
@@ -306,7 +333,8 @@ struct Rolling {
     state: HashMap<Vec<u8>, Aggregate>,
     reserved: usize,
     pools: Arc<Pools>,
-    max_parallelism: u32,
+    /// The per-key state in the job's state backend, written back at checkpoints.
+    store: KeyedStore,
 }
 
 impl Rolling {
@@ -343,6 +371,7 @@ impl Operator for Rolling {
                 ..Aggregate::default()
             });
             agg.count += 1;
+            self.store.touch(key);
             let key_value = match std::str::from_utf8(key) {
                 Ok(s) => Value::String(s.to_owned()),
                 Err(_) => Value::from(key.to_vec()),
@@ -383,38 +412,41 @@ impl Operator for Rolling {
         Ok(out)
     }
 
-    fn snapshot(&mut self, _target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
-        Ok(self
-            .state
-            .iter()
-            .map(|(key, agg)| {
-                let mut e = Encoder::new();
-                e.bytes(key)
-                    .u64(agg.count)
-                    .opt_i64(agg.int_sum)
-                    .f64(agg.float_sum);
-                StateEntry {
-                    key_group: Some(key_group(key, self.max_parallelism)),
-                    bytes: e.finish(),
-                }
-            })
-            .collect())
+    fn snapshot(&mut self, target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
+        let state = &self.state;
+        self.store
+            .snapshot(
+                target,
+                state.keys().map(Vec::as_slice),
+                |key| {
+                    Ok(state.get(key).map(|agg| {
+                        let mut e = Encoder::new();
+                        e.u64(agg.count).opt_i64(agg.int_sum).f64(agg.float_sum);
+                        e.finish()
+                    }))
+                },
+                Vec::new(),
+            )
+            .map_err(|e| OperatorError::new(&self.step, format!("checkpoint state: {e}")))
     }
 
-    fn restore(&mut self, entries: Vec<StateEntry>, _from: &Path) -> Result<(), OperatorError> {
-        for entry in entries {
-            let mut d = Decoder::new(&entry.bytes);
-            let decoded = (|| -> Result<_, crate::state::StateError> {
-                let key = d.bytes()?.to_vec();
+    fn restore(&mut self, entries: Vec<StateEntry>, from: &Path) -> Result<(), OperatorError> {
+        let step = self.step.clone();
+        let corrupt =
+            |e: &dyn std::fmt::Display| OperatorError::new(&step, format!("checkpoint state: {e}"));
+        let restored = self.store.restore(entries, from).map_err(|e| corrupt(&e))?;
+        for (key, bytes) in restored.keys {
+            let mut d = Decoder::new(&bytes);
+            let decoded = (|| -> Result<_, StateError> {
                 let agg = Aggregate {
                     count: d.u64()?,
                     int_sum: d.opt_i64()?,
                     float_sum: d.f64()?,
                 };
-                Ok((key, agg))
+                d.end()?;
+                Ok(agg)
             })();
-            let (key, agg) = decoded
-                .map_err(|e| OperatorError::new(&self.step, format!("checkpoint state: {e}")))?;
+            let agg = decoded.map_err(|e| corrupt(&e))?;
             self.reserve(&key)?;
             self.state.insert(key, agg);
         }

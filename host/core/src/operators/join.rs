@@ -12,10 +12,10 @@ use serde_json::{Map, Value};
 use crate::batch::{Batch, EventRef, Header};
 use crate::job::join::JoinSpec;
 use crate::job::window::Assigner;
-use crate::keygroup::key_group;
 use crate::memory::Pools;
 use crate::operator::{Operator, OperatorError};
 use crate::source::{Source, SourceError};
+use crate::state::store::KeyedStore;
 use crate::state::{Decoder, Encoder, StateEntry, StateError, restore_watermark, watermark_entry};
 
 /// The header that tells which side of a join an event is on.
@@ -128,9 +128,21 @@ struct Held {
     cost: usize,
 }
 
-/// One key's held events as [`JoinOperator::snapshot`] wrote them.
-fn decode_held(d: &mut Decoder<'_>) -> Result<(Vec<u8>, [Vec<Held>; 2]), StateError> {
-    let key = d.bytes()?.to_vec();
+/// One key's held events, as its entry in the state backend holds them.
+fn encode_held(sides: &[Vec<Held>; 2]) -> Result<Vec<u8>, StateError> {
+    let mut e = Encoder::new();
+    for side in sides {
+        e.count(side.len());
+        for h in side {
+            let value = serde_json::to_vec(&h.value).map_err(|e| StateError(e.to_string()))?;
+            e.i64(h.ts).bytes(&value);
+        }
+    }
+    Ok(e.finish())
+}
+
+/// Key `key`'s held events as [`encode_held`] wrote them.
+fn decode_held(key: &[u8], d: &mut Decoder<'_>) -> Result<[Vec<Held>; 2], StateError> {
     let mut sides: [Vec<Held>; 2] = [Vec::new(), Vec::new()];
     for side in &mut sides {
         for _ in 0..d.count()? {
@@ -144,7 +156,8 @@ fn decode_held(d: &mut Decoder<'_>) -> Result<(Vec<u8>, [Vec<Held>; 2]), StateEr
             });
         }
     }
-    Ok((key, sides))
+    d.end()?;
+    Ok(sides)
 }
 
 /// The join operator of one subtask.
@@ -157,16 +170,18 @@ pub struct JoinOperator {
     watermark: i64,
     reserved: usize,
     pools: Arc<Pools>,
-    max_parallelism: u32,
+    /// The per-key state in the job's state backend, written back at checkpoints.
+    store: KeyedStore,
 }
 
 impl JoinOperator {
-    /// The join of `spec` for step `step`.
+    /// The join of `spec` for step `step`, charging `pools` and checkpointing its held
+    /// events through `store`.
     pub fn new(
         step: &str,
         spec: &JoinSpec,
         pools: Arc<Pools>,
-        max_parallelism: u32,
+        store: KeyedStore,
     ) -> Result<Self, String> {
         Ok(JoinOperator {
             step: step.to_owned(),
@@ -179,7 +194,7 @@ impl JoinOperator {
             watermark: crate::exec::watermark::BEGINNING_OF_TIME,
             reserved: 0,
             pools,
-            max_parallelism,
+            store,
         })
     }
 
@@ -274,6 +289,7 @@ impl Operator for JoinOperator {
                 .map_err(|err| self.err(format!("{err}; raise memory.managed in the job file")))?;
             self.reserved += cost;
             self.held.entry(key.to_vec()).or_default()[side].push(held);
+            self.store.touch(key);
         }
         Ok(out)
     }
@@ -316,14 +332,19 @@ impl Operator for JoinOperator {
         let held = std::mem::take(&mut self.held);
         for (key, sides) in held {
             let mut kept: [Vec<Held>; 2] = [Vec::new(), Vec::new()];
+            let mut dropped = false;
             for (side, events) in sides.into_iter().enumerate() {
                 for h in events {
                     if self.keep_until(side, h.ts) > wm {
                         kept[side].push(h);
                     } else {
                         freed += h.cost;
+                        dropped = true;
                     }
                 }
+            }
+            if dropped {
+                self.store.touch(&key);
             }
             if !kept[0].is_empty() || !kept[1].is_empty() {
                 self.held.insert(key, kept);
@@ -335,37 +356,30 @@ impl Operator for JoinOperator {
         Ok(out)
     }
 
-    fn snapshot(&mut self, _target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
-        let mut entries = vec![watermark_entry(self.watermark)];
-        for (key, sides) in &self.held {
-            let mut e = Encoder::new();
-            e.bytes(key);
-            for side in sides {
-                e.count(side.len());
-                for h in side {
-                    let value =
-                        serde_json::to_vec(&h.value).map_err(|e| self.err(e.to_string()))?;
-                    e.i64(h.ts).bytes(&value);
-                }
-            }
-            entries.push(StateEntry {
-                key_group: Some(key_group(key, self.max_parallelism)),
-                bytes: e.finish(),
-            });
-        }
-        Ok(entries)
+    fn snapshot(&mut self, target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
+        let held = &self.held;
+        self.store
+            .snapshot(
+                target,
+                held.keys().map(Vec::as_slice),
+                |key| held.get(key).map(encode_held).transpose(),
+                vec![watermark_entry(self.watermark)],
+            )
+            .map_err(|e| self.err(format!("checkpoint state: {e}")))
     }
 
-    fn restore(&mut self, entries: Vec<StateEntry>, _from: &Path) -> Result<(), OperatorError> {
-        for entry in entries {
-            if entry.key_group.is_none() {
-                self.watermark = restore_watermark(self.watermark, &entry)
-                    .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
-                continue;
-            }
-            let mut d = Decoder::new(&entry.bytes);
-            let (key, sides) =
-                decode_held(&mut d).map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+    fn restore(&mut self, entries: Vec<StateEntry>, from: &Path) -> Result<(), OperatorError> {
+        let restored = self
+            .store
+            .restore(entries, from)
+            .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+        for entry in &restored.operator {
+            self.watermark = restore_watermark(self.watermark, entry)
+                .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+        }
+        for (key, bytes) in restored.keys {
+            let sides = decode_held(&key, &mut Decoder::new(&bytes))
+                .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
             let cost: usize = sides.iter().flatten().map(|h| h.cost).sum();
             self.pools
                 .managed
@@ -381,5 +395,98 @@ impl Operator for JoinOperator {
 impl Drop for JoinOperator {
     fn drop(&mut self) {
         self.pools.managed.release(self.reserved);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::memory::{ByteSize, MemoryBudget};
+    use crate::state::backend::HeapBackend;
+    use crate::state::store::SharedIncremental;
+
+    fn interval_join(store: KeyedStore) -> JoinOperator {
+        let spec: JoinSpec = serde_saphyr::from_str(
+            "left: { source: a, key: k }\nright: { source: b, key: k }\n\
+             interval: { lower: -5ms, upper: 5ms }",
+        )
+        .unwrap();
+        let pools = Arc::new(Pools::new(&MemoryBudget {
+            process: ByteSize(1 << 30),
+            network: ByteSize(1 << 20),
+            managed: ByteSize(16 << 20),
+            wasm: ByteSize(1 << 20),
+        }));
+        JoinOperator::new("j", &spec, pools, store).unwrap()
+    }
+
+    /// Events of `side` for keys `0`..`5` at times `from..to`, the ones `keep` accepts.
+    fn side(side: u8, from: i64, to: i64, keep: impl Fn(&[u8]) -> bool) -> Batch {
+        let mut b = Batch::default();
+        for ts in from..to {
+            let value = format!(r#"{{"k":"{}","ts":{ts},"side":{side}}}"#, ts % 5);
+            b.push(EventRef {
+                key: None,
+                value: value.as_bytes(),
+                timestamp: Some(ts),
+            })
+            .unwrap();
+        }
+        let tagged = tag(&b, side, &["k".into()]).unwrap();
+        let keep: Vec<u32> = (0..tagged.len())
+            .filter(|&i| keep(tagged.key(i).unwrap_or_default()))
+            .map(|i| i as u32)
+            .collect();
+        tagged.select(&keep).unwrap()
+    }
+
+    fn rows(b: &Batch) -> Vec<String> {
+        b.iter()
+            .map(|e| String::from_utf8_lossy(e.value).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn held_events_go_through_the_backend_and_restore_split_by_key_group() {
+        let all = |_: &[u8]| true;
+        let mut reference = interval_join(KeyedStore::new(
+            Box::new(HeapBackend::new(None)),
+            "join",
+            128,
+        ));
+        let mut expected = rows(&reference.process(side(0, 0, 20, all)).unwrap());
+        expected.extend(rows(&reference.process(side(1, 10, 30, all)).unwrap()));
+        expected.sort();
+        assert!(!expected.is_empty());
+
+        let (backend, shared) = SharedIncremental::new();
+        let mut first = interval_join(KeyedStore::new(Box::new(backend), "join", 128));
+        let mut got = rows(&first.process(side(0, 0, 20, all)).unwrap());
+        first.on_watermark(3).unwrap();
+        let entries = first.snapshot(Some(Path::new("unused"))).unwrap();
+        let stored = SharedIncremental::contents(&shared);
+        assert_eq!(stored.len(), 5, "one entry per key");
+        // Held events the watermark passed are gone from the backend at the next one.
+        first.on_watermark(i64::MAX).unwrap();
+        first.snapshot(Some(Path::new("unused"))).unwrap();
+        assert!(SharedIncremental::contents(&shared).is_empty());
+
+        for subtask in 0..2 {
+            let range = crate::keygroup::key_group_range(subtask, 2, 128);
+            let mine = |k: &[u8]| range.contains(&crate::keygroup::key_group(k, 128));
+            let mut part = interval_join(KeyedStore::new(
+                Box::new(HeapBackend::new(None)),
+                "join",
+                128,
+            ));
+            part.restore(
+                crate::state::entries_for(&entries, subtask, 2, 128),
+                Path::new("unused"),
+            )
+            .unwrap();
+            got.extend(rows(&part.process(side(1, 10, 30, mine)).unwrap()));
+        }
+        got.sort();
+        assert_eq!(got, expected);
     }
 }

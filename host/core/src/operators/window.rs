@@ -12,11 +12,11 @@ use serde_json::{Map, Number, Value};
 use crate::batch::{Batch, EventRef};
 use crate::job::span::Span;
 use crate::job::window::{AggregateSpec, Assigner, TimeDomain, WindowSpec};
-use crate::keygroup::key_group;
 use crate::memory::Pools;
 use crate::metrics::Counters;
 use crate::operator::{AggregateFunction, Operator, OperatorError, WindowFunction};
 use crate::sideoutput::SideOutput;
+use crate::state::store::KeyedStore;
 use crate::state::{Decoder, Encoder, StateEntry, StateError, restore_watermark, watermark_entry};
 use crate::time::Clock;
 
@@ -176,8 +176,8 @@ pub struct WindowEnv {
     pub counters: Arc<Counters>,
     /// The clock of processing-time windows.
     pub clock: Arc<dyn Clock>,
-    /// Key groups, which its state is checkpointed by.
-    pub max_parallelism: u32,
+    /// Where its per-key state goes at checkpoints (the job's state backend).
+    pub store: KeyedStore,
 }
 
 /// One key's windows.
@@ -211,7 +211,8 @@ pub struct WindowOperator {
     counters: Arc<Counters>,
     /// The clock of processing-time windows (`None` in event time).
     clock: Option<Arc<dyn Clock>>,
-    max_parallelism: u32,
+    /// The per-key state in the job's state backend, written back at checkpoints.
+    store: KeyedStore,
 }
 
 impl WindowOperator {
@@ -228,7 +229,7 @@ impl WindowOperator {
             pools,
             counters,
             clock,
-            max_parallelism,
+            store,
         } = env;
         let output = spec.function.as_ref().map(|f| f.output.clone());
         let WindowFunctions {
@@ -255,7 +256,7 @@ impl WindowOperator {
             pools,
             counters,
             clock: (spec.time == TimeDomain::Processing).then_some(clock),
-            max_parallelism,
+            store,
         })
     }
 
@@ -418,6 +419,7 @@ impl WindowOperator {
             }
             return Ok(());
         }
+        self.store.touch(key);
         if let Assigner::Session(_) = self.assigner {
             // Merging moves accumulators: fold what is gathered first.
             self.flush(pending)?;
@@ -553,7 +555,11 @@ impl Operator for WindowOperator {
                 self.emit(&mut out, &key, window, false)?;
                 if let Some(windows) = self.state.get_mut(&key) {
                     windows.remove(&window);
+                    if windows.is_empty() {
+                        self.state.remove(&key);
+                    }
                 }
+                self.store.touch(&key);
                 self.release(1, key.len());
             }
         }
@@ -579,36 +585,30 @@ impl Operator for WindowOperator {
         self.fire(now)
     }
 
-    fn snapshot(&mut self, _target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
-        let mut entries = vec![watermark_entry(self.watermark)];
-        for (key, windows) in &self.state {
-            let mut e = Encoder::new();
-            e.bytes(key).count(windows.len());
-            for (&(start, end), w) in windows {
-                e.i64(start).i64(end).u64(w.events).u8(u8::from(w.fired));
-                e.bytes(&w.plugin_acc).batch(&w.buffer).count(w.accs.len());
-                for acc in &w.accs {
-                    acc.encode(&mut e);
-                }
-            }
-            entries.push(StateEntry {
-                key_group: Some(key_group(key, self.max_parallelism)),
-                bytes: e.finish(),
-            });
-        }
-        Ok(entries)
+    fn snapshot(&mut self, target: Option<&Path>) -> Result<Vec<StateEntry>, OperatorError> {
+        let state = &self.state;
+        self.store
+            .snapshot(
+                target,
+                state.keys().map(Vec::as_slice),
+                |key| Ok(state.get(key).map(encode_windows)),
+                vec![watermark_entry(self.watermark)],
+            )
+            .map_err(|e| self.err(format!("checkpoint state: {e}")))
     }
 
-    fn restore(&mut self, entries: Vec<StateEntry>, _from: &Path) -> Result<(), OperatorError> {
-        for entry in entries {
-            if entry.key_group.is_none() {
-                self.watermark = restore_watermark(self.watermark, &entry)
-                    .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
-                continue;
-            }
-            let mut d = Decoder::new(&entry.bytes);
-            let (key, windows) =
-                decode_windows(&mut d).map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+    fn restore(&mut self, entries: Vec<StateEntry>, from: &Path) -> Result<(), OperatorError> {
+        let restored = self
+            .store
+            .restore(entries, from)
+            .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+        for entry in &restored.operator {
+            self.watermark = restore_watermark(self.watermark, entry)
+                .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
+        }
+        for (key, bytes) in restored.keys {
+            let windows = decode_windows(&mut Decoder::new(&bytes))
+                .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
             for w in windows.values() {
                 self.reserve(&key)?;
                 if self.process.is_some() {
@@ -628,9 +628,22 @@ impl Operator for WindowOperator {
     }
 }
 
-/// One key's windows as [`WindowOperator::snapshot`] wrote them.
-fn decode_windows(d: &mut Decoder<'_>) -> Result<(Vec<u8>, Windows), StateError> {
-    let key = d.bytes()?.to_vec();
+/// One key's windows, as its entry in the state backend holds them.
+fn encode_windows(windows: &Windows) -> Vec<u8> {
+    let mut e = Encoder::new();
+    e.count(windows.len());
+    for (&(start, end), w) in windows {
+        e.i64(start).i64(end).u64(w.events).u8(u8::from(w.fired));
+        e.bytes(&w.plugin_acc).batch(&w.buffer).count(w.accs.len());
+        for acc in &w.accs {
+            acc.encode(&mut e);
+        }
+    }
+    e.finish()
+}
+
+/// One key's windows as [`encode_windows`] wrote them.
+fn decode_windows(d: &mut Decoder<'_>) -> Result<Windows, StateError> {
     let mut windows = BTreeMap::new();
     for _ in 0..d.count()? {
         let window = (d.i64()?, d.i64()?);
@@ -652,7 +665,8 @@ fn decode_windows(d: &mut Decoder<'_>) -> Result<(Vec<u8>, Windows), StateError>
             },
         );
     }
-    Ok((key, windows))
+    d.end()?;
+    Ok(windows)
 }
 
 impl WindowOperator {
@@ -686,6 +700,7 @@ impl WindowOperator {
             {
                 state.fired = true;
             }
+            self.store.touch(&key);
             self.emit(&mut out, &key, (start, end), false)?;
         }
         // And are dropped when it passes `end - 1 + allowed-lateness`.
@@ -704,6 +719,9 @@ impl WindowOperator {
             if windows.is_empty() {
                 self.state.remove(&key);
             }
+            if freed > 0 {
+                self.store.touch(&key);
+            }
             self.release(freed, key.len());
         }
         Ok(out)
@@ -721,6 +739,7 @@ mod tests {
     use super::*;
 
     use crate::job::memory::{ByteSize, MemoryBudget};
+    use crate::state::backend::HeapBackend;
     use crate::time::ManualClock;
 
     fn spec(text: &str) -> WindowSpec {
@@ -762,7 +781,7 @@ mod tests {
                 pools,
                 counters: Arc::default(),
                 clock: clock.clone(),
-                max_parallelism: 128,
+                store: KeyedStore::new(Box::new(HeapBackend::new(None)), "window", 128),
             },
         )
         .unwrap();
@@ -796,6 +815,90 @@ mod tests {
             rows(&rest),
             [r#"{"key":"b","window_start":11000,"window_end":12000,"n":1}"#]
         );
+    }
+
+    fn pools() -> Arc<Pools> {
+        Arc::new(Pools::new(&MemoryBudget {
+            process: ByteSize(1 << 30),
+            network: ByteSize(1 << 20),
+            managed: ByteSize(16 << 20),
+            wasm: ByteSize(1 << 20),
+        }))
+    }
+
+    fn tumbling(store: KeyedStore) -> WindowOperator {
+        WindowOperator::new(
+            "w",
+            &spec("tumbling: 10ms\naggregate: { n: count, total: { sum: x } }"),
+            WindowFunctions::default(),
+            None,
+            WindowEnv {
+                pools: pools(),
+                counters: Arc::default(),
+                clock: Arc::new(ManualClock::new(0)),
+                store,
+            },
+        )
+        .unwrap()
+    }
+
+    fn heap_store() -> KeyedStore {
+        KeyedStore::new(Box::new(HeapBackend::new(None)), "window", 128)
+    }
+
+    /// Events of keys `k0`..`k9` at times `from..to`, the ones `keep` accepts.
+    fn events(from: i64, to: i64, keep: impl Fn(&[u8]) -> bool) -> Batch {
+        let mut b = Batch::default();
+        for ts in from..to {
+            let key = format!("k{}", ts % 10);
+            if keep(key.as_bytes()) {
+                b.push(EventRef {
+                    key: Some(key.as_bytes()),
+                    value: format!(r#"{{"x":{ts}}}"#).as_bytes(),
+                    timestamp: Some(ts),
+                })
+                .unwrap();
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn window_state_goes_through_the_backend_and_restores_split_by_key_group() {
+        let everything = |_: &[u8]| true;
+        let mut reference = tumbling(heap_store());
+        reference.process(events(0, 25, everything)).unwrap();
+        reference.process(events(25, 40, everything)).unwrap();
+        let mut expected = rows(&reference.on_watermark(i64::MAX).unwrap());
+        expected.sort();
+
+        let (backend, shared) = crate::state::store::SharedIncremental::new();
+        let mut first = tumbling(KeyedStore::new(Box::new(backend), "window", 128));
+        first.process(events(0, 25, everything)).unwrap();
+        let mut got = rows(&first.on_watermark(9).unwrap());
+        let entries = first.snapshot(Some(Path::new("unused"))).unwrap();
+        // Every key with an open window has its entry in the backend.
+        let stored = crate::state::store::SharedIncremental::contents(&shared);
+        assert_eq!(stored.len(), 10);
+        // Windows that fire and expire leave it at the next checkpoint.
+        first.on_watermark(29).unwrap();
+        first.snapshot(Some(Path::new("unused"))).unwrap();
+        assert!(crate::state::store::SharedIncremental::contents(&shared).is_empty());
+
+        for subtask in 0..2 {
+            let range = crate::keygroup::key_group_range(subtask, 2, 128);
+            let mine = |k: &[u8]| range.contains(&crate::keygroup::key_group(k, 128));
+            let mut part = tumbling(heap_store());
+            part.restore(
+                crate::state::entries_for(&entries, subtask, 2, 128),
+                Path::new("unused"),
+            )
+            .unwrap();
+            part.process(events(25, 40, mine)).unwrap();
+            got.extend(rows(&part.on_watermark(i64::MAX).unwrap()));
+        }
+        got.sort();
+        assert_eq!(got, expected);
     }
 
     #[test]

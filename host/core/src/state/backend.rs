@@ -1,10 +1,12 @@
-//! Keyed state backends: where the host keeps the state of process functions, as
-//! ordered bytes whose keys start with the key group (then the key, then the state's
-//! name), so that state can be split by key group when a job is rescaled.
+//! Keyed state backends: where the host keeps the keyed state of a job's operators
+//! (process functions, windows, joins, rolling aggregates), as ordered bytes whose keys
+//! start with the key group (then the key, then the state's name), so that state can be
+//! split by key group when a job is rescaled.
 //!
 //! [`HeapBackend`] keeps everything in memory, charged to managed memory, and writes it
 //! whole into each checkpoint. The RocksDB backend (crate `eddy-state-rocksdb`) keeps
-//! it on disk and checkpoints incrementally.
+//! it on disk and checkpoints incrementally. A job opens every backend through one
+//! [`BackendFactory`], which the dataflow hands to each stateful operator it builds.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -51,9 +53,20 @@ pub trait KeyedBackend: Send {
     /// Takes up checkpointed entries (of this subtask's key groups, or whole stores to
     /// filter) from the checkpoint in directory `from`.
     fn restore(&mut self, entries: Vec<StateEntry>, from: &Path) -> Result<(), BackendError>;
+    /// Hands every entry to `visit`, in key order: operators that work on their state in
+    /// memory read it back this way after a restore.
+    fn scan(&mut self, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), BackendError>;
+    /// Whether the backend holds its state outside the heap between checkpoints and
+    /// checkpoints only what changed (RocksDB): an operator caching its state in memory
+    /// then writes back only the keys it changed, and otherwise writes all of it at each
+    /// checkpoint without keeping a second copy in between.
+    fn incremental(&self) -> bool {
+        false
+    }
 }
 
-/// Opens backends for the subtasks of a job's process-function steps.
+/// Opens backends for the subtasks of a job's stateful steps: one factory per job, so
+/// that its choice of backend holds for all of the job's keyed state.
 pub trait BackendFactory: Send + Sync + std::fmt::Debug {
     /// A backend for subtask `subtask` of `parallelism` of step `step`.
     fn open(
@@ -76,6 +89,13 @@ pub fn state_key(group: u32, key: &[u8], name: &str, kind: u8) -> Vec<u8> {
     out.extend_from_slice(name.as_bytes());
     out.push(kind);
     out
+}
+
+/// The key inside a state key written by [`state_key`] (`None` if it is malformed).
+pub fn key_of(state_key: &[u8]) -> Option<&[u8]> {
+    let rest = state_key.get(2..)?;
+    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    rest.get(4..4usize.checked_add(len)?)
 }
 
 /// The key group a state key belongs to.
@@ -125,6 +145,31 @@ pub fn read_pairs(bytes: &[u8]) -> Result<Pairs, StateError> {
     }
     d.end()?;
     Ok(pairs)
+}
+
+/// Opens [`HeapBackend`]s: the default when a job names no state backend.
+#[derive(Debug, Default)]
+pub struct HeapFactory {
+    pools: Option<Arc<Pools>>,
+}
+
+impl HeapFactory {
+    /// Backends charging `pools.managed`, if given.
+    pub fn new(pools: Option<Arc<Pools>>) -> Self {
+        HeapFactory { pools }
+    }
+}
+
+impl BackendFactory for HeapFactory {
+    fn open(
+        &self,
+        _job: &Job,
+        _step: &str,
+        _subtask: u32,
+        _parallelism: u32,
+    ) -> Result<Box<dyn KeyedBackend>, BackendError> {
+        Ok(Box::new(HeapBackend::new(self.pools.clone())))
+    }
 }
 
 /// State in memory, charged to managed memory; every checkpoint holds all of it.
@@ -227,6 +272,13 @@ impl KeyedBackend for HeapBackend {
         }
         Ok(())
     }
+
+    fn scan(&mut self, visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), BackendError> {
+        for (k, v) in &self.map {
+            visit(k, v);
+        }
+        Ok(())
+    }
 }
 
 /// The key groups subtask `subtask` of `parallelism` owns, as state-key bounds.
@@ -264,5 +316,18 @@ mod tests {
             Some(&b"one"[..])
         );
         assert_eq!(b.get(&state_key(70, b"k2", "s", 0)).unwrap(), None);
+        let mut seen = Vec::new();
+        b.scan(&mut |k, v| seen.push((k.to_vec(), v.to_vec())))
+            .unwrap();
+        assert_eq!(seen, [(state_key(3, b"k1", "s", 0), b"one".to_vec())]);
+    }
+
+    #[test]
+    fn the_key_comes_back_out_of_a_state_key() {
+        let k = state_key(9, b"user-7", "window", 0);
+        assert_eq!(key_of(&k), Some(&b"user-7"[..]));
+        assert_eq!(group_of(&k), 9);
+        assert_eq!(key_of(&k[..7]), None);
+        assert_eq!(key_of(&[]), None);
     }
 }

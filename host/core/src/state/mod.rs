@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod keyed;
+pub mod store;
 
 use crate::batch::{Batch, EventRef};
 use crate::keygroup::key_group_range;
