@@ -2,11 +2,14 @@
 //! exchanges, watermarks combined per task, the dataflow that builds and runs them, and
 //! the supervisor that restarts it.
 
+mod build;
 pub mod channel;
 mod dataflow;
 pub mod exchange;
 pub mod plan;
 pub mod supervise;
+mod task;
 pub mod watermark;
 
-pub use dataflow::{BuildOptions, Dataflow, RunError, RunSummary, summary};
+pub use build::BuildOptions;
+pub use dataflow::{Dataflow, RunError, RunSummary, summary};
