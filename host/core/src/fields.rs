@@ -7,6 +7,14 @@ use std::borrow::Cow;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+/// The bytes a JSON value keys by: strings as their text, anything else as JSON.
+pub fn key_bytes(value: &serde_json::Value) -> Vec<u8> {
+    match value {
+        serde_json::Value::String(s) => s.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
 /// The values of `names` in the JSON object `value`, as raw JSON text borrowed from it
 /// (`None`: absent). Fails if `value` is not one JSON object.
 pub fn pick<'de, S: AsRef<str>>(

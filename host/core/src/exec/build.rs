@@ -30,7 +30,8 @@ use crate::state::backend::{BackendFactory, HeapFactory};
 use crate::state::entries_for;
 use crate::time::{Clock, SystemClock};
 
-use super::dataflow::{Dataflow, RunError};
+use super::dataflow::Dataflow;
+use super::run_error::RunError;
 use super::task::{Input, Link, Output, Task};
 
 /// What building a dataflow may take besides the job: by default the system clock, no

@@ -5,73 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::coordinator::{CoordinatorError, Outcome, Savepoints};
-use crate::checkpoint::{CheckpointError, Coordinator};
+use crate::checkpoint::Coordinator;
+use crate::checkpoint::coordinator::{Outcome, Savepoints};
 use crate::deadletter::DeadLetters;
-use crate::error::ErrorClass;
-use crate::exec::channel::{Channel, Closed};
-use crate::exec::exchange::SendError;
-use crate::exec::plan::PlanError;
+use crate::exec::channel::Channel;
 use crate::metrics::{JobMetrics, NodeTotals, Role};
-use crate::operator::OperatorError;
 use crate::sideoutput::SideOutput;
-use crate::sink::SinkError;
-use crate::source::SourceError;
 
+use super::run_error::RunError;
 use super::task::{Task, TaskError};
-
-/// Why a run stopped before its input ended.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The job's topology cannot run.
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    /// A source failed.
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    /// An operator failed.
-    #[error(transparent)]
-    Operator(#[from] OperatorError),
-    /// A sink failed.
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    /// An exchange could not carry a batch.
-    #[error(transparent)]
-    Exchange(SendError),
-    /// Checkpoints cannot be written or restored.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// The checkpoint coordinator failed.
-    #[error(transparent)]
-    Coordinator(#[from] CoordinatorError),
-    /// A task thread could not be started.
-    #[error("cannot start a task thread: {0}")]
-    Thread(std::io::Error),
-    /// A bug in Eddy itself; please report it.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl RunError {
-    /// Whose failure this is and whether a restart can get past it.
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            RunError::Plan(e) => e.class(),
-            RunError::Source(e) => e.class(),
-            RunError::Operator(e) => e.class(),
-            RunError::Sink(e) => e.class(),
-            RunError::Exchange(e) => e.class(),
-            RunError::Checkpoint(e) => e.class(),
-            RunError::Coordinator(e) => e.class(),
-            RunError::Thread(_) | RunError::Internal(_) => ErrorClass::INTERNAL,
-        }
-    }
-
-    /// Whether a restart may get past this error.
-    pub fn retryable(&self) -> bool {
-        self.class().retryable()
-    }
-}
 
 /// What a finished run did, node by node.
 #[derive(Clone, Debug, Default)]
@@ -90,12 +32,6 @@ pub struct RunSummary {
     pub checkpoint: Option<(u64, std::path::PathBuf)>,
     /// The savepoint the job stopped with, if it was stopped with one.
     pub stopped: Option<std::path::PathBuf>,
-}
-
-impl From<Closed> for RunError {
-    fn from(_: Closed) -> Self {
-        RunError::Exchange(SendError::Closed(Closed))
-    }
 }
 
 /// A job with every task built, ready to run.

@@ -7,9 +7,11 @@ pub mod channel;
 mod dataflow;
 pub mod exchange;
 pub mod plan;
+mod run_error;
 pub mod supervise;
 mod task;
 pub mod watermark;
 
 pub use build::BuildOptions;
-pub use dataflow::{Dataflow, RunError, RunSummary, summary};
+pub use dataflow::{Dataflow, RunSummary, summary};
+pub use run_error::RunError;

@@ -25,7 +25,7 @@ use crate::sink::Sink;
 use crate::source::{Rejected, Source, SourceError};
 use crate::time::Clock;
 
-use super::dataflow::RunError;
+use super::run_error::RunError;
 
 /// How often tasks hand processing time to their operators.
 const TICK: Duration = Duration::from_millis(10);

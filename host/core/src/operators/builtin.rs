@@ -210,14 +210,6 @@ pub fn builtin_operator(
     }))
 }
 
-/// The bytes a JSON value keys by: strings as their text, anything else as JSON.
-pub fn key_bytes(value: &Value) -> Vec<u8> {
-    match value {
-        Value::String(s) => s.as_bytes().to_vec(),
-        other => other.to_string().into_bytes(),
-    }
-}
-
 struct KeyBy {
     step: String,
     path: Vec<String>,
@@ -243,7 +235,7 @@ impl Operator for KeyBy {
 
 impl KeyBy {
     /// The key of an event: read straight from its JSON text (strings unescaped,
-    /// integers as written), as [`key_bytes`] of the field's value.
+    /// integers as written), as [`crate::fields::key_bytes`] of the field's value.
     fn key<'a>(&self, value: &'a [u8]) -> Result<Cow<'a, [u8]>, OperatorError> {
         let missing = || {
             fail(
@@ -270,7 +262,10 @@ impl KeyBy {
             return Ok(Cow::Borrowed(text.as_bytes()));
         }
         // Other numbers, booleans, arrays, objects: as their compact JSON.
-        Ok(Cow::Owned(key_bytes(&parse(&self.step, text.as_bytes())?)))
+        Ok(Cow::Owned(crate::fields::key_bytes(&parse(
+            &self.step,
+            text.as_bytes(),
+        )?)))
     }
 }
 

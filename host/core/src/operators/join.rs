@@ -32,7 +32,7 @@ pub fn tag(batch: &Batch, side: u8, key: &[String]) -> Result<Batch, String> {
             .try_fold(&json, |v, f| v.get(f))
             .filter(|v| !v.is_null())
             .ok_or_else(|| format!("no join key field `{}`", key.join(".")))?;
-        let k = crate::operators::builtin::key_bytes(k);
+        let k = crate::fields::key_bytes(k);
         let index = out.len() as u32;
         out.push(EventRef { key: Some(&k), ..e })
             .map_err(|err| err.to_string())?;
