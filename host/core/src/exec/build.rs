@@ -13,7 +13,7 @@ use crate::connectors::Opening;
 use crate::connectors::timed::{Alignments, with_event_time};
 use crate::deadletter::DeadLetters;
 use crate::exec::channel::Channel;
-use crate::exec::exchange::Exchange;
+use crate::exec::exchange::{Exchange, Outlet};
 use crate::exec::plan::Plan;
 use crate::job::{Job, StepOp};
 use crate::latency::EventClock;
@@ -286,12 +286,11 @@ impl Dataflow {
                 } else {
                     let next = &plan.stages[s + 1];
                     let partition = next.input.unwrap_or(crate::job::Partition::Forward);
-                    Output::Exchange(Exchange::new(
-                        partition,
-                        channels[s + 1].clone(),
-                        i,
-                        plan.max_parallelism,
-                    ))
+                    let targets = channels[s + 1]
+                        .iter()
+                        .map(|c| c.clone() as Arc<dyn Outlet>)
+                        .collect();
+                    Output::Exchange(Exchange::new(partition, targets, i, plan.max_parallelism))
                 };
                 parts.push((
                     format!("stage{}-{i}", s + 1),

@@ -89,11 +89,35 @@ impl Message {
 #[error("channel closed")]
 pub struct Closed;
 
-#[derive(Debug, Default)]
+/// Told, with the sender and the bytes, each time a message admitted on credit is
+/// taken out: the network data plane grants that sender as much credit again.
+pub type CreditReturn = Arc<dyn Fn(u32, usize) + Send + Sync>;
+
+/// What a queued message holds: bytes of the network pool, or of a remote sender's
+/// credit window (reserved by the data plane, handed back through [`CreditReturn`]).
+#[derive(Clone, Copy, Debug)]
+enum Charge {
+    Pool(usize),
+    Credit(usize),
+}
+
+#[derive(Default)]
 struct State {
-    queue: VecDeque<(u32, Message, usize)>,
+    queue: VecDeque<(u32, Message, Charge)>,
+    /// Bytes queued of either charge: local senders wait while this is at capacity.
     bytes: usize,
     closed: bool,
+    credit_return: Option<CreditReturn>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("queued", &self.queue.len())
+            .field("bytes", &self.bytes)
+            .field("closed", &self.closed)
+            .finish()
+    }
 }
 
 /// The inbound channel of one subtask, fed by every subtask of the stage before.
@@ -149,9 +173,36 @@ impl Channel {
             return Err(Closed);
         }
         state.bytes += bytes;
-        state.queue.push_back((from, message, bytes));
+        state.queue.push_back((from, message, Charge::Pool(bytes)));
         self.readable.notify_one();
         Ok(waited)
+    }
+
+    /// Queues `message` of remote sender `from` without waiting: the sender had credit
+    /// for it, so its bytes are already reserved. They are handed back through the
+    /// [`CreditReturn`] once the message is taken out.
+    pub fn admit(&self, from: u32, message: Message) -> Result<(), Closed> {
+        let bytes = message.byte_size();
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Closed);
+        }
+        state.bytes += bytes;
+        state
+            .queue
+            .push_back((from, message, Charge::Credit(bytes)));
+        self.readable.notify_one();
+        Ok(())
+    }
+
+    /// Where the bytes of messages admitted on credit go back once taken out.
+    pub fn on_credit_return(&self, credit_return: CreditReturn) {
+        self.lock().credit_return = Some(credit_return);
+    }
+
+    /// Bytes queued now, of local and remote senders alike.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Puts an unaligned barrier of sender `from` at the head of the queue, ahead of
@@ -169,7 +220,9 @@ impl Channel {
             .filter(|(sender, _, _)| *sender == from)
             .map(|(_, m, _)| m.clone())
             .collect();
-        state.queue.push_front((from, Message::Barrier(id), 0));
+        state
+            .queue
+            .push_front((from, Message::Barrier(id), Charge::Pool(0)));
         self.readable.notify_one();
         Ok(overtaken)
     }
@@ -188,10 +241,23 @@ impl Channel {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            if let Some((from, message, bytes)) = state.queue.pop_front() {
-                state.bytes -= bytes;
-                self.pools.network.release(bytes);
+            if let Some((from, message, charge)) = state.queue.pop_front() {
+                let credit = match charge {
+                    Charge::Pool(bytes) => {
+                        state.bytes -= bytes;
+                        self.pools.network.release(bytes);
+                        None
+                    }
+                    Charge::Credit(bytes) => {
+                        state.bytes -= bytes;
+                        state.credit_return.clone().map(|give| (give, bytes))
+                    }
+                };
                 self.writable.notify_all();
+                drop(state);
+                if let Some((give, bytes)) = credit {
+                    give(from, bytes);
+                }
                 return Ok(Some((from, message)));
             }
             if state.closed {
@@ -213,7 +279,15 @@ impl Channel {
     pub fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
-        self.pools.network.release(state.bytes);
+        let pooled: usize = state
+            .queue
+            .iter()
+            .map(|(_, _, charge)| match charge {
+                Charge::Pool(bytes) => *bytes,
+                Charge::Credit(_) => 0,
+            })
+            .sum();
+        self.pools.network.release(pooled);
         state.bytes = 0;
         state.queue.clear();
         self.readable.notify_all();
@@ -273,5 +347,27 @@ mod tests {
         ch.close();
         assert!(receiver.join().unwrap());
         assert!(ch.send(0, Message::EndOfInput).is_err());
+    }
+
+    #[test]
+    fn credited_messages_never_wait_and_their_bytes_go_back_to_their_sender() {
+        let channel = Channel::new(100, pools(1 << 20));
+        let returned = Arc::new(Mutex::new(Vec::new()));
+        let log = returned.clone();
+        channel.on_credit_return(Arc::new(move |from, bytes| {
+            log.lock().unwrap().push((from, bytes));
+        }));
+        let mut big = Batch::default();
+        big.push_value(&[b'x'; 80]).unwrap();
+        let size = big.byte_size();
+        // Admitted past the capacity: the remote sender's credit had room for them.
+        channel.admit(4, Message::Data(big.clone())).unwrap();
+        channel.admit(4, Message::Data(big.clone())).unwrap();
+        assert_eq!(channel.queued_bytes(), 2 * size);
+        channel.recv().unwrap();
+        assert_eq!(*returned.lock().unwrap(), [(4, size)]);
+        channel.recv().unwrap();
+        assert_eq!(channel.queued_bytes(), 0);
+        assert_eq!(returned.lock().unwrap().len(), 2);
     }
 }

@@ -41,20 +41,50 @@ impl SendError {
     }
 }
 
+/// Where an exchange sends to one subtask of the next stage: that subtask's inbound
+/// [`Channel`] when it runs in this process, a channel of the network data plane when
+/// it runs on another worker.
+pub trait Outlet: Send + Sync {
+    /// Most bytes one message may hold.
+    fn capacity(&self) -> usize;
+
+    /// Sends `message` from sender `from`, waiting while the receiver has no room for
+    /// it; returns how long it waited (backpressure).
+    fn send(&self, from: u32, message: Message) -> Result<Duration, Closed>;
+
+    /// Puts an unaligned barrier of sender `from` ahead of everything in flight to the
+    /// receiver, and returns copies of what it overtook.
+    fn overtake(&self, from: u32, id: u64) -> Result<Vec<Message>, Closed>;
+}
+
+impl Outlet for Channel {
+    fn capacity(&self) -> usize {
+        Channel::capacity(self)
+    }
+
+    fn send(&self, from: u32, message: Message) -> Result<Duration, Closed> {
+        Channel::send(self, from, message)
+    }
+
+    fn overtake(&self, from: u32, id: u64) -> Result<Vec<Message>, Closed> {
+        Channel::overtake(self, from, id)
+    }
+}
+
 /// One subtask's output into the next stage.
 pub struct Exchange {
     partition: Partition,
-    targets: Vec<Arc<Channel>>,
+    targets: Vec<Arc<dyn Outlet>>,
     subtask: u32,
     next: usize,
     max_parallelism: u32,
 }
 
 impl Exchange {
-    /// Subtask `subtask`'s output into `targets` (one channel per next subtask).
+    /// Subtask `subtask`'s output into `targets` (one outlet per next subtask).
     pub fn new(
         partition: Partition,
-        targets: Vec<Arc<Channel>>,
+        targets: Vec<Arc<dyn Outlet>>,
         subtask: u32,
         max_parallelism: u32,
     ) -> Self {
