@@ -130,3 +130,17 @@ impl SourceError {
         }
     }
 }
+
+/// Every event value `src` yields, polling up to `max` at a time: what tests of
+/// sources compare.
+#[cfg(test)]
+pub(crate) fn drain(src: &mut dyn Source, max: usize) -> Result<Vec<String>, SourceError> {
+    let mut out = Vec::new();
+    while let Some(b) = src.poll(max)? {
+        out.extend(
+            b.iter()
+                .map(|e| String::from_utf8_lossy(e.value).into_owned()),
+        );
+    }
+    Ok(out)
+}

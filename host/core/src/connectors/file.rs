@@ -381,17 +381,7 @@ impl Committer for FileCommitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn drain(src: &mut dyn Source, max: usize) -> Result<Vec<String>, SourceError> {
-        let mut out = Vec::new();
-        while let Some(b) = src.poll(max)? {
-            out.extend(
-                b.iter()
-                    .map(|e| String::from_utf8_lossy(e.value).into_owned()),
-            );
-        }
-        Ok(out)
-    }
+    use crate::source::drain;
 
     #[test]
     fn a_file_source_resumes_after_the_last_event_of_its_position() {

@@ -216,6 +216,7 @@ impl Source for GeneratorSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::drain;
 
     #[test]
     fn events_are_valid_json_and_depend_only_on_id() {
@@ -234,17 +235,6 @@ mod tests {
         s.write_event(7, &mut t);
         let v: serde_json::Value = serde_json::from_slice(&t).unwrap();
         assert!(v["text"].as_str().unwrap().contains(' '));
-    }
-
-    fn drain(src: &mut dyn Source, max: usize) -> Result<Vec<String>, SourceError> {
-        let mut out = Vec::new();
-        while let Some(b) = src.poll(max)? {
-            out.extend(
-                b.iter()
-                    .map(|e| String::from_utf8_lossy(e.value).into_owned()),
-            );
-        }
-        Ok(out)
     }
 
     #[test]

@@ -244,17 +244,7 @@ impl Source for TimedSource {
 mod tests {
     use super::*;
     use crate::connectors::generator;
-
-    fn drain(src: &mut dyn Source, max: usize) -> Result<Vec<String>, SourceError> {
-        let mut out = Vec::new();
-        while let Some(b) = src.poll(max)? {
-            out.extend(
-                b.iter()
-                    .map(|e| String::from_utf8_lossy(e.value).into_owned()),
-            );
-        }
-        Ok(out)
-    }
+    use crate::source::drain;
 
     /// Two splits whose batches come in turn: split 0 far ahead in event time.
     struct TwoSplits {
