@@ -3,6 +3,7 @@
 
 mod cases;
 mod cli;
+mod cluster;
 mod engine;
 mod kafka;
 mod nexmark;

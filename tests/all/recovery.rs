@@ -58,7 +58,7 @@ fn reference(test: &str) -> Vec<String> {
     sorted_lines(&scratch.0.join("out.jsonl"))
 }
 
-fn sorted_lines(path: &Path) -> Vec<String> {
+pub(crate) fn sorted_lines(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     lines.sort();
@@ -368,7 +368,7 @@ fn an_upgraded_plugin_takes_over_the_state_of_a_savepoint() {
 }
 
 /// The highest completed checkpoint id in the job's checkpoint directory.
-fn completed(dir: &Path) -> u64 {
+pub(crate) fn completed(dir: &Path) -> u64 {
     std::fs::read_dir(dir.join("checkpoints"))
         .map(|entries| {
             entries

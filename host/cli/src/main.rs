@@ -5,6 +5,7 @@
 )]
 
 mod bench;
+mod cluster;
 mod control;
 mod endpoint;
 mod project;
@@ -126,6 +127,8 @@ enum Command {
     /// Measure Eddy: `eddy bench nexmark --query q5 --events 10000000 --parallelism 2`.
     #[command(subcommand)]
     Bench(BenchCommand),
+    #[command(flatten)]
+    Cluster(cluster::ClusterCommand),
     /// Take a savepoint of a running job (it needs a `checkpoints` section); prints the
     /// savepoint's directory, which `eddy run --restore DIR` resumes from.
     Savepoint {
@@ -203,6 +206,7 @@ fn run(cli: Cli) -> Result<()> {
         } => project::new(&name, lang, kind, sdk.as_deref()),
         Command::Build => project::build(),
         Command::Test => project::test(),
+        Command::Cluster(command) => command.run(),
         Command::Savepoint { job, stop } => {
             let job = job.load()?;
             let Some(checkpoints) = &job.checkpoints else {

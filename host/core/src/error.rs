@@ -4,7 +4,8 @@
 use std::fmt;
 
 /// Whose failure an error is, for messages and for deciding what to do about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ErrorDomain {
     /// The job or its plugins: a bad job file, a plugin that breaks its contract,
     /// traps or fails, input the job cannot read.
@@ -16,7 +17,8 @@ pub enum ErrorDomain {
 }
 
 /// Whether running the job again (from its latest checkpoint) can get past an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Retry {
     /// Deterministic: the same input fails the same way again, so a restart cannot
     /// help (a malformed plugin result, a bad job, a corrupt checkpoint).
@@ -31,7 +33,7 @@ pub enum Retry {
 }
 
 /// The class of an error: its domain and what a restart can do about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ErrorClass {
     /// Whose failure it is.
     pub domain: ErrorDomain,

@@ -1,0 +1,544 @@
+//! The coordinator: accepts jobs and their components, schedules each job onto the
+//! slots of a worker, and restarts a job from its latest checkpoint when its attempt
+//! fails or its worker is lost, as the job's restart strategy allows.
+//!
+//! A job needs as many slots as its highest parallelism (a slot holds one subtask of
+//! each stage, as in Flink); until the network data plane is wired into scheduling, a
+//! job's slots are all on one worker. A job that does not fit waits and says why.
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use eddy_core::exec::plan::Plan;
+use eddy_core::exec::supervise::{Decision, decide};
+use eddy_core::job::checkpoint::RestartSpec;
+use eddy_core::{ErrorClass, Job};
+
+use crate::ClusterError;
+use crate::blobs::Blobs;
+use crate::wire::{self, Deployment, Failure, JobView, Msg};
+
+/// A worker silent for this long is taken for dead (its connection closing is the
+/// faster sign).
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the coordinator looks for silent workers and due restarts.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Where a job is in its life.
+#[derive(Clone, Debug, PartialEq)]
+enum JobState {
+    /// No worker has the slots it needs; the reason says what is missing.
+    Waiting(String),
+    /// An attempt runs on `worker`.
+    Running { worker: String },
+    /// An attempt failed; the next starts at `at`, from the latest checkpoint.
+    Restarting { at: Instant, reason: String },
+    /// It ran to its end.
+    Finished,
+    /// It failed for good.
+    Failed(String),
+}
+
+struct JobEntry {
+    id: u64,
+    name: String,
+    file: String,
+    yaml: String,
+    components: BTreeMap<String, String>,
+    slots: u32,
+    restart: RestartSpec,
+    checkpointing: bool,
+    state: JobState,
+    attempt: u32,
+    restarts: u32,
+    /// The last failure's message, which tells a repeated failure.
+    last_failure: Option<String>,
+}
+
+struct WorkerEntry {
+    incarnation: u64,
+    slots: u32,
+    used: u32,
+    out: Sender<(Msg, Vec<u8>)>,
+    stream: TcpStream,
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    workers: BTreeMap<String, WorkerEntry>,
+    jobs: BTreeMap<u64, JobEntry>,
+    next_job: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    blobs: Blobs,
+    dir: PathBuf,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change is made under the lock in whole steps.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running coordinator; it serves until the process ends.
+pub struct Coordinator {
+    addr: SocketAddr,
+}
+
+impl Coordinator {
+    /// Listens on `listen`, keeping components and job files under `dir`.
+    pub fn start(listen: SocketAddr, dir: &Path) -> Result<Coordinator, ClusterError> {
+        let listener = TcpListener::bind(listen).map_err(|e| ClusterError::Bind(listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ClusterError::Bind(listen, e))?;
+        let blobs = Blobs::open(&dir.join("blobs")).map_err(|e| ClusterError::Dir {
+            path: dir.into(),
+            error: e,
+        })?;
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            blobs,
+            dir: dir.to_owned(),
+        });
+        let accepting = shared.clone();
+        std::thread::Builder::new()
+            .name("eddy-coordinator".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let shared = accepting.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("eddy-session".into())
+                        .spawn(move || session(&shared, stream));
+                }
+            })
+            .map_err(ClusterError::Thread)?;
+        let ticking = shared;
+        std::thread::Builder::new()
+            .name("eddy-scheduler".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(TICK);
+                    tick(&ticking);
+                }
+            })
+            .map_err(ClusterError::Thread)?;
+        tracing::info!("coordinator listening on {addr}");
+        Ok(Coordinator { addr })
+    }
+
+    /// The address workers and clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Serves one connection: a worker's (it registers first) or a client's.
+fn session(shared: &Arc<Shared>, stream: TcpStream) {
+    let Ok(read) = stream.try_clone() else {
+        return;
+    };
+    let mut input = BufReader::new(read);
+    let mut output = stream;
+    while let Ok((msg, payload)) = wire::read(&mut input) {
+        let answer = match msg {
+            Msg::Register {
+                worker,
+                incarnation,
+                slots,
+            } => {
+                worker_session(shared, &worker, incarnation, slots, output, input);
+                return;
+            }
+            Msg::Upload => match shared.blobs.put(&payload) {
+                Ok(sha256) => Msg::Uploaded { sha256 },
+                Err(e) => Msg::Error {
+                    message: format!("cannot keep the component: {e}"),
+                },
+            },
+            Msg::Submit {
+                file,
+                yaml,
+                components,
+            } => match submit(shared, file, yaml, components) {
+                Ok(job) => Msg::Submitted { job },
+                Err(message) => Msg::Error { message },
+            },
+            Msg::Jobs => Msg::JobList {
+                jobs: shared.lock().jobs.values().map(view).collect(),
+            },
+            other => Msg::Error {
+                message: format!("unexpected {other:?}"),
+            },
+        };
+        if wire::write(&mut output, &answer, &[]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Checks and keeps a submitted job, then schedules it.
+fn submit(
+    shared: &Shared,
+    file: String,
+    yaml: String,
+    components: BTreeMap<String, String>,
+) -> Result<u64, String> {
+    if let Some((path, _)) = components.iter().find(|(_, sha)| !shared.blobs.has(sha)) {
+        return Err(format!("component {path} was not uploaded"));
+    }
+    let id = {
+        let mut state = shared.lock();
+        state.next_job += 1;
+        state.next_job
+    };
+    // The job is checked as a worker will see it: its components under a plugin
+    // directory of their own.
+    let dir = shared.dir.join("jobs").join(id.to_string());
+    let job_file = materialize(&shared.blobs, &dir, &file, &yaml, &components)?;
+    let job = Job::load(&job_file, Some(&dir.join("plugins"))).map_err(|e| e.to_string())?;
+    let plan = Plan::new(&job).map_err(|e| e.to_string())?;
+    let slots = plan.stages.iter().map(|s| s.parallelism).max().unwrap_or(1);
+    let entry = JobEntry {
+        id,
+        name: job.name.clone(),
+        file,
+        yaml,
+        components,
+        slots,
+        restart: job.restart.clone(),
+        checkpointing: job.checkpoints.is_some(),
+        state: JobState::Waiting("not scheduled yet".into()),
+        attempt: 0,
+        restarts: 0,
+        last_failure: None,
+    };
+    let mut state = shared.lock();
+    state.jobs.insert(id, entry);
+    schedule(&mut state);
+    tracing::info!(job = id, name = %job.name, slots, "job submitted");
+    Ok(id)
+}
+
+/// Writes a job file and its components (from `blobs`) under `dir`; returns the job
+/// file's path. Component paths must stay inside the plugin directory.
+pub(crate) fn materialize(
+    blobs: &Blobs,
+    dir: &Path,
+    file: &str,
+    yaml: &str,
+    components: &BTreeMap<String, String>,
+) -> Result<PathBuf, String> {
+    let name = Path::new(file)
+        .file_name()
+        .ok_or_else(|| format!("{file:?} is not a job file name"))?;
+    let plugins = dir.join("plugins");
+    let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
+    std::fs::create_dir_all(&plugins).map_err(|e| io(&plugins, e))?;
+    for (path, sha) in components {
+        let relative = Path::new(path);
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "component path {path:?} leaves the plugin directory"
+            ));
+        }
+        let target = plugins.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        let bytes = blobs.get(sha).map_err(|e| io(&blobs.path(sha), e))?;
+        std::fs::write(&target, bytes).map_err(|e| io(&target, e))?;
+    }
+    let job_file = dir.join(name);
+    std::fs::write(&job_file, yaml).map_err(|e| io(&job_file, e))?;
+    Ok(job_file)
+}
+
+/// Serves a registered worker until its connection ends, then fails over its jobs.
+fn worker_session(
+    shared: &Arc<Shared>,
+    worker: &str,
+    incarnation: u64,
+    slots: u32,
+    output: TcpStream,
+    mut input: BufReader<TcpStream>,
+) {
+    let (tx, rx) = channel::<(Msg, Vec<u8>)>();
+    let Ok(stream) = output.try_clone() else {
+        return;
+    };
+    let mut writer = output;
+    let _ = std::thread::Builder::new()
+        .name("eddy-worker-out".into())
+        .spawn(move || {
+            for (msg, payload) in rx {
+                if wire::write(&mut writer, &msg, &payload).is_err() {
+                    return;
+                }
+            }
+        });
+    {
+        let mut state = shared.lock();
+        if state.workers.contains_key(worker) {
+            // The same identity again: a new incarnation replaces the old one.
+            lose_worker(&mut state, worker, "it registered again".into());
+        }
+        state.workers.insert(
+            worker.to_owned(),
+            WorkerEntry {
+                incarnation,
+                slots,
+                used: 0,
+                out: tx.clone(),
+                stream,
+                last_seen: Instant::now(),
+            },
+        );
+        tracing::info!(%worker, incarnation, slots, "worker registered");
+        schedule(&mut state);
+    }
+    let reason = loop {
+        let (msg, _) = match wire::read(&mut input) {
+            Ok(read) => read,
+            Err(e) => break format!("its connection ended ({e})"),
+        };
+        let mut state = shared.lock();
+        if !state
+            .workers
+            .get(worker)
+            .is_some_and(|w| w.incarnation == incarnation)
+        {
+            return;
+        }
+        match msg {
+            Msg::Heartbeat => {
+                if let Some(w) = state.workers.get_mut(worker) {
+                    w.last_seen = Instant::now();
+                }
+            }
+            Msg::Fetch { sha256 } => {
+                let answer = match shared.blobs.get(&sha256) {
+                    Ok(bytes) => (Msg::Blob { sha256 }, bytes),
+                    Err(e) => (
+                        Msg::Missing {
+                            message: format!("component {sha256}: {e}"),
+                            sha256,
+                        },
+                        Vec::new(),
+                    ),
+                };
+                let _ = tx.send(answer);
+            }
+            Msg::Ended {
+                job,
+                attempt,
+                failure,
+            } => {
+                ended(&mut state, worker, job, attempt, failure);
+                schedule(&mut state);
+            }
+            other => tracing::warn!(%worker, "unexpected message from a worker: {other:?}"),
+        }
+    };
+    let mut state = shared.lock();
+    if state
+        .workers
+        .get(worker)
+        .is_some_and(|w| w.incarnation == incarnation)
+    {
+        lose_worker(&mut state, worker, reason);
+        schedule(&mut state);
+    }
+}
+
+/// Worker `worker` is gone: its attempts fail as a restart can get past.
+fn lose_worker(state: &mut State, worker: &str, reason: String) {
+    let Some(entry) = state.workers.remove(worker) else {
+        return;
+    };
+    let _ = entry.stream.shutdown(Shutdown::Both);
+    tracing::warn!(%worker, "worker lost: {reason}");
+    let running: Vec<(u64, u32)> = state
+        .jobs
+        .values()
+        .filter(|j| matches!(&j.state, JobState::Running { worker: w } if w == worker))
+        .map(|j| (j.id, j.attempt))
+        .collect();
+    for (job, attempt) in running {
+        let failure = Failure {
+            message: format!("worker {worker} was lost: {reason}"),
+            class: ErrorClass::EXTERNAL,
+        };
+        ended(state, worker, job, attempt, Some(failure));
+    }
+}
+
+/// Attempt `attempt` of `job` on `worker` ended; a failure restarts the job or fails it.
+fn ended(state: &mut State, worker: &str, job: u64, attempt: u32, failure: Option<Failure>) {
+    let Some(entry) = state.jobs.get_mut(&job) else {
+        return;
+    };
+    let current = matches!(&entry.state, JobState::Running { worker: w } if w == worker);
+    if !current || entry.attempt != attempt {
+        return;
+    }
+    let slots = entry.slots;
+    match failure {
+        None => {
+            entry.state = JobState::Finished;
+            tracing::info!(job, "job finished");
+        }
+        Some(Failure { message, class }) => {
+            let repeated = entry.last_failure.as_deref() == Some(message.as_str());
+            let decision = decide(
+                &entry.restart,
+                entry.checkpointing,
+                entry.restarts,
+                class,
+                repeated,
+            );
+            entry.last_failure = Some(message.clone());
+            entry.state = match decision {
+                Decision::Restart { after, restart } => {
+                    entry.restarts = restart;
+                    tracing::warn!(
+                        job,
+                        "attempt {attempt} failed: {message}; restart {restart} in {after:?}"
+                    );
+                    JobState::Restarting {
+                        at: Instant::now() + after,
+                        reason: message,
+                    }
+                }
+                Decision::GiveUp(note) => {
+                    let note = note.map(|n| format!(" ({n})")).unwrap_or_default();
+                    tracing::error!(job, "job failed: {message}{note}");
+                    JobState::Failed(format!("{message}{note}"))
+                }
+            };
+        }
+    }
+    if let Some(w) = state.workers.get_mut(worker) {
+        w.used = w.used.saturating_sub(slots);
+    }
+}
+
+/// Starts every job that waits or is due to restart on a worker with room for it.
+fn schedule(state: &mut State) {
+    let now = Instant::now();
+    let due: Vec<u64> = state
+        .jobs
+        .values()
+        .filter(|j| match &j.state {
+            JobState::Waiting(_) => true,
+            JobState::Restarting { at, .. } => *at <= now,
+            _ => false,
+        })
+        .map(|j| j.id)
+        .collect();
+    for id in due {
+        let Some(slots) = state.jobs.get(&id).map(|j| j.slots) else {
+            continue;
+        };
+        let chosen = state
+            .workers
+            .iter()
+            .filter(|(_, w)| w.slots.saturating_sub(w.used) >= slots)
+            .max_by_key(|(_, w)| w.slots.saturating_sub(w.used))
+            .map(|(name, _)| name.clone());
+        let Some(worker) = chosen else {
+            let free: Vec<String> = state
+                .workers
+                .iter()
+                .map(|(n, w)| format!("{n}: {}", w.slots.saturating_sub(w.used)))
+                .collect();
+            let reason = if free.is_empty() {
+                format!("needs {slots} slot(s) on one worker; no worker is registered")
+            } else {
+                format!(
+                    "needs {slots} slot(s) on one worker; free slots: {}",
+                    free.join(", ")
+                )
+            };
+            if let Some(job) = state.jobs.get_mut(&id)
+                && matches!(job.state, JobState::Waiting(_))
+            {
+                job.state = JobState::Waiting(reason);
+            }
+            continue;
+        };
+        let (Some(job), Some(w)) = (state.jobs.get_mut(&id), state.workers.get_mut(&worker)) else {
+            continue;
+        };
+        if matches!(job.state, JobState::Restarting { .. }) {
+            job.attempt += 1;
+        }
+        let deployment = Deployment {
+            job: id,
+            attempt: job.attempt,
+            file: job.file.clone(),
+            yaml: job.yaml.clone(),
+            components: job.components.clone(),
+            // A first attempt starts afresh; any later one resumes.
+            restore_latest: job.attempt > 0 && job.checkpointing,
+        };
+        if w.out
+            .send((Msg::Deploy(Box::new(deployment)), Vec::new()))
+            .is_err()
+        {
+            continue;
+        }
+        w.used += slots;
+        tracing::info!(job = id, %worker, attempt = job.attempt, "job deployed");
+        job.state = JobState::Running { worker };
+    }
+}
+
+/// Fails over silent workers and starts due restarts.
+fn tick(shared: &Shared) {
+    let mut state = shared.lock();
+    let silent: Vec<String> = state
+        .workers
+        .iter()
+        .filter(|(_, w)| w.last_seen.elapsed() > HEARTBEAT_TIMEOUT)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for worker in silent {
+        lose_worker(&mut state, &worker, "it stopped sending heartbeats".into());
+    }
+    schedule(&mut state);
+}
+
+/// A job as clients see it.
+fn view(job: &JobEntry) -> JobView {
+    let (state, reason, worker) = match &job.state {
+        JobState::Waiting(reason) => ("waiting", Some(reason.clone()), None),
+        JobState::Running { worker } => ("running", None, Some(worker.clone())),
+        JobState::Restarting { reason, .. } => ("restarting", Some(reason.clone()), None),
+        JobState::Finished => ("finished", None, None),
+        JobState::Failed(reason) => ("failed", Some(reason.clone()), None),
+    };
+    JobView {
+        id: job.id,
+        name: job.name.clone(),
+        state: state.into(),
+        reason,
+        worker,
+        attempt: job.attempt,
+        restarts: job.restarts,
+        slots: job.slots,
+    }
+}

@@ -1,0 +1,46 @@
+//! Eddy as a session cluster: `eddy coordinator` accepts jobs and the components they
+//! name (kept by SHA-256), schedules each onto a worker's slots and restarts it from
+//! its latest checkpoint when an attempt fails or its worker is lost; `eddy worker`
+//! registers its slots, fetches components once and runs attempts through the
+//! binary's [`worker::Executor`]. The control protocol is in [`wire`].
+
+mod blobs;
+pub mod client;
+pub mod coordinator;
+pub mod wire;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use blobs::{Blobs, sha256};
+pub use coordinator::Coordinator;
+pub use worker::{Executor, WorkerConfig, run_worker};
+
+/// Why a cluster role could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The listening address is taken or invalid.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// A directory or file of the cluster cannot be used.
+    #[error("{}: {error}", path.display())]
+    Dir {
+        /// The directory or file.
+        path: PathBuf,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    /// The coordinator cannot be reached.
+    #[error("cannot reach the coordinator: {0}")]
+    Coordinator(std::io::Error),
+    /// The connection to the coordinator was lost.
+    #[error("lost the coordinator: {0}")]
+    Lost(String),
+    /// The coordinator refused a request.
+    #[error("{0}")]
+    Refused(String),
+}

@@ -1,0 +1,254 @@
+//! The control protocol between clients, the coordinator and workers: frames of a JSON
+//! header (`u32` length, little-endian) followed by a binary payload (`u32` length),
+//! empty but for component uploads and downloads.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use eddy_core::ErrorClass;
+use serde::{Deserialize, Serialize};
+
+/// Headers and payloads larger than this are refused: the peer is broken or hostile.
+const MAX_PART: usize = 1 << 30;
+
+/// One message of the control protocol.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
+pub enum Msg {
+    // Worker → coordinator.
+    /// A worker offers `slots` slots; `incarnation` tells a restarted worker of the
+    /// same identity from the one before it.
+    Register {
+        /// The worker's identity.
+        worker: String,
+        /// Which start of the worker this is.
+        incarnation: u64,
+        /// Subtasks of each stage it can run at once.
+        slots: u32,
+    },
+    /// The worker is alive.
+    Heartbeat,
+    /// The worker wants the component with this SHA-256.
+    Fetch {
+        /// Its hex SHA-256.
+        sha256: String,
+    },
+    /// An attempt of a job ended on the worker.
+    Ended {
+        /// The job.
+        job: u64,
+        /// The attempt.
+        attempt: u32,
+        /// `None` when it finished, else why it failed.
+        failure: Option<Failure>,
+    },
+
+    // Coordinator → worker.
+    /// Run attempt `attempt` of job `job`.
+    Deploy(Box<Deployment>),
+    /// The component with this SHA-256 is the payload.
+    Blob {
+        /// Its hex SHA-256.
+        sha256: String,
+    },
+    /// The component with this SHA-256 cannot be sent.
+    Missing {
+        /// Its hex SHA-256.
+        sha256: String,
+        /// Why.
+        message: String,
+    },
+
+    // Client → coordinator.
+    /// The payload is a component to keep under its SHA-256.
+    Upload,
+    /// Accept a job whose components were uploaded.
+    Submit {
+        /// The job file's name.
+        file: String,
+        /// The job file's text.
+        yaml: String,
+        /// Each component by its path under the plugin directory, as hex SHA-256.
+        components: BTreeMap<String, String>,
+    },
+    /// List the jobs.
+    Jobs,
+
+    // Coordinator → client.
+    /// The upload is stored under this SHA-256.
+    Uploaded {
+        /// Its hex SHA-256.
+        sha256: String,
+    },
+    /// The job was accepted.
+    Submitted {
+        /// Its id.
+        job: u64,
+    },
+    /// Every job the coordinator knows.
+    JobList {
+        /// The jobs, oldest first.
+        jobs: Vec<JobView>,
+    },
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// What a worker needs to run one attempt of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Deployment {
+    /// The job.
+    pub job: u64,
+    /// The attempt (0 for the first).
+    pub attempt: u32,
+    /// The job file's name.
+    pub file: String,
+    /// The job file's text.
+    pub yaml: String,
+    /// Each component by its path under the plugin directory, as hex SHA-256.
+    pub components: BTreeMap<String, String>,
+    /// Whether to resume from the job's latest checkpoint.
+    pub restore_latest: bool,
+}
+
+/// Why an attempt failed, and what a restart can do about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The error, as the worker reports it.
+    pub message: String,
+    /// Its class.
+    pub class: ErrorClass,
+}
+
+/// A job as the coordinator sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct JobView {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// `waiting`, `running`, `restarting`, `finished` or `failed`.
+    pub state: String,
+    /// Why it waits, restarts or failed.
+    pub reason: Option<String>,
+    /// The worker running it.
+    pub worker: Option<String>,
+    /// Its current attempt.
+    pub attempt: u32,
+    /// Restarts made.
+    pub restarts: u32,
+    /// Slots it needs on one worker.
+    pub slots: u32,
+}
+
+/// A frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The connection failed or ended.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent something that is not a frame of this protocol.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+fn read_part(input: &mut impl Read) -> Result<Vec<u8>, WireError> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_PART {
+        return Err(WireError::Malformed(format!("a part of {len} bytes")));
+    }
+    let mut part = vec![0u8; len];
+    input.read_exact(&mut part)?;
+    Ok(part)
+}
+
+/// Reads one message and its payload.
+pub fn read(input: &mut impl Read) -> Result<(Msg, Vec<u8>), WireError> {
+    let header = read_part(input)?;
+    let msg = serde_json::from_slice(&header).map_err(|e| WireError::Malformed(e.to_string()))?;
+    Ok((msg, read_part(input)?))
+}
+
+/// Writes one message and its payload, and flushes.
+pub fn write(output: &mut impl Write, msg: &Msg, payload: &[u8]) -> Result<(), WireError> {
+    let header = serde_json::to_vec(msg).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let mut frame = Vec::with_capacity(8 + header.len() + payload.len());
+    frame.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(payload);
+    output.write_all(&frame)?;
+    output.flush()?;
+    Ok(())
+}
+
+/// Sends `msg` and reads the answer: one request of a client.
+pub fn call(stream: &mut std::net::TcpStream, msg: &Msg, payload: &[u8]) -> Result<Msg, WireError> {
+    write(stream, msg, payload)?;
+    Ok(read(stream)?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_payloads_read_back_as_written() {
+        let msgs = [
+            (Msg::Upload, b"\0asm".to_vec()),
+            (
+                Msg::Ended {
+                    job: 3,
+                    attempt: 1,
+                    failure: Some(Failure {
+                        message: "broker down".into(),
+                        class: ErrorClass::EXTERNAL,
+                    }),
+                },
+                Vec::new(),
+            ),
+            (
+                Msg::Deploy(Box::new(Deployment {
+                    job: 1,
+                    attempt: 2,
+                    file: "job.yaml".into(),
+                    yaml: "name: j".into(),
+                    components: [("a.wasm".to_owned(), "ab".repeat(32))].into(),
+                    restore_latest: true,
+                })),
+                Vec::new(),
+            ),
+        ];
+        let mut bytes = Vec::new();
+        for (m, p) in &msgs {
+            write(&mut bytes, m, p).unwrap();
+        }
+        let mut input = &bytes[..];
+        for (m, p) in &msgs {
+            assert_eq!(&read(&mut input).unwrap(), &(m.clone(), p.clone()));
+        }
+        assert!(matches!(read(&mut input), Err(WireError::Io(_))));
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let mut bytes = 4u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"nope");
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        let e = read(&mut &bytes[..]).unwrap_err();
+        assert!(e.to_string().starts_with("malformed message"), "{e}");
+        let huge = u32::MAX.to_le_bytes();
+        assert!(read(&mut &huge[..]).is_err());
+    }
+}
