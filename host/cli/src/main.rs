@@ -8,6 +8,7 @@ mod bench;
 mod cluster;
 mod control;
 mod endpoint;
+mod failover;
 mod project;
 mod status;
 
@@ -145,6 +146,8 @@ enum Command {
 enum BenchCommand {
     /// A Nexmark query on the built-in generator: throughput, latency, memory, digest.
     Nexmark(bench::NexmarkArgs),
+    /// A cluster job's time without output after `kill -9` of its worker.
+    Failover(failover::FailoverArgs),
 }
 
 /// Set by Ctrl-C: sources stop, what is in flight drains, sinks finish.
@@ -198,6 +201,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Nexmark(args)) => bench::nexmark(&args),
+        Command::Bench(BenchCommand::Failover(args)) => failover::failover(&args),
         Command::New {
             name,
             lang,

@@ -38,6 +38,10 @@ pub fn submit(addr: SocketAddr, file: &Path, plugin_dir: &Path) -> Result<u64, C
         error: e,
     })?;
     for path in paths {
+        let path = std::path::absolute(&path).map_err(|e| ClusterError::Dir {
+            path: path.clone(),
+            error: e,
+        })?;
         let relative = path.strip_prefix(&plugin_dir).map_err(|_| {
             ClusterError::Refused(format!(
                 "component {} is outside the plugin directory {}",
