@@ -16,10 +16,12 @@
 
 mod credit;
 pub mod frame;
+mod placement;
 mod plane;
 
 use std::net::SocketAddr;
 
+pub use placement::Placement;
 pub use plane::{DataPlane, PeerEvent, RemoteOutlet};
 
 /// Why the data plane could not do what was asked.

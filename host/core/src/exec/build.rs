@@ -14,6 +14,7 @@ use crate::connectors::timed::{Alignments, with_event_time};
 use crate::deadletter::DeadLetters;
 use crate::exec::channel::Channel;
 use crate::exec::exchange::{Exchange, Outlet};
+use crate::exec::network::Network;
 use crate::exec::plan::Plan;
 use crate::job::{Job, StepOp};
 use crate::latency::EventClock;
@@ -48,6 +49,10 @@ pub struct BuildOptions<'a> {
     /// Opens the keyed state of every stateful operator (default: in memory, charged
     /// to the pools' managed memory).
     pub state: Option<Arc<dyn BackendFactory>>,
+    /// The job's other processes, when it spans several: only this process's subtasks
+    /// are built, and channels to and from the others go over it (default: every
+    /// subtask runs here).
+    pub network: Option<&'a dyn Network>,
 }
 
 impl Dataflow {
@@ -79,6 +84,7 @@ impl Dataflow {
             restore,
             latency: None,
             state: Some(state),
+            network: None,
         };
         Dataflow::build_with_options(job, registry, pools, options)
     }
@@ -95,7 +101,9 @@ impl Dataflow {
             restore,
             latency,
             state,
+            network,
         } = options;
+        let local = |subtask: u32| network.is_none_or(|n| n.is_local(subtask));
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let state = state.unwrap_or_else(|| Arc::new(HeapFactory::new(Some(pools.clone()))));
         let latency = latency.as_ref();
@@ -156,17 +164,28 @@ impl Dataflow {
         // network pool equally so that their sum never exceeds it.
         let inbound: u32 = plan.stages.iter().skip(1).map(|s| s.parallelism).sum();
         let capacity = pools.network.capacity() / inbound.max(1) as usize;
-        let channels: Vec<Vec<Arc<Channel>>> = plan
+        let channels: Vec<Vec<Option<Arc<Channel>>>> = plan
             .stages
             .iter()
             .enumerate()
             .map(|(s, stage)| {
                 let n = if s == 0 { 0 } else { stage.parallelism };
                 (0..n)
-                    .map(|_| Arc::new(Channel::new(capacity, pools.clone())))
+                    .map(|i| local(i).then(|| Arc::new(Channel::new(capacity, pools.clone()))))
                     .collect()
             })
             .collect();
+        // Remote senders feed local inbound channels through the network.
+        if let Some(network) = network {
+            for (s, inbound) in channels.iter().enumerate().skip(1) {
+                for (to, channel) in inbound.iter().enumerate() {
+                    let Some(channel) = channel else { continue };
+                    for from in (0..plan.stages[s - 1].parallelism).filter(|&f| !local(f)) {
+                        network.inlet(s, from, to as u32, channel.clone(), capacity);
+                    }
+                }
+            }
+        }
 
         let mut grouped: BTreeMap<String, Vec<Box<dyn Sink>>> = BTreeMap::new();
         for (name, spec) in &job.side_sinks {
@@ -191,7 +210,7 @@ impl Dataflow {
         let mut parts = Vec::new();
         let mut plugins = Vec::new();
         for (s, stage) in plan.stages.iter().enumerate() {
-            for i in 0..stage.parallelism {
+            for i in (0..stage.parallelism).filter(|&i| local(i)) {
                 let input = if stage.sources {
                     let mut sources = Vec::new();
                     for (j, (name, spec)) in job.sources.iter().enumerate() {
@@ -217,8 +236,13 @@ impl Dataflow {
                     }
                     Input::Sources(sources)
                 } else {
+                    let Some(channel) = channels[s][i as usize].clone() else {
+                        return Err(RunError::Internal(format!(
+                            "no inbound channel for local subtask {i} of stage {s}"
+                        )));
+                    };
                     Input::Channel {
-                        channel: channels[s][i as usize].clone(),
+                        channel,
                         senders: plan.stages[s - 1].parallelism,
                     }
                 };
@@ -288,8 +312,18 @@ impl Dataflow {
                     let partition = next.input.unwrap_or(crate::job::Partition::Forward);
                     let targets = channels[s + 1]
                         .iter()
-                        .map(|c| c.clone() as Arc<dyn Outlet>)
-                        .collect();
+                        .enumerate()
+                        .map(|(to, c)| match (c, network) {
+                            (Some(c), _) => Ok(c.clone() as Arc<dyn Outlet>),
+                            (None, Some(n)) => n
+                                .outlet(s + 1, i, to as u32, capacity)
+                                .map_err(RunError::Network),
+                            (None, None) => Err(RunError::Internal(format!(
+                                "no channel to subtask {to} of stage {}",
+                                s + 2
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>, RunError>>()?;
                     Output::Exchange(Exchange::new(partition, targets, i, plan.max_parallelism))
                 };
                 parts.push((
@@ -379,9 +413,10 @@ impl Dataflow {
             thread_stack: job.max_stack.0 + (2 << 20),
             tasks,
             dead_letters,
-            channels: channels.into_iter().flatten().collect(),
+            channels: channels.into_iter().flatten().flatten().collect(),
             metrics,
             coordinator,
+            cancel: Arc::default(),
         })
     }
 }

@@ -34,6 +34,9 @@ pub struct RunSummary {
     pub stopped: Option<std::path::PathBuf>,
 }
 
+/// How often a run looks at its cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(10);
+
 /// A job with every task built, ready to run.
 pub struct Dataflow {
     pub(super) side_outputs: Vec<Arc<SideOutput>>,
@@ -44,12 +47,20 @@ pub struct Dataflow {
     pub(super) channels: Vec<Arc<Channel>>,
     pub(super) metrics: Arc<JobMetrics>,
     pub(super) coordinator: Coordinator,
+    /// Set from outside to end the run at once, publishing nothing.
+    pub(super) cancel: Arc<AtomicBool>,
 }
 
 impl Dataflow {
     /// The handle that takes savepoints of the running job.
     pub fn savepoints(&self) -> Savepoints {
         self.coordinator.savepoints()
+    }
+
+    /// Setting it ends the run at once with [`RunError::Cancelled`], publishing nothing
+    /// past the last checkpoint: for an attempt whose job fails over elsewhere.
+    pub fn canceller(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
     }
 
     /// Live metrics, readable while the job runs.
@@ -78,8 +89,25 @@ impl Dataflow {
         };
         let fail = |e: RunError| halt(Some(e));
         let mut coordinator = self.coordinator;
+        let cancel = self.cancel;
+        let ended = AtomicBool::new(false);
         let coordinator = std::thread::scope(|scope| {
             let (abort_ref, halt_ref) = (&abort, &halt);
+            let (cancel, ended) = (&cancel, &ended);
+            let watching = std::thread::Builder::new()
+                .name("cancel".into())
+                .spawn_scoped(scope, move || {
+                    while !ended.load(Ordering::SeqCst) && !abort_ref.load(Ordering::SeqCst) {
+                        if cancel.load(Ordering::SeqCst) {
+                            halt_ref(Some(RunError::Cancelled));
+                            return;
+                        }
+                        std::thread::sleep(CANCEL_POLL);
+                    }
+                });
+            if let Err(e) = watching {
+                fail(RunError::Thread(e));
+            }
             let checkpoints = std::thread::Builder::new()
                 .name("checkpoints".into())
                 .spawn_scoped(scope, move || {
@@ -132,7 +160,9 @@ impl Dataflow {
                     fail(RunError::Thread(e));
                 }
             }
-            checkpoints.and_then(|handle| handle.join().ok())
+            let joined = checkpoints.and_then(|handle| handle.join().ok());
+            ended.store(true, Ordering::SeqCst);
+            joined
         });
         if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);

@@ -6,6 +6,7 @@ mod build;
 pub mod channel;
 mod dataflow;
 pub mod exchange;
+pub mod network;
 pub mod plan;
 mod run_error;
 pub mod supervise;

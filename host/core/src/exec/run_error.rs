@@ -35,6 +35,12 @@ pub enum RunError {
     /// The checkpoint coordinator failed.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
+    /// A channel to a subtask in another process could not be made.
+    #[error("network: {0}")]
+    Network(String),
+    /// The run was cancelled from outside (its job is failing over elsewhere).
+    #[error("cancelled")]
+    Cancelled,
     /// A task thread could not be started.
     #[error("cannot start a task thread: {0}")]
     Thread(std::io::Error),
@@ -54,6 +60,8 @@ impl RunError {
             RunError::Exchange(e) => e.class(),
             RunError::Checkpoint(e) => e.class(),
             RunError::Coordinator(e) => e.class(),
+            RunError::Network(_) => ErrorClass::EXTERNAL,
+            RunError::Cancelled => ErrorClass::EXTERNAL,
             RunError::Thread(_) | RunError::Internal(_) => ErrorClass::INTERNAL,
         }
     }
