@@ -15,6 +15,11 @@ use crate::support::{ChildGuard, Scratch, command, eddy, text};
 /// The orders job at parallelism 2 with every path absolute under `dir`, as workers
 /// that share a volume see it.
 fn job(dir: &Path, rate: Option<u32>, checkpoints: bool) -> String {
+    job_at(dir, 2, rate, checkpoints)
+}
+
+/// The orders job at `parallelism`.
+fn job_at(dir: &Path, parallelism: u32, rate: Option<u32>, checkpoints: bool) -> String {
     let rate = rate.map(|r| format!("rate: {r}")).unwrap_or_default();
     let checkpoints = if checkpoints {
         format!(
@@ -24,10 +29,11 @@ fn job(dir: &Path, rate: Option<u32>, checkpoints: bool) -> String {
     } else {
         String::new()
     };
-    let source = orders_source(40000, 5, &["parallelism: 2", &rate]);
+    let sources = format!("parallelism: {parallelism}");
+    let source = orders_source(40000, 5, &[&sources, &rate]);
     format!(
         "name: cluster
-parallelism: 2
+parallelism: {parallelism}
 {checkpoints}
 sources:
 {source}steps:
@@ -178,8 +184,14 @@ impl Drop for Cluster {
 
 /// The job's output when `eddy run` runs it without checkpoints, sorted.
 fn reference() -> Vec<String> {
-    let scratch = Scratch::new("cluster_reference");
-    std::fs::write(scratch.0.join("job.yaml"), job(&scratch.0, None, false)).expect("job");
+    reference_at(2)
+}
+
+/// The output of the job at `parallelism` when `eddy run` runs it, sorted.
+fn reference_at(parallelism: u32) -> Vec<String> {
+    let scratch = Scratch::new(&format!("cluster_reference_{parallelism}"));
+    let job = job_at(&scratch.0, parallelism, None, false);
+    std::fs::write(scratch.0.join("job.yaml"), job).expect("job");
     let out = eddy(
         &["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"],
         &scratch.0,
@@ -202,7 +214,7 @@ fn a_killed_worker_fails_over_from_the_latest_checkpoint_and_the_output_stays_ex
     let mut delays = Delays(11);
     for kill in 0..10 {
         let running = cluster.wait_for(id, "running", Duration::from_secs(30));
-        let worker = running["worker"].as_str().expect("a worker").to_owned();
+        let worker = running["workers"][0].as_str().expect("a worker").to_owned();
         // Let it complete a checkpoint of its own, then kill it at a random moment.
         let before = completed(dir);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -259,7 +271,7 @@ fn a_job_that_needs_more_slots_than_there_are_waits_with_its_reason_until_a_work
     assert_eq!(waiting["state"], "waiting");
     assert_eq!(
         waiting["reason"],
-        "needs 2 slot(s) on one worker; free slots: small: 1"
+        "needs 2 slot(s) in all; free slots: small: 1"
     );
     cluster.worker("big", 2);
     let done = cluster.wait_for(id, "finished", Duration::from_secs(60));
@@ -292,4 +304,26 @@ fn a_job_file_with_an_error_is_refused_at_submit_with_its_position() {
     assert!(!out.status.success());
     assert!(stderr.contains("nowhere.wasm"), "{stderr}");
     assert!(stderr.contains("bad.yaml:4:"), "{stderr}");
+}
+
+#[test]
+fn a_keyed_job_spanning_two_workers_gives_the_output_of_eddy_run() {
+    let expected = reference_at(4);
+    assert!(expected.len() > 100, "the job must produce enough rows");
+    let scratch = Scratch::new("cluster_spanning");
+    let dir = &scratch.0;
+    let mut cluster = Cluster::start(dir);
+    cluster.worker("w1", 2);
+    cluster.worker("w2", 2);
+    // Parallelism 4 on two workers of two slots: its hash exchanges cross the network.
+    std::fs::write(dir.join("job.yaml"), job_at(dir, 4, Some(20000), false)).expect("job");
+    let id = cluster.submit(&dir.join("job.yaml"));
+    let running = cluster.wait_for(id, "running", Duration::from_secs(30));
+    assert_eq!(
+        running["workers"],
+        serde_json::json!(["w1", "w2"]),
+        "{running}"
+    );
+    cluster.wait_for(id, "finished", Duration::from_secs(60));
+    assert_eq!(sorted_lines(&dir.join("out.jsonl")), expected);
 }

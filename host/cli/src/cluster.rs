@@ -3,16 +3,15 @@
 //! `eddy run` runs a job, once: restarts are the coordinator's.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use eddy_cluster::wire::Failure;
-use eddy_cluster::{Coordinator, Executor, WorkerConfig, client};
+use eddy_cluster::{Attempt, Coordinator, Executor, WorkerConfig, client};
 use eddy_core::checkpoint::{CheckpointError, Storage};
 use eddy_core::memory::Pools;
-use eddy_core::{Dataflow, ErrorClass, Job};
+use eddy_core::{BuildOptions, Dataflow, ErrorClass, Job};
 
 /// The cluster's commands.
 #[derive(clap::Subcommand)]
@@ -41,6 +40,10 @@ pub enum ClusterCommand {
         /// Its working directory: the component cache and the deployed jobs.
         #[arg(long, default_value = "eddy-worker")]
         dir: PathBuf,
+        /// Where its data plane listens for other workers (port 0 picks one); the
+        /// address must be one the other workers reach.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        data: SocketAddr,
     },
     /// Submit a job to a coordinator, uploading the components it names; prints its id.
     Submit {
@@ -82,6 +85,7 @@ impl ClusterCommand {
                 slots,
                 id,
                 dir,
+                data,
             } => {
                 let id = id.unwrap_or_else(|| format!("worker-{}", std::process::id()));
                 let config = WorkerConfig {
@@ -89,6 +93,7 @@ impl ClusterCommand {
                     id,
                     slots,
                     dir,
+                    data,
                 };
                 eddy_cluster::run_worker(&config, Arc::new(LocalExecutor), &crate::STOP)?;
                 Ok(())
@@ -113,7 +118,7 @@ impl ClusterCommand {
                             job.name,
                             job.state,
                             job.attempt,
-                            job.worker.or(job.reason).unwrap_or_default()
+                            job.reason.unwrap_or_else(|| job.workers.join(","))
                         );
                     }
                 }
@@ -127,13 +132,15 @@ impl ClusterCommand {
 struct LocalExecutor;
 
 impl Executor for LocalExecutor {
-    fn run(
-        &self,
-        job: &Path,
-        plugins: &Path,
-        restore_latest: bool,
-        stop: &AtomicBool,
-    ) -> Result<(), Failure> {
+    fn run(&self, attempt: Attempt<'_>) -> Result<(), Failure> {
+        let Attempt {
+            job,
+            plugins,
+            restore_latest,
+            network,
+            stop,
+            cancel,
+        } = attempt;
         let fatal = |message: String| Failure {
             message,
             class: ErrorClass::USER_FATAL,
@@ -166,9 +173,16 @@ impl Executor for LocalExecutor {
             message: e.to_string(),
             class: e.class(),
         };
+        let options = BuildOptions {
+            clock: Some(clock),
+            restore: restored.as_ref(),
+            state: Some(state),
+            network,
+            cancel: Some(cancel),
+            ..BuildOptions::default()
+        };
         let dataflow =
-            Dataflow::build_with(&job, &registry, pools, state, clock, restored.as_ref())
-                .map_err(failed)?;
+            Dataflow::build_with_options(&job, &registry, pools, options).map_err(failed)?;
         let summary = dataflow.run(stop).map_err(failed)?;
         tracing::info!(job = %job.name, "attempt finished in {:?}", summary.elapsed);
         Ok(())

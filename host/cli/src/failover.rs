@@ -194,7 +194,7 @@ fn wait_running(addr: SocketAddr, id: u64) -> Result<String> {
             .iter()
             .find(|j| j.id == id)
             .context("the job is gone")?;
-        match (job.state.as_str(), &job.worker) {
+        match (job.state.as_str(), job.workers.first()) {
             ("running", Some(worker)) => return Ok(worker.clone()),
             ("failed", _) => bail!("the job failed: {}", job.reason.clone().unwrap_or_default()),
             _ if Instant::now() > deadline => bail!("the job does not run: {job:?}"),

@@ -3,10 +3,12 @@
 //! fails or its worker is lost, as the job's restart strategy allows.
 //!
 //! A job needs as many slots as its highest parallelism (a slot holds one subtask of
-//! each stage, as in Flink); until the network data plane is wired into scheduling, a
-//! job's slots are all on one worker. A job that does not fit waits and says why.
+//! each stage, as in Flink). A job goes on one worker when one has the room; a job
+//! without checkpoints may also span several, its subtasks exchanging batches over the
+//! network data plane (checkpoints across processes are still to come). A job that
+//! does not fit waits and says why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufReader;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ use eddy_core::{ErrorClass, Job};
 
 use crate::ClusterError;
 use crate::blobs::Blobs;
-use crate::wire::{self, Deployment, Failure, JobView, Msg};
+use crate::wire::{self, Deployment, Failure, JobView, Msg, Slot};
 
 /// A worker silent for this long is taken for dead (its connection closing is the
 /// faster sign).
@@ -34,8 +36,12 @@ const TICK: Duration = Duration::from_millis(100);
 enum JobState {
     /// No worker has the slots it needs; the reason says what is missing.
     Waiting(String),
-    /// An attempt runs on `worker`.
-    Running { worker: String },
+    /// An attempt runs: its slots per worker, and the workers whose part has not
+    /// ended yet.
+    Running {
+        assigned: BTreeMap<String, u32>,
+        pending: BTreeSet<String>,
+    },
     /// An attempt failed; the next starts at `at`, from the latest checkpoint.
     Restarting { at: Instant, reason: String },
     /// It ran to its end.
@@ -53,6 +59,9 @@ struct JobEntry {
     slots: u32,
     restart: RestartSpec,
     checkpointing: bool,
+    /// Whether it may span workers (no checkpoints, no side or dead-letter sinks,
+    /// which each process would open).
+    spreads: bool,
     state: JobState,
     attempt: u32,
     restarts: u32,
@@ -62,6 +71,7 @@ struct JobEntry {
 
 struct WorkerEntry {
     incarnation: u64,
+    data: SocketAddr,
     slots: u32,
     used: u32,
     out: Sender<(Msg, Vec<u8>)>,
@@ -155,8 +165,18 @@ fn session(shared: &Arc<Shared>, stream: TcpStream) {
                 worker,
                 incarnation,
                 slots,
+                data,
             } => {
-                worker_session(shared, &worker, incarnation, slots, output, input);
+                let entry = WorkerEntry {
+                    incarnation,
+                    data,
+                    slots,
+                    used: 0,
+                    out: channel().0,
+                    stream: output,
+                    last_seen: Instant::now(),
+                };
+                worker_session(shared, &worker, entry, input);
                 return;
             }
             Msg::Upload => match shared.blobs.put(&payload) {
@@ -217,6 +237,9 @@ fn submit(
         slots,
         restart: job.restart.clone(),
         checkpointing: job.checkpoints.is_some(),
+        spreads: job.checkpoints.is_none()
+            && job.side_sinks.is_empty()
+            && job.dead_letter.is_none(),
         state: JobState::Waiting("not scheduled yet".into()),
         attempt: 0,
         restarts: 0,
@@ -271,16 +294,13 @@ pub(crate) fn materialize(
 fn worker_session(
     shared: &Arc<Shared>,
     worker: &str,
-    incarnation: u64,
-    slots: u32,
-    output: TcpStream,
+    mut entry: WorkerEntry,
     mut input: BufReader<TcpStream>,
 ) {
     let (tx, rx) = channel::<(Msg, Vec<u8>)>();
-    let Ok(stream) = output.try_clone() else {
+    let Ok(mut writer) = entry.stream.try_clone() else {
         return;
     };
-    let mut writer = output;
     let _ = std::thread::Builder::new()
         .name("eddy-worker-out".into())
         .spawn(move || {
@@ -290,24 +310,16 @@ fn worker_session(
                 }
             }
         });
+    entry.out = tx.clone();
+    let incarnation = entry.incarnation;
     {
         let mut state = shared.lock();
         if state.workers.contains_key(worker) {
             // The same identity again: a new incarnation replaces the old one.
             lose_worker(&mut state, worker, "it registered again".into());
         }
-        state.workers.insert(
-            worker.to_owned(),
-            WorkerEntry {
-                incarnation,
-                slots,
-                used: 0,
-                out: tx.clone(),
-                stream,
-                last_seen: Instant::now(),
-            },
-        );
-        tracing::info!(%worker, incarnation, slots, "worker registered");
+        tracing::info!(%worker, incarnation, slots = entry.slots, data = %entry.data, "worker registered");
+        state.workers.insert(worker.to_owned(), entry);
         schedule(&mut state);
     }
     let reason = loop {
@@ -374,7 +386,9 @@ fn lose_worker(state: &mut State, worker: &str, reason: String) {
     let running: Vec<(u64, u32)> = state
         .jobs
         .values()
-        .filter(|j| matches!(&j.state, JobState::Running { worker: w } if w == worker))
+        .filter(
+            |j| matches!(&j.state, JobState::Running { pending, .. } if pending.contains(worker)),
+        )
         .map(|j| (j.id, j.attempt))
         .collect();
     for (job, attempt) in running {
@@ -386,17 +400,34 @@ fn lose_worker(state: &mut State, worker: &str, reason: String) {
     }
 }
 
-/// Attempt `attempt` of `job` on `worker` ended; a failure restarts the job or fails it.
+/// Worker `worker`'s part of attempt `attempt` of `job` ended. The attempt ends when
+/// every part has; a failed part cancels the others, then restarts the job or fails it.
 fn ended(state: &mut State, worker: &str, job: u64, attempt: u32, failure: Option<Failure>) {
     let Some(entry) = state.jobs.get_mut(&job) else {
         return;
     };
-    let current = matches!(&entry.state, JobState::Running { worker: w } if w == worker);
-    if !current || entry.attempt != attempt {
+    let JobState::Running { assigned, pending } = &mut entry.state else {
+        return;
+    };
+    if entry.attempt != attempt || !pending.remove(worker) {
         return;
     }
-    let slots = entry.slots;
+    // Slots come back as each part ends; a failure ends the other parts too.
+    let mut freed = vec![(
+        worker.to_owned(),
+        assigned.get(worker).copied().unwrap_or(0),
+    )];
+    if failure.is_some() {
+        for other in std::mem::take(pending) {
+            freed.push((other.clone(), assigned.get(&other).copied().unwrap_or(0)));
+            if let Some(w) = state.workers.get(&other) {
+                let _ = w.out.send((Msg::Cancel { job, attempt }, Vec::new()));
+            }
+        }
+    }
+    let done = pending.is_empty();
     match failure {
+        None if !done => {}
         None => {
             entry.state = JobState::Finished;
             tracing::info!(job, "job finished");
@@ -431,12 +462,55 @@ fn ended(state: &mut State, worker: &str, job: u64, attempt: u32, failure: Optio
             };
         }
     }
-    if let Some(w) = state.workers.get_mut(worker) {
-        w.used = w.used.saturating_sub(slots);
+    for (w, slots) in freed {
+        if let Some(w) = state.workers.get_mut(&w) {
+            w.used = w.used.saturating_sub(slots);
+        }
     }
 }
 
-/// Starts every job that waits or is due to restart on a worker with room for it.
+/// Where a job needing `slots` slots goes: one worker's slots if one has the room,
+/// else (when it `spreads`) the free slots of several, most free first. `None` with
+/// the reason when it does not fit.
+fn place(
+    workers: &BTreeMap<String, WorkerEntry>,
+    slots: u32,
+    spreads: bool,
+) -> Result<Vec<String>, String> {
+    let mut free: Vec<(&String, u32)> = workers
+        .iter()
+        .map(|(name, w)| (name, w.slots.saturating_sub(w.used)))
+        .filter(|(_, f)| *f > 0)
+        .collect();
+    free.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if let Some((name, _)) = free.first().filter(|(_, f)| *f >= slots) {
+        return Ok(vec![(*name).clone(); slots as usize]);
+    }
+    let total: u32 = free.iter().map(|(_, f)| f).sum();
+    if spreads && total >= slots {
+        let mut placed = Vec::new();
+        for (name, f) in free {
+            let take = f.min(slots - placed.len() as u32);
+            placed.extend(std::iter::repeat_n(name.clone(), take as usize));
+        }
+        return Ok(placed);
+    }
+    let listed: Vec<String> = workers
+        .iter()
+        .map(|(n, w)| format!("{n}: {}", w.slots.saturating_sub(w.used)))
+        .collect();
+    let whereto = if spreads { "in all" } else { "on one worker" };
+    Err(if listed.is_empty() {
+        format!("needs {slots} slot(s) {whereto}; no worker is registered")
+    } else {
+        format!(
+            "needs {slots} slot(s) {whereto}; free slots: {}",
+            listed.join(", ")
+        )
+    })
+}
+
+/// Starts every job that waits or is due to restart where there is room for it.
 fn schedule(state: &mut State) {
     let now = Instant::now();
     let due: Vec<u64> = state
@@ -450,37 +524,31 @@ fn schedule(state: &mut State) {
         .map(|j| j.id)
         .collect();
     for id in due {
-        let Some(slots) = state.jobs.get(&id).map(|j| j.slots) else {
+        let Some((slots, spreads)) = state.jobs.get(&id).map(|j| (j.slots, j.spreads)) else {
             continue;
         };
-        let chosen = state
-            .workers
-            .iter()
-            .filter(|(_, w)| w.slots.saturating_sub(w.used) >= slots)
-            .max_by_key(|(_, w)| w.slots.saturating_sub(w.used))
-            .map(|(name, _)| name.clone());
-        let Some(worker) = chosen else {
-            let free: Vec<String> = state
-                .workers
-                .iter()
-                .map(|(n, w)| format!("{n}: {}", w.slots.saturating_sub(w.used)))
-                .collect();
-            let reason = if free.is_empty() {
-                format!("needs {slots} slot(s) on one worker; no worker is registered")
-            } else {
-                format!(
-                    "needs {slots} slot(s) on one worker; free slots: {}",
-                    free.join(", ")
-                )
-            };
-            if let Some(job) = state.jobs.get_mut(&id)
-                && matches!(job.state, JobState::Waiting(_))
-            {
-                job.state = JobState::Waiting(reason);
+        let placed = match place(&state.workers, slots, spreads) {
+            Ok(placed) => placed,
+            Err(reason) => {
+                if let Some(job) = state.jobs.get_mut(&id)
+                    && matches!(job.state, JobState::Waiting(_))
+                {
+                    job.state = JobState::Waiting(reason);
+                }
+                continue;
             }
-            continue;
         };
-        let (Some(job), Some(w)) = (state.jobs.get_mut(&id), state.workers.get_mut(&worker)) else {
+        let slot_list: Vec<Slot> = placed
+            .iter()
+            .filter_map(|w| {
+                let data = state.workers.get(w)?.data;
+                Some(Slot {
+                    worker: w.clone(),
+                    data,
+                })
+            })
+            .collect();
+        let Some(job) = state.jobs.get_mut(&id) else {
             continue;
         };
         if matches!(job.state, JobState::Restarting { .. }) {
@@ -494,16 +562,25 @@ fn schedule(state: &mut State) {
             components: job.components.clone(),
             // A first attempt starts afresh; any later one resumes.
             restore_latest: job.attempt > 0 && job.checkpointing,
+            slots: slot_list,
         };
-        if w.out
-            .send((Msg::Deploy(Box::new(deployment)), Vec::new()))
-            .is_err()
-        {
-            continue;
+        let mut assigned: BTreeMap<String, u32> = BTreeMap::new();
+        for w in &placed {
+            *assigned.entry(w.clone()).or_default() += 1;
         }
-        w.used += slots;
-        tracing::info!(job = id, %worker, attempt = job.attempt, "job deployed");
-        job.state = JobState::Running { worker };
+        for (worker, n) in &assigned {
+            if let Some(w) = state.workers.get_mut(worker) {
+                w.used += n;
+                let _ = w
+                    .out
+                    .send((Msg::Deploy(Box::new(deployment.clone())), Vec::new()));
+            }
+        }
+        tracing::info!(job = id, workers = ?assigned, attempt = job.attempt, "job deployed");
+        job.state = JobState::Running {
+            pending: assigned.keys().cloned().collect(),
+            assigned,
+        };
     }
 }
 
@@ -524,19 +601,19 @@ fn tick(shared: &Shared) {
 
 /// A job as clients see it.
 fn view(job: &JobEntry) -> JobView {
-    let (state, reason, worker) = match &job.state {
-        JobState::Waiting(reason) => ("waiting", Some(reason.clone()), None),
-        JobState::Running { worker } => ("running", None, Some(worker.clone())),
-        JobState::Restarting { reason, .. } => ("restarting", Some(reason.clone()), None),
-        JobState::Finished => ("finished", None, None),
-        JobState::Failed(reason) => ("failed", Some(reason.clone()), None),
+    let (state, reason, workers) = match &job.state {
+        JobState::Waiting(reason) => ("waiting", Some(reason.clone()), Vec::new()),
+        JobState::Running { assigned, .. } => ("running", None, assigned.keys().cloned().collect()),
+        JobState::Restarting { reason, .. } => ("restarting", Some(reason.clone()), Vec::new()),
+        JobState::Finished => ("finished", None, Vec::new()),
+        JobState::Failed(reason) => ("failed", Some(reason.clone()), Vec::new()),
     };
     JobView {
         id: job.id,
         name: job.name.clone(),
         state: state.into(),
         reason,
-        worker,
+        workers,
         attempt: job.attempt,
         restarts: job.restarts,
         slots: job.slots,

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use blobs::{Blobs, sha256};
 pub use coordinator::Coordinator;
-pub use worker::{Executor, WorkerConfig, run_worker};
+pub use worker::{Attempt, Executor, WorkerConfig, run_worker};
 
 /// Why a cluster role could not do what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 
 use eddy_core::ErrorClass;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,8 @@ pub enum Msg {
         incarnation: u64,
         /// Subtasks of each stage it can run at once.
         slots: u32,
+        /// Where its data plane listens.
+        data: SocketAddr,
     },
     /// The worker is alive.
     Heartbeat,
@@ -48,8 +51,15 @@ pub enum Msg {
     },
 
     // Coordinator → worker.
-    /// Run attempt `attempt` of job `job`.
+    /// Run this worker's part of an attempt of a job.
     Deploy(Box<Deployment>),
+    /// End attempt `attempt` of job `job` at once, publishing nothing more.
+    Cancel {
+        /// The job.
+        job: u64,
+        /// The attempt.
+        attempt: u32,
+    },
     /// The component with this SHA-256 is the payload.
     Blob {
         /// Its hex SHA-256.
@@ -117,6 +127,17 @@ pub struct Deployment {
     pub components: BTreeMap<String, String>,
     /// Whether to resume from the job's latest checkpoint.
     pub restore_latest: bool,
+    /// The attempt's slots in order: slot `i` holds subtask `i` of every stage.
+    pub slots: Vec<Slot>,
+}
+
+/// Where one slot of an attempt is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    /// The worker holding it.
+    pub worker: String,
+    /// That worker's data-plane address.
+    pub data: SocketAddr,
 }
 
 /// Why an attempt failed, and what a restart can do about it.
@@ -140,8 +161,8 @@ pub struct JobView {
     pub state: String,
     /// Why it waits, restarts or failed.
     pub reason: Option<String>,
-    /// The worker running it.
-    pub worker: Option<String>,
+    /// The workers running it.
+    pub workers: Vec<String>,
     /// Its current attempt.
     pub attempt: u32,
     /// Restarts made.
@@ -226,6 +247,10 @@ mod tests {
                     yaml: "name: j".into(),
                     components: [("a.wasm".to_owned(), "ab".repeat(32))].into(),
                     restore_latest: true,
+                    slots: vec![Slot {
+                        worker: "w".into(),
+                        data: "127.0.0.1:7000".parse().unwrap(),
+                    }],
                 })),
                 Vec::new(),
             ),

@@ -9,9 +9,12 @@ use std::collections::HashMap;
 use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use eddy_core::exec::network::Network;
+use eddy_net::{DataPlane, Placement};
 
 use crate::ClusterError;
 use crate::blobs::Blobs;
@@ -23,18 +26,27 @@ pub const HEARTBEAT: Duration = Duration::from_millis(300);
 /// How long a starting worker keeps trying to reach its coordinator.
 const CONNECT_FOR: Duration = Duration::from_secs(10);
 
+/// One attempt's part on this worker, as the executor runs it.
+pub struct Attempt<'a> {
+    /// The job file.
+    pub job: &'a Path,
+    /// The directory its components are in.
+    pub plugins: &'a Path,
+    /// Whether to resume from the job's latest checkpoint.
+    pub restore_latest: bool,
+    /// The other workers of the attempt, when it spans several.
+    pub network: Option<&'a dyn Network>,
+    /// Ends the input early and drains (Ctrl-C).
+    pub stop: &'a AtomicBool,
+    /// Set when the coordinator cancels the attempt: it ends at once.
+    pub cancel: Arc<AtomicBool>,
+}
+
 /// Runs one attempt of a job on this worker; the binary provides it, with the WASM
 /// runtime, the state backends and the connectors.
 pub trait Executor: Send + Sync + 'static {
-    /// Runs the job in `job` (its components under `plugins`) to its end, from its
-    /// latest checkpoint if `restore_latest`; `stop` ends its input early.
-    fn run(
-        &self,
-        job: &Path,
-        plugins: &Path,
-        restore_latest: bool,
-        stop: &AtomicBool,
-    ) -> Result<(), Failure>;
+    /// Runs this worker's part of the attempt to its end.
+    fn run(&self, attempt: Attempt<'_>) -> Result<(), Failure>;
 }
 
 /// Who a worker is and where it works.
@@ -46,9 +58,14 @@ pub struct WorkerConfig {
     pub id: String,
     /// Slots it offers.
     pub slots: u32,
+    /// Where its data plane listens (port 0 picks one).
+    pub data: SocketAddr,
     /// Its working directory: the component cache and the deployed jobs.
     pub dir: PathBuf,
 }
+
+/// The cancel flags of the attempts running here, by job and attempt.
+type Running = Arc<Mutex<HashMap<(u64, u32), Arc<AtomicBool>>>>;
 
 /// Components the worker waits for, by SHA-256.
 #[derive(Default)]
@@ -71,6 +88,10 @@ pub fn run_worker(
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    let plane = Arc::new(
+        DataPlane::bind(&config.id, incarnation, config.data)
+            .map_err(|e| ClusterError::Lost(e.to_string()))?,
+    );
     let output = Arc::new(Mutex::new(
         stream.try_clone().map_err(ClusterError::Coordinator)?,
     ));
@@ -85,8 +106,10 @@ pub fn run_worker(
         worker: config.id.clone(),
         incarnation,
         slots: config.slots,
+        data: plane.local_addr(),
     })
     .map_err(|e| ClusterError::Lost(e.to_string()))?;
+    let running: Running = Arc::default();
     tracing::info!(worker = %config.id, slots = config.slots, "registered with {}", config.coordinator);
     let heartbeat = send.clone();
     let _ = std::thread::Builder::new()
@@ -99,7 +122,7 @@ pub fn run_worker(
     let arrivals = Arc::new(Arrivals::default());
     let mut input = BufReader::new(stream);
     loop {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
         let (msg, payload) =
@@ -107,22 +130,49 @@ pub fn run_worker(
         match msg {
             Msg::Deploy(deployment) => {
                 let (send, blobs, arrivals) = (send.clone(), blobs.clone(), arrivals.clone());
-                let executor = executor.clone();
+                let (executor, plane, me) = (executor.clone(), plane.clone(), config.id.clone());
                 let dir = config.dir.clone();
+                let key = (deployment.job, deployment.attempt);
+                let cancel = Arc::new(AtomicBool::new(false));
+                lock(&running).insert(key, cancel.clone());
+                let running = running.clone();
                 let _ = std::thread::Builder::new()
                     .name(format!("eddy-job-{}", deployment.job))
                     .spawn(move || {
                         let failure = deploy(&deployment, &dir, &blobs, &arrivals, &send)
                             .and_then(|(job, plugins)| {
-                                executor.run(&job, &plugins, deployment.restore_latest, stop)
+                                let placement = spans(&deployment, &me).then(|| {
+                                    let slots = deployment
+                                        .slots
+                                        .iter()
+                                        .map(|s| (s.worker.clone(), s.data))
+                                        .collect();
+                                    let attempt =
+                                        deployment.job << 20 | u64::from(deployment.attempt);
+                                    Placement::new(plane, &me, slots, attempt)
+                                });
+                                executor.run(Attempt {
+                                    job: &job,
+                                    plugins: &plugins,
+                                    restore_latest: deployment.restore_latest,
+                                    network: placement.as_ref().map(|p| p as &dyn Network),
+                                    stop,
+                                    cancel,
+                                })
                             })
                             .err();
+                        lock(&running).remove(&key);
                         let _ = send(&Msg::Ended {
                             job: deployment.job,
                             attempt: deployment.attempt,
                             failure,
                         });
                     });
+            }
+            Msg::Cancel { job, attempt } => {
+                if let Some(cancel) = lock(&running).get(&(job, attempt)) {
+                    cancel.store(true, Ordering::SeqCst);
+                }
             }
             Msg::Blob { sha256 } => {
                 let kept = blobs
@@ -139,6 +189,16 @@ pub fn run_worker(
             other => tracing::warn!("unexpected message from the coordinator: {other:?}"),
         }
     }
+}
+
+/// Whether an attempt has slots on workers other than `me`.
+fn spans(d: &Deployment, me: &str) -> bool {
+    d.slots.iter().any(|s| s.worker != me)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Entries are inserted and removed whole; a panic elsewhere leaves the map usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn arrive(arrivals: &Arrivals, sha: String, result: Result<(), String>) {

@@ -53,6 +53,8 @@ pub struct BuildOptions<'a> {
     /// are built, and channels to and from the others go over it (default: every
     /// subtask runs here).
     pub network: Option<&'a dyn Network>,
+    /// Setting it cancels the run (see [`Dataflow::canceller`]); default: a new flag.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Dataflow {
@@ -85,6 +87,7 @@ impl Dataflow {
             latency: None,
             state: Some(state),
             network: None,
+            cancel: None,
         };
         Dataflow::build_with_options(job, registry, pools, options)
     }
@@ -102,6 +105,7 @@ impl Dataflow {
             latency,
             state,
             network,
+            cancel,
         } = options;
         let local = |subtask: u32| network.is_none_or(|n| n.is_local(subtask));
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -416,7 +420,7 @@ impl Dataflow {
             channels: channels.into_iter().flatten().flatten().collect(),
             metrics,
             coordinator,
-            cancel: Arc::default(),
+            cancel: cancel.unwrap_or_default(),
         })
     }
 }
