@@ -327,3 +327,40 @@ fn a_keyed_job_spanning_two_workers_gives_the_output_of_eddy_run() {
     cluster.wait_for(id, "finished", Duration::from_secs(60));
     assert_eq!(sorted_lines(&dir.join("out.jsonl")), expected);
 }
+
+#[test]
+fn a_worker_lost_under_a_spanning_job_cancels_its_other_part_and_frees_the_slots() {
+    let scratch = Scratch::new("cluster_span_lost");
+    let dir = &scratch.0;
+    let mut cluster = Cluster::start(dir);
+    cluster.worker("w1", 2);
+    cluster.worker("w2", 2);
+    // Paced to run for about twenty seconds, far longer than the test waits.
+    std::fs::write(dir.join("job.yaml"), job_at(dir, 4, Some(500), false)).expect("job");
+    let id = cluster.submit(&dir.join("job.yaml"));
+    cluster.wait_for(id, "running", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.kill("w2");
+    // Without checkpoints there is nothing to restart from: the job fails at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let job = cluster.job(id);
+        if job["state"] == "failed" {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "{job}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("worker w2 was lost"), "{reason}");
+    // w1's part was cancelled, so its two slots take the next job.
+    std::fs::write(dir.join("small.yaml"), job(dir, None, false)).expect("job");
+    let next = cluster.submit(&dir.join("small.yaml"));
+    let running = cluster.wait_for(next, "finished", Duration::from_secs(60));
+    assert_eq!(running["restarts"], 0);
+    let log = std::fs::read_to_string(dir.join("w1.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("attempt 0 of job {id} failed here")),
+        "{log}"
+    );
+}

@@ -162,6 +162,13 @@ pub fn run_worker(
                             })
                             .err();
                         lock(&running).remove(&key);
+                        if let Some(f) = &failure {
+                            let (job, attempt) = key;
+                            tracing::warn!(
+                                "attempt {attempt} of job {job} failed here: {}",
+                                f.message
+                            );
+                        }
                         let _ = send(&Msg::Ended {
                             job: deployment.job,
                             attempt: deployment.attempt,
