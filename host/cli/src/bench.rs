@@ -82,6 +82,11 @@ pub struct NexmarkArgs {
     /// Where the components are (default: `plugins/dist`).
     #[arg(long, env = "EDDY_PLUGIN_DIR")]
     plugin_dir: Option<PathBuf>,
+    /// Run the job as two workers' parts in this process (slots alternating between
+    /// them), exchanging batches over the network data plane on localhost: what the
+    /// network costs against the same run in one part.
+    #[arg(long)]
+    over_network: bool,
 }
 
 /// The measurements of one run.
@@ -92,6 +97,7 @@ struct Report {
     parallelism: u32,
     native: bool,
     wasm_source: bool,
+    over_network: bool,
     checkpoint_interval: Option<String>,
     checkpoints: u64,
     seconds: f64,
@@ -209,10 +215,26 @@ fn run(args: &NexmarkArgs, job: &Job, scratch: &Path) -> Result<Report> {
         state: Some(crate::state_backend(job, &pools)),
         ..BuildOptions::default()
     };
-    let dataflow = Dataflow::build_with_options(job, &registry, pools, options)?;
-    let metrics = dataflow.metrics();
     let cpu_before = cpu_time()?;
-    let summary = dataflow.run(&crate::STOP)?;
+    let (summary, checkpoints) = if args.over_network {
+        if args.checkpoint_interval.is_some() {
+            bail!(
+                "--over-network runs without checkpoints (they are not yet coordinated across parts)"
+            );
+        }
+        run_in_two_parts(job, &registry, pools, options)?
+    } else {
+        let dataflow = Dataflow::build_with_options(job, &registry, pools, options)?;
+        let metrics = dataflow.metrics();
+        let summary = dataflow.run(&crate::STOP)?;
+        (
+            summary,
+            metrics
+                .checkpoints
+                .completed
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
     let cpu_seconds = (cpu_time()? - cpu_before).as_secs_f64();
     let text = std::fs::read_to_string(scratch.join("summary.json"))
         .context("the digest sink wrote no summary")?;
@@ -225,11 +247,9 @@ fn run(args: &NexmarkArgs, job: &Job, scratch: &Path) -> Result<Report> {
         parallelism: args.parallelism,
         native: args.native,
         wasm_source: args.wasm_source,
+        over_network: args.over_network,
         checkpoint_interval: args.checkpoint_interval.clone(),
-        checkpoints: metrics
-            .checkpoints
-            .completed
-            .load(std::sync::atomic::Ordering::Relaxed),
+        checkpoints,
         seconds,
         events_per_s: events as f64 / seconds,
         cpu_seconds,
@@ -242,13 +262,57 @@ fn run(args: &NexmarkArgs, job: &Job, scratch: &Path) -> Result<Report> {
     })
 }
 
+/// Runs `job` as two parts, slots alternating between two data planes on localhost;
+/// the summary counts both parts' sources, over the longer part's time.
+fn run_in_two_parts(
+    job: &Job,
+    registry: &eddy_core::Registry<'_>,
+    pools: Arc<Pools>,
+    options: BuildOptions<'_>,
+) -> Result<(eddy_core::RunSummary, u64)> {
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+    let a = Arc::new(eddy_net::DataPlane::bind("a", 1, any)?);
+    let b = Arc::new(eddy_net::DataPlane::bind("b", 1, any)?);
+    let slots = (0..job.parallelism.max(1))
+        .map(|i| match i % 2 {
+            0 => ("a".to_owned(), a.local_addr()),
+            _ => ("b".to_owned(), b.local_addr()),
+        })
+        .collect::<Vec<_>>();
+    let on_a = eddy_net::Placement::new(a, "a", slots.clone(), 1);
+    let on_b = eddy_net::Placement::new(b, "b", slots, 1);
+    let part = |network: &'_ eddy_net::Placement| {
+        let options = BuildOptions {
+            network: Some(network),
+            ..options.clone()
+        };
+        Dataflow::build_with_options(job, registry, pools.clone(), options)
+    };
+    let (part_a, part_b) = (part(&on_a)?, part(&on_b)?);
+    let (a, b) = std::thread::scope(|s| {
+        let b = s.spawn(|| part_b.run(&crate::STOP));
+        let a = part_a.run(&crate::STOP);
+        (a, b.join())
+    });
+    let (a, b) = (a?, b.map_err(|_| anyhow::anyhow!("part b panicked"))??);
+    let mut summary = a.clone();
+    summary.elapsed = a.elapsed.max(b.elapsed);
+    summary.sources.extend(b.sources);
+    Ok((summary, 0))
+}
+
 fn print_report(r: &Report) {
     let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} ms"));
     println!(
-        "nexmark {} ({}{}): {} events at parallelism {}, checkpoints {}",
+        "nexmark {} ({}{}{}): {} events at parallelism {}, checkpoints {}",
         r.query,
         if r.native { "native" } else { "wasm" },
         if r.wasm_source { ", WASM source" } else { "" },
+        if r.over_network {
+            ", two parts over the network"
+        } else {
+            ""
+        },
         r.events,
         r.parallelism,
         r.checkpoint_interval
