@@ -59,6 +59,13 @@ pub enum Frame {
         /// The in-flight messages, oldest first.
         messages: Vec<Message>,
     },
+    /// A message between the checkpoint coordinators of one attempt's parts.
+    Control {
+        /// The attempt.
+        attempt: u64,
+        /// The message, as the core encodes it.
+        body: Vec<u8>,
+    },
 }
 
 /// A frame could not be read.
@@ -111,6 +118,9 @@ impl Frame {
                     m.encode(&mut e);
                 }
             }
+            Frame::Control { attempt, body } => {
+                e.u8(7).u64(*attempt).bytes(body);
+            }
         }
         let body = e.finish();
         let mut out = Vec::with_capacity(4 + body.len());
@@ -151,6 +161,10 @@ impl Frame {
                     .collect::<Result<_, _>>()?;
                 Frame::Overtaken { channel, messages }
             }
+            7 => Frame::Control {
+                attempt: d.u64()?,
+                body: d.bytes()?.to_vec(),
+            },
             kind => return Err(FrameError::Malformed(format!("unknown frame kind {kind}"))),
         };
         d.end()?;
@@ -221,6 +235,10 @@ mod tests {
             Frame::Overtaken {
                 channel: 3,
                 messages: vec![Message::Data(batch(&["x"])), Message::EndOfInput],
+            },
+            Frame::Control {
+                attempt: 12,
+                body: vec![1, 2, 3],
             },
         ];
         for frame in frames {

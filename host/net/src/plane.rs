@@ -46,6 +46,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Connection {
     /// The peer's identity, once its hello arrived.
     peer: Mutex<String>,
+    /// The peer's incarnation, once its hello arrived.
+    incarnation: AtomicU64,
     /// Encoded frames for the writer task.
     out: mpsc::UnboundedSender<Vec<u8>>,
     /// The credit of each channel this side sends on.
@@ -95,6 +97,15 @@ struct Shared {
     routes: Mutex<HashMap<usize, Senders>>,
     peers: Mutex<HashMap<String, Arc<Connection>>>,
     events: Mutex<std_mpsc::Sender<PeerEvent>>,
+    /// Where control messages go, by attempt; those of an attempt not registered
+    /// yet wait for it.
+    control: Mutex<HashMap<u64, ControlRoute>>,
+}
+
+/// The control messages of one attempt: delivered, or kept until it registers.
+enum ControlRoute {
+    Waiting(Vec<Vec<u8>>),
+    Registered(std_mpsc::Sender<Vec<u8>>),
 }
 
 /// A worker's network data plane; dropping it closes every connection.
@@ -127,6 +138,7 @@ impl DataPlane {
             routes: Mutex::default(),
             peers: Mutex::default(),
             events: Mutex::new(tx),
+            control: Mutex::default(),
         });
         let accepting = Arc::downgrade(&shared);
         runtime.spawn(async move {
@@ -190,10 +202,45 @@ impl DataPlane {
             outstanding: 0,
             backlog: Arc::default(),
         };
-        lock(&self.shared.inlets).insert(channel, inlet);
-        if let Some(conn) = lock(&self.shared.pending).remove(&channel) {
+        let opened = {
+            let mut pending = lock(&self.shared.pending);
+            lock(&self.shared.inlets).insert(channel, inlet);
+            pending.remove(&channel)
+        };
+        if let Some(conn) = opened {
             open_inlet(&self.shared, channel, &conn);
         }
+    }
+
+    /// The control messages of `attempt` (those that came before included).
+    pub fn register_control(&self, attempt: u64) -> std_mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = std_mpsc::channel();
+        let mut control = lock(&self.shared.control);
+        if let Some(ControlRoute::Waiting(early)) = control.remove(&attempt) {
+            for body in early {
+                let _ = tx.send(body);
+            }
+        }
+        control.insert(attempt, ControlRoute::Registered(tx));
+        rx
+    }
+
+    /// Forgets `attempt`'s control messages.
+    pub fn unregister_control(&self, attempt: u64) {
+        lock(&self.shared.control).remove(&attempt);
+    }
+
+    /// Sends a control message of `attempt` to worker `peer` at `addr`.
+    pub fn send_control(
+        &self,
+        peer: &str,
+        addr: SocketAddr,
+        attempt: u64,
+        body: Vec<u8>,
+    ) -> Result<(), NetError> {
+        let conn = self.connection(peer, addr)?;
+        conn.send(&Frame::Control { attempt, body })
+            .map_err(|_| NetError::Lost(peer.to_owned()))
     }
 
     /// The last backlog the sender on `channel` announced, in bytes.
@@ -299,6 +346,7 @@ fn connect(shared: &Arc<Shared>, stream: TcpStream, peer: String) -> Arc<Connect
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let conn = Arc::new(Connection {
         peer: Mutex::new(peer),
+        incarnation: AtomicU64::new(0),
         out: tx,
         outlets: Mutex::default(),
         closed: AtomicBool::new(false),
@@ -355,17 +403,32 @@ fn receive(shared: &Arc<Shared>, conn: &Arc<Connection>, frame: Frame) -> Result
         Frame::Hello { peer, incarnation } => {
             tracing::debug!(%peer, incarnation, "data-plane peer connected");
             *lock(&conn.peer) = peer.clone();
-            let replaced = lock(&shared.peers).insert(peer, conn.clone());
-            if let Some(old) = replaced.filter(|old| !Arc::ptr_eq(old, conn)) {
-                // A new incarnation of the peer: its old connection is dead.
-                close_outlets(&old);
+            conn.incarnation.store(incarnation, Ordering::Release);
+            let mut peers = lock(&shared.peers);
+            match peers.get(&peer) {
+                // Both sides connected at once: either connection serves.
+                Some(old) if old.incarnation.load(Ordering::Acquire) == incarnation => {}
+                Some(old) if old.incarnation.load(Ordering::Acquire) == 0 => {
+                    // Our own connection to it, not yet greeted back: keep it.
+                }
+                old => {
+                    // A new incarnation of the peer: its old connection is dead.
+                    if let Some(old) = old.filter(|old| !Arc::ptr_eq(old, conn)) {
+                        close_outlets(old);
+                    }
+                    peers.insert(peer, conn.clone());
+                }
             }
         }
         Frame::Open { channel } => {
+            // Checked and parked under the pending lock, which a registration holds too,
+            // so an open never slips between the two.
+            let mut pending = lock(&shared.pending);
             if lock(&shared.inlets).contains_key(&channel) {
+                drop(pending);
                 open_inlet(shared, channel, conn);
             } else {
-                lock(&shared.pending).insert(channel, conn.clone());
+                pending.insert(channel, conn.clone());
             }
         }
         Frame::Credit { channel, bytes } => {
@@ -410,6 +473,18 @@ fn receive(shared: &Arc<Shared>, conn: &Arc<Connection>, frame: Frame) -> Result
         Frame::Overtaken { channel, messages } => {
             if let Some(credit) = lock(&conn.outlets).get(&channel) {
                 credit.overtaken(messages);
+            }
+        }
+        Frame::Control { attempt, body } => {
+            let mut control = lock(&shared.control);
+            match control
+                .entry(attempt)
+                .or_insert_with(|| ControlRoute::Waiting(Vec::new()))
+            {
+                ControlRoute::Waiting(early) => early.push(body),
+                ControlRoute::Registered(tx) => {
+                    let _ = tx.send(body);
+                }
             }
         }
     }

@@ -10,11 +10,13 @@
 //! Savepoints are checkpoints taken on request, kept until deleted by hand; a request
 //! may also stop the job once its savepoint has completed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use super::link::{CoordinatorLink, PartMessage};
 use super::snapshot::TaskSnapshot;
 use super::storage::{CheckpointError, Storage, TaskFile};
 use crate::error::ErrorClass;
@@ -202,6 +204,11 @@ pub struct Coordinator {
     /// The last checkpoint that completed, for the run summary.
     pub completed: Option<(u64, PathBuf)>,
     counters: Arc<CheckpointCounters>,
+    /// For a job that spans processes: the other parts' coordinators, and which of
+    /// the job's tasks run here.
+    link: Option<(Arc<dyn CoordinatorLink>, Vec<bool>)>,
+    /// A follower's triggered checkpoints: whether each is a savepoint.
+    triggered: HashMap<u64, bool>,
 }
 
 /// How a coordinator's run ended.
@@ -239,7 +246,108 @@ impl Coordinator {
             savepoint_sender,
             completed: None,
             counters,
+            link: None,
+            triggered: HashMap::new(),
         }
+    }
+
+    /// This coordinator as one part's of a job that spans processes: `local` says
+    /// which of the job's tasks run here; `link` reaches the other parts.
+    pub fn spanning(mut self, link: Arc<dyn CoordinatorLink>, local: Vec<bool>) -> Self {
+        self.link = Some((link, local));
+        self
+    }
+
+    /// Whether another part leads this job's checkpoints.
+    fn follows(&self) -> bool {
+        self.link.as_ref().is_some_and(|(l, _)| !l.leads())
+    }
+
+    /// A follower's task snapshotted for checkpoint `id`: it writes the file and tells
+    /// the leader.
+    fn forward_ack(
+        &self,
+        task: TaskId,
+        id: u64,
+        snapshot: &TaskSnapshot,
+    ) -> Result<(), CheckpointError> {
+        let (Some((link, _)), Some(schedule)) = (&self.link, &self.schedule) else {
+            return Ok(());
+        };
+        let savepoint = self.triggered.get(&id).copied().unwrap_or(false);
+        let file = schedule
+            .storage
+            .write_task(id, savepoint, &self.tasks[task], snapshot)?;
+        link.send(&PartMessage::Ack {
+            task: task as u32,
+            id,
+            file,
+            sinks: snapshot.sinks.clone(),
+        });
+        Ok(())
+    }
+
+    /// Takes what the other parts sent: triggers (a follower), acknowledgements and
+    /// finished tasks (the leader).
+    fn receive_remote(
+        &mut self,
+        pending: &mut Option<Pending>,
+        finished: &mut [Option<TaskSnapshot>],
+    ) -> Result<(), CheckpointError> {
+        let Some((link, _)) = self.link.clone() else {
+            return Ok(());
+        };
+        while let Some(message) = link.recv(Duration::ZERO) {
+            match message {
+                PartMessage::Trigger {
+                    id,
+                    savepoint,
+                    unaligned,
+                } => {
+                    self.triggered.insert(id, savepoint);
+                    let dir = match (&self.schedule, savepoint) {
+                        (Some(s), false) => Some(s.storage.checkpoint_dir(id, false)),
+                        _ => None,
+                    };
+                    *self.target.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Target { id, dir, unaligned });
+                    self.requested.store(id, Ordering::Release);
+                }
+                PartMessage::Ack {
+                    task,
+                    id,
+                    file,
+                    sinks,
+                } => {
+                    if let Some(p) = pending.as_mut().filter(|p| p.id == id)
+                        && let Some(slot) = p.files.get_mut(task as usize)
+                        && slot.is_none()
+                    {
+                        *slot = Some(file);
+                        p.sinks.extend(sinks);
+                    }
+                }
+                PartMessage::Finished { task, snapshot } => {
+                    let task = task as usize;
+                    let snapshot =
+                        TaskSnapshot::decode(&snapshot).map_err(|e| CheckpointError::Corrupt {
+                            path: PathBuf::from(format!("task {task} of another part")),
+                            message: format!("its final snapshot: {e}"),
+                        })?;
+                    if task >= finished.len() {
+                        continue;
+                    }
+                    if let Some(mut p) = pending.take() {
+                        if p.files[task].is_none() {
+                            self.record(&mut p, task, &snapshot)?;
+                        }
+                        *pending = Some(p);
+                    }
+                    finished[task] = Some(snapshot);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The handle tasks use.
@@ -299,7 +407,22 @@ impl Coordinator {
             if abort.load(Ordering::Relaxed) {
                 return Ok(Outcome::Ended);
             }
-            if finished.iter().all(Option::is_some) {
+            if self.follows() {
+                // A follower is done when its own tasks are; the leader takes the final
+                // checkpoint.
+                let local = self
+                    .link
+                    .as_ref()
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or_default();
+                if finished
+                    .iter()
+                    .zip(&local)
+                    .all(|(f, here)| f.is_some() || !here)
+                {
+                    return Ok(Outcome::Ended);
+                }
+            } else if finished.iter().all(Option::is_some) {
                 self.finish(next_id, pending.take(), &finished)?;
                 return Ok(Outcome::Ended);
             }
@@ -310,8 +433,29 @@ impl Coordinator {
                 (None, Some(t)) => t.saturating_duration_since(Instant::now()),
                 _ => Duration::from_millis(20),
             }
-            .min(Duration::from_millis(20));
+            .min(Duration::from_millis(if self.link.is_some() {
+                5
+            } else {
+                20
+            }));
             match self.reports.recv_timeout(wait) {
+                Ok(Report::Ack { task, id, snapshot }) if self.follows() => {
+                    self.forward_ack(task, id, &snapshot)?;
+                }
+                Ok(Report::Finished { task, snapshot }) if self.follows() => {
+                    if let Some((link, _)) = &self.link {
+                        // Without checkpoints the leader needs only to know it ended.
+                        let state = match self.schedule {
+                            Some(_) => snapshot.encode(),
+                            None => TaskSnapshot::default().encode(),
+                        };
+                        link.send(&PartMessage::Finished {
+                            task: task as u32,
+                            snapshot: state,
+                        });
+                    }
+                    finished[task] = Some(snapshot);
+                }
                 Ok(Report::Ack { task, id, snapshot }) => {
                     if let Some(mut p) = pending.take() {
                         if p.id == id {
@@ -332,6 +476,10 @@ impl Coordinator {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 // Every task is gone without finishing: the job failed.
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(Outcome::Ended),
+            }
+            self.receive_remote(&mut pending, &mut finished)?;
+            if self.follows() {
+                continue;
             }
             let state = match (&pending, &self.schedule) {
                 (Some(p), Some(_)) if p.files.iter().all(Option::is_some) => Some(true),
@@ -397,6 +545,13 @@ impl Coordinator {
                     unaligned: false,
                 }),
             };
+            if let (Some((link, _)), Some(t)) = (&self.link, &target) {
+                link.send(&PartMessage::Trigger {
+                    id,
+                    savepoint: p.savepoint.is_some(),
+                    unaligned: t.unaligned,
+                });
+            }
             *self.target.lock().unwrap_or_else(|p| p.into_inner()) = target;
             pending = Some(p);
             self.requested.store(id, Ordering::Release);

@@ -7,9 +7,11 @@
 //! - [`snapshot`]: what one task contributes to a checkpoint.
 //! - [`storage`]: the directory layout, atomic completion, retention and restore.
 //! - [`coordinator`]: triggers, acknowledgements and completion while a job runs.
+//! - [`link`]: how the coordinators of a job that spans processes work together.
 
 pub mod align;
 pub mod coordinator;
+pub mod link;
 pub mod snapshot;
 pub mod storage;
 

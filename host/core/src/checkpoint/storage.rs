@@ -84,7 +84,7 @@ struct Metadata {
 }
 
 /// One task's snapshot file, as the metadata records it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TaskFile {
     file: String,

@@ -330,15 +330,16 @@ impl Dataflow {
                         .collect::<Result<Vec<_>, RunError>>()?;
                     Output::Exchange(Exchange::new(partition, targets, i, plan.max_parallelism))
                 };
-                parts.push((
-                    format!("stage{}-{i}", s + 1),
-                    i as usize,
-                    input,
-                    chain,
-                    output,
-                ));
+                parts.push((task_name(s, i), i as usize, input, chain, output));
             }
         }
+        // Every task of the job, in this process or not: checkpoints name them all.
+        let names: Vec<String> = plan
+            .stages
+            .iter()
+            .enumerate()
+            .flat_map(|(s, stage)| (0..stage.parallelism).map(move |i| task_name(s, i)))
+            .collect();
         let metrics = Arc::new(JobMetrics {
             job: job.name.clone(),
             tenant: job.tenant.clone(),
@@ -351,7 +352,7 @@ impl Dataflow {
         if let Some(r) = restore
             && r.has_in_flight()
         {
-            let now: Vec<&String> = parts.iter().map(|p| &p.0).collect();
+            let now: Vec<&String> = names.iter().collect();
             if r.task_names().iter().any(|t| !now.contains(&t)) || r.task_names().len() != now.len()
             {
                 return Err(CheckpointError::Incompatible {
@@ -380,21 +381,30 @@ impl Dataflow {
         };
         let coordinator = Coordinator::new(
             schedule,
-            parts.iter().map(|p| p.0.clone()).collect(),
+            names.clone(),
             plan.max_parallelism,
             committers,
             metrics.checkpoints.clone(),
         );
+        let coordinator = match network {
+            Some(network) => {
+                let here: Vec<bool> = names
+                    .iter()
+                    .map(|n| parts.iter().any(|p| p.0 == *n))
+                    .collect();
+                coordinator.spanning(network.link(), here)
+            }
+            None => coordinator,
+        };
         let unread = Arc::new(AtomicBool::new(false));
         let tasks = parts
             .into_iter()
-            .enumerate()
-            .map(|(id, (name, subtask, input, chain, output))| Task {
+            .map(|(name, subtask, input, chain, output)| Task {
                 restored_flight: restore
                     .map(|r| r.in_flight(&name).to_vec())
                     .unwrap_or_default(),
                 unaligned: None,
-                id,
+                id: names.iter().position(|n| *n == name).unwrap_or_default(),
                 barriers: coordinator.barriers(),
                 checkpointing: job.checkpoints.is_some(),
                 last_barrier: 0,
@@ -423,6 +433,11 @@ impl Dataflow {
             cancel: cancel.unwrap_or_default(),
         })
     }
+}
+
+/// The name of subtask `i` of stage `s` (0-based), as checkpoints record it.
+fn task_name(s: usize, i: u32) -> String {
+    format!("stage{}-{i}", s + 1)
 }
 
 /// Opens sink `name` and its committer; with `restored` (what it prepared for the

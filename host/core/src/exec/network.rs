@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::checkpoint::link::CoordinatorLink;
 use crate::exec::channel::Channel;
 use crate::exec::exchange::Outlet;
 
@@ -26,4 +27,7 @@ pub trait Network: Send + Sync {
     /// Feeds what remote subtask `from` of stage `stage - 1` sends to local subtask
     /// `to` of stage `stage` into `channel`, holding at most `window` bytes of it.
     fn inlet(&self, stage: usize, from: u32, to: u32, channel: Arc<Channel>, window: usize);
+
+    /// How this part's checkpoint coordinator reaches the other parts'.
+    fn link(&self) -> Arc<dyn CoordinatorLink>;
 }
