@@ -158,13 +158,7 @@ impl Cluster {
             if job["state"] == state {
                 return job;
             }
-            let logs: String = self
-                .workers
-                .iter()
-                .map(|(w, _)| {
-                    std::fs::read_to_string(self.dir.join(format!("{w}.log"))).unwrap_or_default()
-                })
-                .collect();
+            let logs = self.logs();
             assert!(job["state"] != "failed", "the job failed: {job}\n{logs}");
             assert!(
                 Instant::now() < deadline,
@@ -172,6 +166,19 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl Cluster {
+    /// What the workers logged, for failure messages.
+    fn logs(&self) -> String {
+        self.workers
+            .iter()
+            .map(|(w, _)| {
+                let log = std::fs::read_to_string(self.dir.join(format!("{w}.log")));
+                format!("--- {w}\n{}", log.unwrap_or_default())
+            })
+            .collect()
     }
 }
 
@@ -221,7 +228,8 @@ fn a_killed_worker_fails_over_from_the_latest_checkpoint_and_the_output_stays_ex
         while completed(dir) <= before {
             assert!(
                 Instant::now() < deadline,
-                "no checkpoint completed (kill {kill})"
+                "no checkpoint completed (kill {kill})\n{}",
+                cluster.logs()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -363,4 +371,59 @@ fn a_worker_lost_under_a_spanning_job_cancels_its_other_part_and_frees_the_slots
         log.contains(&format!("attempt 0 of job {id} failed here")),
         "{log}"
     );
+}
+
+#[test]
+fn a_checkpointed_job_spanning_two_workers_fails_over_exactly_once_when_either_is_killed() {
+    let expected = reference_at(4);
+    assert!(expected.len() > 100, "the job must produce enough rows");
+    let scratch = Scratch::new("cluster_span_failover");
+    let dir = &scratch.0;
+    let mut cluster = Cluster::start(dir);
+    cluster.worker("w1", 2);
+    cluster.worker("w2", 2);
+    // Parallelism 4 on two workers of two slots: it spans both, its checkpoints led
+    // by slot 0's worker.
+    std::fs::write(dir.join("job.yaml"), job_at(dir, 4, Some(2000), true)).expect("job");
+    let id = cluster.submit(&dir.join("job.yaml"));
+    let mut delays = Delays(23);
+    for kill in 0..6 {
+        let running = cluster.wait_for(id, "running", Duration::from_secs(30));
+        assert_eq!(
+            running["workers"],
+            serde_json::json!(["w1", "w2"]),
+            "{running}"
+        );
+        let before = completed(dir);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while completed(dir) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint completed (kill {kill})\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(delays.next_ms(0, 300)));
+        assert_eq!(
+            cluster.job(id)["state"],
+            "running",
+            "the job ended before kill {kill}"
+        );
+        // The leader and the follower in turn.
+        let victim = if kill % 2 == 0 { "w1" } else { "w2" };
+        cluster.kill(victim);
+        cluster.worker(victim, 2);
+        let seen = sorted_lines(&dir.join("out.jsonl"));
+        let mut dedup = seen.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), seen.len(), "duplicates after kill {kill}");
+        assert!(
+            seen.iter().all(|l| expected.binary_search(l).is_ok()),
+            "a committed row that the uninterrupted run does not produce (kill {kill})"
+        );
+    }
+    let done = cluster.wait_for(id, "finished", Duration::from_secs(120));
+    assert!(done["restarts"].as_u64() >= Some(6), "{done}");
+    assert_eq!(sorted_lines(&dir.join("out.jsonl")), expected);
 }

@@ -3,10 +3,10 @@
 //! fails or its worker is lost, as the job's restart strategy allows.
 //!
 //! A job needs as many slots as its highest parallelism (a slot holds one subtask of
-//! each stage, as in Flink). A job goes on one worker when one has the room; a job
-//! without checkpoints may also span several, its subtasks exchanging batches over the
-//! network data plane (checkpoints across processes are still to come). A job that
-//! does not fit waits and says why.
+//! each stage, as in Flink). A job goes on one worker when one has the room, else it
+//! may span several, its subtasks exchanging batches over the network data plane and
+//! its checkpoints led by the part in slot 0. A job that does not fit waits and says
+//! why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufReader;
@@ -59,8 +59,8 @@ struct JobEntry {
     slots: u32,
     restart: RestartSpec,
     checkpointing: bool,
-    /// Whether it may span workers (no checkpoints, no side or dead-letter sinks,
-    /// which each process would open).
+    /// Whether it may span workers (no side or dead-letter sinks, which each process
+    /// would open).
     spreads: bool,
     state: JobState,
     attempt: u32,
@@ -237,9 +237,7 @@ fn submit(
         slots,
         restart: job.restart.clone(),
         checkpointing: job.checkpoints.is_some(),
-        spreads: job.checkpoints.is_none()
-            && job.side_sinks.is_empty()
-            && job.dead_letter.is_none(),
+        spreads: job.side_sinks.is_empty() && job.dead_letter.is_none(),
         state: JobState::Waiting("not scheduled yet".into()),
         attempt: 0,
         restarts: 0,

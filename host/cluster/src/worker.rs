@@ -139,6 +139,15 @@ pub fn run_worker(
                 let _ = std::thread::Builder::new()
                     .name(format!("eddy-job-{}", deployment.job))
                     .spawn(move || {
+                        // A cancelled earlier attempt of the job ends before this one
+                        // starts, so that it cannot commit behind the new one's back.
+                        let earlier = |r: &HashMap<(u64, u32), Arc<AtomicBool>>| {
+                            r.keys().any(|(j, a)| *j == key.0 && *a < key.1)
+                        };
+                        let deadline = Instant::now() + Duration::from_secs(30);
+                        while earlier(&lock(&running)) && Instant::now() < deadline {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
                         let failure = deploy(&deployment, &dir, &blobs, &arrivals, &send)
                             .and_then(|(job, plugins)| {
                                 let placement = spans(&deployment, &me).then(|| {

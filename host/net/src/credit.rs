@@ -9,6 +9,9 @@ use eddy_core::exec::channel::{Closed, Message};
 #[derive(Default)]
 struct State {
     available: usize,
+    /// Whether the receiver granted the channel's window yet: until then it has no
+    /// inlet for it, and nothing may be sent, not even a control message.
+    opened: bool,
     closed: bool,
     /// The reply to an overtake request, once it came.
     overtaken: Option<Vec<Message>>,
@@ -28,13 +31,14 @@ impl Credit {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes `bytes` of credit, waiting while there is not enough; `backlog` is called
-    /// once, before the first wait, to announce what waits. Returns the time waited.
+    /// Takes `bytes` of credit, waiting while there is not enough or the channel is not
+    /// open yet; `backlog` is called once, before the first wait, to announce what
+    /// waits. Returns the time waited.
     pub(crate) fn take(&self, bytes: usize, backlog: impl FnOnce()) -> Result<Duration, Closed> {
         let mut state = self.lock();
         let mut waited = Duration::ZERO;
         let mut backlog = Some(backlog);
-        while !state.closed && state.available < bytes {
+        while !state.closed && (!state.opened || state.available < bytes) {
             if let Some(announce) = backlog.take() {
                 announce();
             }
@@ -51,7 +55,10 @@ impl Credit {
 
     /// The receiver granted `bytes` more.
     pub(crate) fn grant(&self, bytes: usize) {
-        self.lock().available += bytes;
+        let mut state = self.lock();
+        state.available += bytes;
+        state.opened = true;
+        drop(state);
         self.changed.notify_all();
     }
 

@@ -334,6 +334,8 @@ impl Outlet for RemoteOutlet {
 
     fn overtake(&self, _from: u32, id: u64) -> Result<Vec<Message>, Closed> {
         let channel = self.channel;
+        // Only on an open channel, like everything sent.
+        self.credit.take(0, || {})?;
         self.conn.send(&Frame::Overtake { channel, id })?;
         self.credit.wait_overtaken()
     }

@@ -198,3 +198,23 @@ fn a_lost_peer_fails_its_waiting_senders_and_is_reported() {
     }
     assert!(dropped.elapsed() < Duration::from_secs(1));
 }
+
+#[test]
+fn nothing_crosses_before_the_receiver_opened_the_channel_not_even_a_watermark() {
+    let (a, b) = (plane("a"), plane("b"));
+    let events = b.take_events().expect("events");
+    let out = a.outlet("b", b.local_addr(), 4, 1024).expect("outlet");
+    // A control message costs no credit, but must still wait for the inlet.
+    let sender = std::thread::spawn(move || {
+        out.send(0, Message::Watermark(5))?;
+        out.send(0, Message::EndOfInput)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!sender.is_finished(), "it sent before the channel was open");
+    let inbound = Arc::new(Channel::new(1 << 20, pools()));
+    b.register_inlet(4, inbound.clone(), 2, 1024);
+    assert_eq!(next(&inbound), (2, Message::Watermark(5)));
+    assert_eq!(next(&inbound), (2, Message::EndOfInput));
+    sender.join().expect("sender").expect("sent");
+    assert!(events.try_recv().is_err(), "the connection broke");
+}
