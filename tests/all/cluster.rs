@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use eddy_testkit::jobs::{ORDER_STEPS, PER_MINUTE, orders_source};
 use eddy_testkit::plugins::PLUGIN_DIR;
+use eddy_testkit::s3::S3Server;
 
 use crate::recovery::{Delays, completed, sorted_lines};
 use crate::support::{ChildGuard, Scratch, command, eddy, text};
@@ -51,37 +52,90 @@ struct Cluster {
     dir: std::path::PathBuf,
     coordinator: ChildGuard,
     workers: Vec<(String, ChildGuard)>,
+    /// The workers' environment.
+    env: Vec<(&'static str, String)>,
+    /// More arguments of every worker.
+    worker_args: Vec<&'static str>,
 }
 
-impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        let mut coordinator = ChildGuard(
-            command(
-                &[
-                    "coordinator",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--dir",
-                    "coordinator",
-                ],
-                dir,
-            )
+/// Starts a coordinator listening on `listen`; returns it and its address.
+fn coordinator(dir: &Path, listen: &str, extra: &[&str]) -> (ChildGuard, String) {
+    let args: Vec<&str> = ["coordinator", "--listen", listen, "--dir", "coordinator"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let mut coordinator = ChildGuard(
+        command(&args, dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start the coordinator"),
-        );
-        let stdout = coordinator.0.stdout.take().expect("stdout");
-        let mut addr = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut addr)
-            .expect("the coordinator's address");
+    );
+    let stdout = coordinator.0.stdout.take().expect("stdout");
+    let mut addr = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut addr)
+        .expect("the coordinator's address");
+    (coordinator, addr.trim().to_owned())
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        Cluster::start_with(dir, &[])
+    }
+
+    /// Starts the coordinator with `extra` arguments.
+    fn start_with(dir: &Path, extra: &[&str]) -> Cluster {
+        let (coordinator, addr) = coordinator(dir, "127.0.0.1:0", extra);
         Cluster {
-            addr: addr.trim().to_owned(),
+            addr,
             dir: dir.to_owned(),
             coordinator,
             workers: Vec::new(),
+            env: Vec::new(),
+            worker_args: Vec::new(),
         }
+    }
+
+    /// A cluster of two workers, `w1` and `w2`, of two slots each.
+    fn of_two(dir: &Path) -> Cluster {
+        let mut cluster = Cluster::start(dir);
+        cluster.worker("w1", 2);
+        cluster.worker("w2", 2);
+        cluster
+    }
+
+    /// Writes `text` as job file `name.yaml` and submits it.
+    fn submit_text(&self, name: &str, text: &str) -> u64 {
+        let file = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, text).expect("job");
+        self.submit(&file)
+    }
+
+    /// Runs the job at `parallelism` to its end, into `quick.jsonl`, and checks its
+    /// output: the cluster has room for it.
+    fn run_quick(&self, parallelism: u32) -> u64 {
+        let text = job_at(&self.dir, parallelism, None, false).replace("out.jsonl", "quick.jsonl");
+        let id = self.submit_text("quick", &text);
+        self.wait_for(id, "finished", Duration::from_secs(60));
+        assert_eq!(
+            sorted_lines(&self.dir.join("quick.jsonl")),
+            reference_at(parallelism)
+        );
+        id
+    }
+
+    /// Kills the coordinator with SIGKILL and starts a new one on the same address.
+    fn restart_coordinator(&mut self) {
+        self.kill_coordinator();
+        let (coordinator, _) = coordinator(&self.dir, &self.addr, &[]);
+        self.coordinator = coordinator;
+    }
+
+    /// Kills the coordinator with SIGKILL.
+    fn kill_coordinator(&mut self) {
+        let _ = self.coordinator.0.kill();
+        let _ = self.coordinator.0.wait();
     }
 
     /// Starts worker `id` with `slots` slots (a new incarnation if it ran before).
@@ -99,10 +153,14 @@ impl Cluster {
                 id,
                 "--dir",
                 id,
-            ],
+            ]
+            .into_iter()
+            .chain(self.worker_args.iter().copied())
+            .collect::<Vec<_>>(),
             &self.dir,
         )
         .env("EDDY_LOG", "info")
+        .envs(self.env.clone())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -120,22 +178,26 @@ impl Cluster {
     }
 
     fn submit(&self, job: &Path) -> u64 {
-        let out = eddy(
-            &[
-                "submit",
-                "--coordinator",
-                &self.addr,
-                "--plugin-dir",
-                PLUGIN_DIR,
-            ]
-            .into_iter()
-            .chain([job.to_str().expect("path")])
-            .collect::<Vec<_>>(),
-            &self.dir,
-        );
+        let out = self.try_submit(job);
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "submit failed: {stderr}");
         stdout.trim().parse().expect("a job id")
+    }
+
+    /// What `eddy submit` answers for `job`.
+    fn try_submit(&self, job: &Path) -> std::process::Output {
+        let args = [
+            "submit",
+            "--coordinator",
+            &self.addr,
+            "--plugin-dir",
+            PLUGIN_DIR,
+        ];
+        let job = job.to_str().expect("path");
+        eddy(
+            &args.into_iter().chain([job]).collect::<Vec<_>>(),
+            &self.dir,
+        )
     }
 
     /// Job `id` as `eddy jobs --json` shows it.
@@ -213,9 +275,7 @@ fn a_killed_worker_fails_over_from_the_latest_checkpoint_and_the_output_stays_ex
     assert!(expected.len() > 100, "the job must produce enough rows");
     let scratch = Scratch::new("cluster_failover");
     let dir = &scratch.0;
-    let mut cluster = Cluster::start(dir);
-    cluster.worker("w1", 2);
-    cluster.worker("w2", 2);
+    let mut cluster = Cluster::of_two(dir);
     std::fs::write(dir.join("job.yaml"), job(dir, Some(4000), true)).expect("job");
     let id = cluster.submit(&dir.join("job.yaml"));
     let mut delays = Delays(11);
@@ -297,17 +357,7 @@ fn a_job_file_with_an_error_is_refused_at_submit_with_its_position() {
         "name: bad\nsources: [{type: generator, count: 1}]\nsteps:\n  - map: nowhere.wasm\nsinks: [{type: stdout}]\n",
     )
     .expect("job");
-    let out = eddy(
-        &[
-            "submit",
-            "--coordinator",
-            &cluster.addr,
-            "--plugin-dir",
-            PLUGIN_DIR,
-            "bad.yaml",
-        ],
-        dir,
-    );
+    let out = cluster.try_submit(&dir.join("bad.yaml"));
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("nowhere.wasm"), "{stderr}");
@@ -320,9 +370,7 @@ fn a_keyed_job_spanning_two_workers_gives_the_output_of_eddy_run() {
     assert!(expected.len() > 100, "the job must produce enough rows");
     let scratch = Scratch::new("cluster_spanning");
     let dir = &scratch.0;
-    let mut cluster = Cluster::start(dir);
-    cluster.worker("w1", 2);
-    cluster.worker("w2", 2);
+    let cluster = Cluster::of_two(dir);
     // Parallelism 4 on two workers of two slots: its hash exchanges cross the network.
     std::fs::write(dir.join("job.yaml"), job_at(dir, 4, Some(20000), false)).expect("job");
     let id = cluster.submit(&dir.join("job.yaml"));
@@ -340,9 +388,7 @@ fn a_keyed_job_spanning_two_workers_gives_the_output_of_eddy_run() {
 fn a_worker_lost_under_a_spanning_job_cancels_its_other_part_and_frees_the_slots() {
     let scratch = Scratch::new("cluster_span_lost");
     let dir = &scratch.0;
-    let mut cluster = Cluster::start(dir);
-    cluster.worker("w1", 2);
-    cluster.worker("w2", 2);
+    let mut cluster = Cluster::of_two(dir);
     // Paced to run for about twenty seconds, far longer than the test waits.
     std::fs::write(dir.join("job.yaml"), job_at(dir, 4, Some(500), false)).expect("job");
     let id = cluster.submit(&dir.join("job.yaml"));
@@ -375,19 +421,50 @@ fn a_worker_lost_under_a_spanning_job_cancels_its_other_part_and_frees_the_slots
 
 #[test]
 fn a_checkpointed_job_spanning_two_workers_fails_over_exactly_once_when_either_is_killed() {
+    span_failover("cluster_span_failover", None, 6);
+}
+
+#[test]
+fn a_spanning_job_with_checkpoints_in_s3_fails_over_exactly_once() {
+    span_failover("cluster_span_s3", Some(S3Server::start("eddy")), 4);
+}
+
+/// Kills either worker of a job that spans two, `kills` times: checkpoints in a shared
+/// directory, or in `s3`.
+fn span_failover(test: &str, s3: Option<S3Server>, kills: u32) {
     let expected = reference_at(4);
     assert!(expected.len() > 100, "the job must produce enough rows");
-    let scratch = Scratch::new("cluster_span_failover");
+    let scratch = Scratch::new(test);
     let dir = &scratch.0;
     let mut cluster = Cluster::start(dir);
+    cluster.env = s3.as_ref().map(S3Server::env).unwrap_or_default();
     cluster.worker("w1", 2);
     cluster.worker("w2", 2);
     // Parallelism 4 on two workers of two slots: it spans both, its checkpoints led
     // by slot 0's worker.
-    std::fs::write(dir.join("job.yaml"), job_at(dir, 4, Some(2000), true)).expect("job");
+    let mut text = job_at(dir, 4, Some(2000), true);
+    if s3.is_some() {
+        let local = dir.join("checkpoints").display().to_string();
+        text = text.replace(&local, "s3://eddy/cluster");
+    }
+    std::fs::write(dir.join("job.yaml"), text).expect("job");
     let id = cluster.submit(&dir.join("job.yaml"));
+    let completed = |dir: &Path| match &s3 {
+        Some(s3) => s3
+            .keys("cluster/")
+            .iter()
+            .filter_map(|k| {
+                k.strip_suffix("/_metadata")?
+                    .strip_prefix("cluster/chk-")?
+                    .parse()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0),
+        None => completed(dir),
+    };
     let mut delays = Delays(23);
-    for kill in 0..6 {
+    for kill in 0..kills {
         let running = cluster.wait_for(id, "running", Duration::from_secs(30));
         assert_eq!(
             running["workers"],
@@ -424,6 +501,121 @@ fn a_checkpointed_job_spanning_two_workers_fails_over_exactly_once_when_either_i
         );
     }
     let done = cluster.wait_for(id, "finished", Duration::from_secs(120));
-    assert!(done["restarts"].as_u64() >= Some(6), "{done}");
+    assert!(
+        done["restarts"].as_u64() >= Some(u64::from(kills)),
+        "{done}"
+    );
     assert_eq!(sorted_lines(&dir.join("out.jsonl")), expected);
+}
+
+#[test]
+fn a_tenants_slot_quota_holds_across_the_cluster() {
+    let scratch = Scratch::new("cluster_tenant_slots");
+    let dir = &scratch.0;
+    std::fs::write(
+        dir.join("tenants.yaml"),
+        "tenants:\n  acme: { max-slots: 2 }\n",
+    )
+    .expect("tenants");
+    let mut cluster = Cluster::start_with(dir, &["--tenants", "tenants.yaml"]);
+    cluster.worker("w1", 4);
+    // Two jobs of two slots each: the worker has room for both, the tenant for one.
+    let tenant_job = |name: &str, rate: u32| {
+        let text = job(dir, Some(rate), false)
+            .replace("name: cluster", &format!("name: {name}\ntenant: acme"))
+            .replace("out.jsonl", &format!("{name}.jsonl"));
+        std::fs::write(dir.join(format!("{name}.yaml")), text).expect("job");
+        cluster.submit(&dir.join(format!("{name}.yaml")))
+    };
+    let first = tenant_job("first", 10000);
+    cluster.wait_for(first, "running", Duration::from_secs(30));
+    let second = tenant_job("second", 1_000_000);
+    let waiting = cluster.job(second);
+    assert_eq!(waiting["state"], "waiting", "{waiting}");
+    assert_eq!(
+        waiting["reason"],
+        "needs 2 slot(s); tenant \"acme\" holds 2 of its 2 (max-slots)"
+    );
+    cluster.wait_for(first, "finished", Duration::from_secs(60));
+    cluster.wait_for(second, "finished", Duration::from_secs(60));
+    // A tenant the file does not list is refused at submit.
+    let stranger = job(dir, None, false).replace("name: cluster", "name: stranger\ntenant: nobody");
+    std::fs::write(dir.join("stranger.yaml"), stranger).expect("job");
+    let out = cluster.try_submit(&dir.join("stranger.yaml"));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("unknown tenant \"nobody\""),
+        "{}",
+        text(&out).1
+    );
+}
+
+#[test]
+fn a_worker_that_loses_its_coordinator_cancels_its_attempts_and_joins_the_next_one() {
+    let scratch = Scratch::new("cluster_coordinator_lost");
+    let dir = &scratch.0;
+    let mut cluster = Cluster::start(dir);
+    cluster.worker_args = vec!["--coordinator-timeout", "1s"];
+    cluster.worker("w1", 2);
+    // A job that would run for minutes.
+    let slow = cluster.submit_text("slow", &job(dir, Some(200), false));
+    cluster.wait_for(slow, "running", Duration::from_secs(30));
+    cluster.kill_coordinator();
+    let log = dir.join("w1.log");
+    let logged = |what: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches(what)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while logged("cancelling the attempts here") == 0 || logged("failed here") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the attempt was not cancelled\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A new coordinator on the same address: the worker registers with it.
+    cluster.restart_coordinator();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while logged("registered with") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not register again\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.run_quick(2);
+}
+
+#[test]
+fn a_cancelled_job_ends_on_every_worker_and_frees_its_slots() {
+    let scratch = Scratch::new("cluster_cancel");
+    let dir = &scratch.0;
+    let cluster = Cluster::of_two(dir);
+    // Spanning both workers, for minutes.
+    let slow = cluster.submit_text("slow", &job_at(dir, 4, Some(200), true));
+    cluster.wait_for(slow, "running", Duration::from_secs(30));
+    let cancel = |id: u64| {
+        eddy(
+            &["cancel", "--coordinator", &cluster.addr, &id.to_string()],
+            dir,
+        )
+    };
+    let out = cancel(slow);
+    assert!(out.status.success(), "{}", text(&out).1);
+    cluster.wait_for(slow, "cancelled", Duration::from_secs(30));
+    // Its slots are free again: a job needing all four runs.
+    let quick = cluster.run_quick(4);
+    // An ended job cannot be cancelled.
+    let out = cancel(quick);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("has ended: finished"),
+        "{}",
+        text(&out).1
+    );
 }

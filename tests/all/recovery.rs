@@ -2,13 +2,15 @@
 //! operators and a two-phase-commit file sink is killed with SIGKILL at random moments
 //! and resumed with `--restore`; its committed output must equal an uninterrupted
 //! run's, with nothing lost and nothing twice. Also: rescaling 2 → 1 → 3 across
-//! restores, and a corrupt checkpoint that recovery steps over.
+//! restores, a corrupt checkpoint that recovery steps over, and checkpoints in an
+//! S3-compatible store.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use eddy_testkit::jobs::{ORDER_STEPS, PER_MINUTE, orders_source};
 use eddy_testkit::plugins::PLUGIN_DIR;
+use eddy_testkit::s3::S3Server;
 
 use crate::support::{ChildGuard, Scratch, command, eddy, text};
 
@@ -24,9 +26,10 @@ fn job(parallelism: u32, rate: Option<u32>, checkpoints: bool, backend: &str) ->
         (true, "unaligned") => {
             "checkpoints: { interval: 100ms, dir: checkpoints, unaligned: true }"
         }
+        (true, "s3") => "checkpoints: { interval: 100ms, dir: s3://eddy/recovery, retain: 2 }",
         (true, _) => "checkpoints: { interval: 100ms, dir: checkpoints }",
     };
-    let backend = if backend == "rocksdb" {
+    let backend = if matches!(backend, "rocksdb" | "s3") {
         "rocksdb"
     } else {
         "memory"
@@ -80,18 +83,30 @@ impl Delays {
 
 /// Starts `eddy run` in `dir`, resuming from the latest checkpoint if there is one.
 pub(crate) fn start(dir: &Path) -> ChildGuard {
-    let resume = std::fs::read_dir(dir.join("checkpoints"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.path().join("_metadata").exists())
-        })
-        .unwrap_or(false);
+    start_in(dir, None)
+}
+
+/// [`start`] with checkpoints in `s3` when given.
+fn start_in(dir: &Path, s3: Option<&S3Server>) -> ChildGuard {
+    let resume = match s3 {
+        Some(s3) => s3
+            .keys("recovery/")
+            .iter()
+            .any(|k| k.ends_with("/_metadata")),
+        None => std::fs::read_dir(dir.join("checkpoints"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.path().join("_metadata").exists())
+            })
+            .unwrap_or(false),
+    };
     let mut args = vec!["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"];
     if resume {
         args.push("--restore");
     }
     let child = command(&args, dir)
+        .envs(s3.map(S3Server::env).unwrap_or_default())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -101,7 +116,12 @@ pub(crate) fn start(dir: &Path) -> ChildGuard {
 
 /// Runs the job in `dir` to completion (resuming), within a bound.
 pub(crate) fn finish(dir: &Path) {
-    let mut child = start(dir);
+    finish_in(dir, None);
+}
+
+/// [`finish`] with checkpoints in `s3` when given.
+fn finish_in(dir: &Path, s3: Option<&S3Server>) {
+    let mut child = start_in(dir, s3);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(status) = child.0.try_wait().expect("wait") {
@@ -142,6 +162,11 @@ fn killed_at_random_moments_with_rocksdb_state_at_changing_parallelism_the_outpu
     kill_repeatedly("rocksdb");
 }
 
+#[test]
+fn killed_at_random_moments_with_rocksdb_checkpoints_in_s3_the_output_is_exactly_once() {
+    kill_repeatedly("s3");
+}
+
 fn kill_repeatedly(backend: &str) {
     let expected = reference(&format!("recovery_reference_{backend}"));
     assert!(expected.len() > 100, "the job must produce enough rows");
@@ -150,6 +175,7 @@ fn kill_repeatedly(backend: &str) {
         .and_then(|k| k.parse().ok())
         .unwrap_or(DEFAULT_KILLS);
     let scratch = Scratch::new(&format!("recovery_kill_{backend}"));
+    let s3 = (backend == "s3").then(|| S3Server::start("eddy"));
     std::fs::write(
         scratch.0.join("job.yaml"),
         job(2, Some(4000), true, backend),
@@ -158,14 +184,15 @@ fn kill_repeatedly(backend: &str) {
     let mut delays = Delays(42);
     let mut killed = 0;
     let mut finished_early = false;
+    let mut uploaded_sst = false;
     while killed < kills {
-        if backend == "rocksdb" {
+        if matches!(backend, "rocksdb" | "s3") {
             // Restores alternate between 2 and 3 subtasks: key groups move between
             // databases restored from checkpoints.
             let job = job(2 + (killed % 2) as u32, Some(4000), true, backend);
             std::fs::write(scratch.0.join("job.yaml"), job).expect("job");
         }
-        let mut child = start(&scratch.0);
+        let mut child = start_in(&scratch.0, s3.as_ref());
         std::thread::sleep(Duration::from_millis(delays.next_ms(150, 700)));
         if child.0.try_wait().expect("wait").is_some() {
             finished_early = true;
@@ -174,6 +201,11 @@ fn kill_repeatedly(backend: &str) {
         child.0.kill().expect("SIGKILL");
         let _ = child.0.wait();
         killed += 1;
+        // RocksDB's files go to the store with the checkpoints that hold them (the
+        // final checkpoint of a finished job holds its state as pairs instead).
+        if let Some(s3) = &s3 {
+            uploaded_sst |= s3.keys("recovery/").iter().any(|k| k.ends_with(".sst"));
+        }
         // What a reader sees is always a prefix-free subset of the expected rows.
         let seen = sorted_lines(&scratch.0.join("out.jsonl"));
         let mut dedup = seen.clone();
@@ -188,8 +220,23 @@ fn kill_repeatedly(backend: &str) {
         !finished_early,
         "the job finished after {killed} kills; it must run long enough for {kills}"
     );
-    finish(&scratch.0);
+    finish_in(&scratch.0, s3.as_ref());
     assert_eq!(sorted_lines(&scratch.0.join("out.jsonl")), expected);
+    if let Some(s3) = &s3 {
+        // The retained checkpoints are in the store, RocksDB's files with them, and
+        // nothing of them is left staged on local disk.
+        let keys = s3.keys("recovery/");
+        let completed = keys.iter().filter(|k| k.ends_with("/_metadata")).count();
+        assert!((1..=2).contains(&completed), "{keys:?}");
+        assert!(uploaded_sst, "no RocksDB file was ever in the store");
+        let staged: Vec<_> = std::fs::read_dir(scratch.0.join(".eddy/state"))
+            .expect("state")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".staged-"))
+            .collect();
+        assert!(staged.is_empty(), "{staged:?}");
+    }
     assert!(
         leftovers(&scratch.0).is_empty(),
         "{:?}",

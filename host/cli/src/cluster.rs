@@ -9,8 +9,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use eddy_cluster::wire::Failure;
 use eddy_cluster::{Attempt, Coordinator, Executor, WorkerConfig, client};
-use eddy_core::checkpoint::{CheckpointError, Storage};
+use eddy_core::checkpoint::CheckpointError;
 use eddy_core::memory::Pools;
+use eddy_core::tenant::Tenants;
 use eddy_core::{BuildOptions, Dataflow, ErrorClass, Job};
 
 /// The cluster's commands.
@@ -25,6 +26,10 @@ pub enum ClusterCommand {
         /// Where it keeps components and job files.
         #[arg(long, default_value = "eddy-coordinator")]
         dir: PathBuf,
+        /// Tenants and their quotas (YAML), `max-slots` holding cluster-wide; without
+        /// it every tenant runs unrestricted.
+        #[arg(long, env = "EDDY_TENANTS")]
+        tenants: Option<PathBuf>,
     },
     /// Run a worker: it offers its slots to the coordinator and runs what it is given.
     Worker {
@@ -44,6 +49,10 @@ pub enum ClusterCommand {
         /// address must be one the other workers reach.
         #[arg(long, default_value = "127.0.0.1:0")]
         data: SocketAddr,
+        /// How long its attempts run on after it lost the coordinator, while it tries
+        /// to reach it again; then they are cancelled.
+        #[arg(long, default_value = "10s", value_parser = eddy_core::job::span::Span::parse)]
+        coordinator_timeout: eddy_core::job::span::Span,
     },
     /// Submit a job to a coordinator, uploading the components it names; prints its id.
     Submit {
@@ -65,14 +74,30 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel a job: its running parts end at once, publishing nothing more.
+    Cancel {
+        /// The coordinator's address.
+        #[arg(long)]
+        coordinator: SocketAddr,
+        /// The job's id.
+        job: u64,
+    },
 }
 
 impl ClusterCommand {
     /// Runs the command; the roles run until the process is stopped.
     pub fn run(self) -> Result<()> {
         match self {
-            ClusterCommand::Coordinator { listen, dir } => {
-                let coordinator = Coordinator::start(listen, &dir)?;
+            ClusterCommand::Coordinator {
+                listen,
+                dir,
+                tenants,
+            } => {
+                let tenants = match tenants {
+                    Some(file) => Tenants::load(&file)?,
+                    None => Tenants::local(),
+                };
+                let coordinator = Coordinator::start(listen, &dir, tenants)?;
                 // The address alone on stdout, for scripts that let it pick a port.
                 println!("{}", coordinator.local_addr());
                 while !crate::STOP.load(std::sync::atomic::Ordering::Relaxed) {
@@ -86,6 +111,7 @@ impl ClusterCommand {
                 id,
                 dir,
                 data,
+                coordinator_timeout,
             } => {
                 let id = id.unwrap_or_else(|| format!("worker-{}", std::process::id()));
                 let config = WorkerConfig {
@@ -94,6 +120,7 @@ impl ClusterCommand {
                     slots,
                     dir,
                     data,
+                    coordinator_timeout: coordinator_timeout.0,
                 };
                 eddy_cluster::run_worker(&config, Arc::new(LocalExecutor), &crate::STOP)?;
                 Ok(())
@@ -105,6 +132,10 @@ impl ClusterCommand {
             } => {
                 let id = client::submit(coordinator, &job, &plugin_dir)?;
                 println!("{id}");
+                Ok(())
+            }
+            ClusterCommand::Cancel { coordinator, job } => {
+                client::cancel(coordinator, job)?;
                 Ok(())
             }
             ClusterCommand::Jobs { coordinator, json } => {
@@ -146,21 +177,21 @@ impl Executor for LocalExecutor {
             class: ErrorClass::USER_FATAL,
         };
         let job = Job::load(job, Some(plugins)).map_err(|e| fatal(e.to_string()))?;
-        let restored = match (&job.checkpoints, restore_latest) {
-            (Some(c), true) => {
-                let storage =
-                    Storage::new(c.dir.clone().unwrap_or_default(), &job.name, c.retain());
-                match storage.latest() {
-                    Ok(restored) => Some(restored),
-                    Err(CheckpointError::NoneFound(_)) => None,
-                    Err(e) => {
-                        return Err(Failure {
-                            message: e.to_string(),
-                            class: e.class(),
-                        });
-                    }
+        let storage = crate::checkpoint_storage(&job).map_err(|e| Failure {
+            message: format!("{e:#}"),
+            class: ErrorClass::EXTERNAL,
+        })?;
+        let restored = match (&storage, restore_latest) {
+            (Some(storage), true) => match storage.latest() {
+                Ok(restored) => Some(restored),
+                Err(CheckpointError::NoneFound(_)) => None,
+                Err(e) => {
+                    return Err(Failure {
+                        message: e.to_string(),
+                        class: e.class(),
+                    });
                 }
-            }
+            },
             _ => None,
         };
         let pools = Arc::new(Pools::new(&job.memory));
@@ -179,6 +210,7 @@ impl Executor for LocalExecutor {
             state: Some(state),
             network,
             cancel: Some(cancel),
+            checkpoints: storage,
             ..BuildOptions::default()
         };
         let dataflow =

@@ -26,6 +26,9 @@ pub struct FailoverArgs {
     /// Directory of the example plugins.
     #[arg(long, default_value = "plugins/dist")]
     plugin_dir: PathBuf,
+    /// Parallelism of the job; above 2 it spans both workers (2 slots each).
+    #[arg(long, default_value_t = 2)]
+    parallelism: u32,
 }
 
 /// A child process killed when dropped.
@@ -95,7 +98,9 @@ pub fn failover(args: &FailoverArgs) -> Result<()> {
     let mut seed = 17u64;
     let mut figures = Vec::new();
     for kill in 0..args.kills {
-        let running = wait_running(addr, id)?;
+        let on = wait_running(addr, id)?;
+        // A spanning job loses each of its workers in turn.
+        let running = on[kill as usize % on.len()].clone();
         // Some output first, then a kill at a random moment.
         let committed = size(&out);
         wait_until(Duration::from_secs(30), || size(&out) > committed)?;
@@ -124,9 +129,10 @@ pub fn failover(args: &FailoverArgs) -> Result<()> {
     if let (Some(min), Some(max)) = (figures.first(), figures.last()) {
         let median = figures[figures.len() / 2];
         println!(
-            "kill -9 to first committed output over {} kills: min {:.0} ms, median {:.0} ms, max {:.0} ms \
-             (checkpoints every {}, restart delay {})",
+            "kill -9 to first committed output over {} kills at parallelism {}: min {:.0} ms, \
+             median {:.0} ms, max {:.0} ms (checkpoints every {}, restart delay {})",
             figures.len(),
+            args.parallelism,
             min.as_secs_f64() * 1e3,
             median.as_secs_f64() * 1e3,
             max.as_secs_f64() * 1e3,
@@ -144,7 +150,7 @@ pub fn failover(args: &FailoverArgs) -> Result<()> {
 fn job_yaml(dir: &Path, args: &FailoverArgs) -> String {
     format!(
         "name: failover
-parallelism: 2
+parallelism: {}
 checkpoints: {{ interval: {}, dir: {} }}
 restart: {{ attempts: 1000, delay: {} }}
 sources:
@@ -152,7 +158,7 @@ sources:
     shape: orders
     count: 100000000
     rate: 2000
-    parallelism: 2
+    parallelism: {}
 steps:
   - name: to-eur
     map: currency_convert.wasm
@@ -163,9 +169,11 @@ sinks:
   - type: file
     path: {}
 ",
+        args.parallelism,
         args.checkpoint_interval,
         dir.join("checkpoints").display(),
         args.restart_delay,
+        args.parallelism,
         dir.join("out.jsonl").display()
     )
 }
@@ -185,8 +193,8 @@ fn wait_until(bound: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
     Ok(())
 }
 
-/// The worker job `id` runs on, once it runs.
-fn wait_running(addr: SocketAddr, id: u64) -> Result<String> {
+/// The workers job `id` runs on, once it runs.
+fn wait_running(addr: SocketAddr, id: u64) -> Result<Vec<String>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let jobs = eddy_cluster::client::jobs(addr)?;
@@ -194,8 +202,8 @@ fn wait_running(addr: SocketAddr, id: u64) -> Result<String> {
             .iter()
             .find(|j| j.id == id)
             .context("the job is gone")?;
-        match (job.state.as_str(), job.workers.first()) {
-            ("running", Some(worker)) => return Ok(worker.clone()),
+        match (job.state.as_str(), job.workers.is_empty()) {
+            ("running", false) => return Ok(job.workers.clone()),
             ("failed", _) => bail!("the job failed: {}", job.reason.clone().unwrap_or_default()),
             _ if Instant::now() > deadline => bail!("the job does not run: {job:?}"),
             _ => std::thread::sleep(Duration::from_millis(5)),

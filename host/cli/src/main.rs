@@ -15,10 +15,11 @@ mod status;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use eddy_core::checkpoint::objects::Mirror;
 use eddy_core::checkpoint::storage;
 use eddy_core::checkpoint::{Restored, Storage};
 use eddy_core::exec::plan::{Plan, PlanView};
@@ -28,7 +29,7 @@ use eddy_core::job::state::BackendKind;
 use eddy_core::memory::Pools;
 use eddy_core::state::backend::{BackendFactory, HeapFactory};
 use eddy_core::tenant::Tenants;
-use eddy_core::{Dataflow, Job, Registry};
+use eddy_core::{BuildOptions, Dataflow, Job, Registry};
 use eddy_kafka::Kafka;
 use eddy_state_rocksdb::RocksFactory;
 use eddy_wasm::{Runtime, RuntimeConfig};
@@ -213,13 +214,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cluster(command) => command.run(),
         Command::Savepoint { job, stop } => {
             let job = job.load()?;
-            let Some(checkpoints) = &job.checkpoints else {
+            let Some(control) = control_dir(&job) else {
                 bail!(
                     "job {:?} has no `checkpoints` section, so it cannot take savepoints",
                     job.name
                 );
             };
-            let dir = control::request(&checkpoints.dir.clone().unwrap_or_default(), stop)?;
+            let dir = control::request(&control, stop)?;
             println!("{}", dir.display());
             Ok(())
         }
@@ -303,10 +304,7 @@ fn run_job(
     live: bool,
     endpoint: &endpoint::Endpoint,
 ) -> Result<()> {
-    let storage = job
-        .checkpoints
-        .as_ref()
-        .map(|c| Storage::new(c.dir.clone().unwrap_or_default(), &job.name, c.retain()));
+    let storage = checkpoint_storage(job)?;
     let restored = match (restore, &storage) {
         (None, _) => None,
         (Some(dir), _) if dir != Path::new("latest") => Some(storage::load(dir)?),
@@ -321,22 +319,23 @@ fn run_job(
     let runtime = runtime(job, Some(pools.clone()))?;
     let registry = registry(&runtime);
     let build = |restored: Option<&Restored>| {
-        let clock = Arc::new(eddy_core::time::SystemClock);
-        let state = state_backend(job, &pools);
-        Dataflow::build_with(job, &registry, pools.clone(), state, clock, restored)
+        let options = BuildOptions {
+            restore: restored,
+            state: Some(state_backend(job, &pools)),
+            checkpoints: storage.clone(),
+            ..BuildOptions::default()
+        };
+        Dataflow::build_with_options(job, &registry, pools.clone(), options)
     };
     // Each attempt's dataflow: serve its metrics, savepoints and status while it runs.
     let started = |dataflow: &Dataflow| -> Result<_> {
         let metrics = dataflow.metrics();
         endpoint.publish(job, &metrics);
-        let control = match &job.checkpoints {
-            Some(c) => {
-                let dir = c.dir.clone().unwrap_or_default();
-                control::serve(&dir, dataflow.savepoints(), c.timeout())
-                    .map_err(|e| tracing::warn!(job = %job.name, "savepoints unavailable: {e:#}"))
-                    .ok()
-            }
-            None => None,
+        let control = match (&job.checkpoints, control_dir(job)) {
+            (Some(c), Some(dir)) => control::serve(&dir, dataflow.savepoints(), c.timeout())
+                .map_err(|e| tracing::warn!(job = %job.name, "savepoints unavailable: {e:#}"))
+                .ok(),
+            _ => None,
         };
         let live = live.then(|| status::spawn(metrics.clone()));
         Ok(AttemptGuard { control, live })
@@ -411,6 +410,67 @@ pub(crate) fn registry(runtime: &Runtime) -> Registry<'_> {
     runtime
         .register(Registry::builtin())
         .connector("kafka", &Kafka)
+}
+
+/// Where `job`'s checkpoints go: its checkpoint directory, or its prefix in an object
+/// store, staged in a directory of this process's own beside the job's state (on the
+/// same file system, so RocksDB checkpoints by hard links).
+pub(crate) fn checkpoint_storage(job: &Job) -> Result<Option<Storage>> {
+    let Some(spec) = &job.checkpoints else {
+        return Ok(None);
+    };
+    let Some(url) = spec.objects_url() else {
+        let dir = spec.dir.clone().unwrap_or_default();
+        return Ok(Some(Storage::new(dir, &job.name, spec.retain())));
+    };
+    let store = eddy_objects::S3::open(url)
+        .with_context(|| format!("{}: checkpoints.dir", job.file.display()))?;
+    static STAGED: AtomicU64 = AtomicU64::new(0);
+    let state = job
+        .state
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".eddy/state"));
+    let stem = format!("{}.staged-", job.name);
+    remove_stale_staging(state.parent().unwrap_or(Path::new(".")), &stem);
+    let staging = state.with_file_name(format!(
+        "{stem}{}-{}",
+        std::process::id(),
+        STAGED.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mirror = Arc::new(Mirror::new(Arc::new(store), staging));
+    Ok(Some(Storage::in_objects(mirror, &job.name, spec.retain())))
+}
+
+/// Removes the staging directories `<stem><pid>-<n>` in `dir` of processes that are
+/// gone (killed before they could remove their own).
+fn remove_stale_staging(dir: &Path, stem: &str) {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(stem)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            tracing::debug!("removing {name}, staged by a process that is gone");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Where a running job listens for `eddy savepoint`: its checkpoint directory, or its
+/// state directory when its checkpoints are in an object store.
+fn control_dir(job: &Job) -> Option<PathBuf> {
+    let spec = job.checkpoints.as_ref()?;
+    match spec.objects_url() {
+        Some(_) => job.state.dir.clone(),
+        None => spec.dir.clone(),
+    }
 }
 
 /// The backend of all of `job`'s keyed state: its `state` section's, in memory charged

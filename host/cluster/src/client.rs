@@ -1,5 +1,5 @@
-//! What `eddy submit` and `eddy jobs` do: upload a job's components by content, submit
-//! the job, and list the jobs.
+//! What `eddy submit`, `eddy jobs` and `eddy cancel` do: upload a job's components by
+//! content, submit the job, list the jobs, cancel one.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -82,6 +82,17 @@ pub fn jobs(addr: SocketAddr) -> Result<Vec<JobView>, ClusterError> {
     let mut stream = TcpStream::connect(addr).map_err(ClusterError::Coordinator)?;
     match call(&mut stream, &Msg::Jobs, &[])? {
         Msg::JobList { jobs } => Ok(jobs),
+        other => Err(ClusterError::Refused(format!(
+            "unexpected answer {other:?}"
+        ))),
+    }
+}
+
+/// Cancels job `id` on the coordinator at `addr`.
+pub fn cancel(addr: SocketAddr, id: u64) -> Result<(), ClusterError> {
+    let mut stream = TcpStream::connect(addr).map_err(ClusterError::Coordinator)?;
+    match call(&mut stream, &Msg::CancelJob { job: id }, &[])? {
+        Msg::Cancelling { .. } => Ok(()),
         other => Err(ClusterError::Refused(format!(
             "unexpected answer {other:?}"
         ))),

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use eddy_core::exec::plan::Plan;
 use eddy_core::exec::supervise::{Decision, decide};
 use eddy_core::job::checkpoint::RestartSpec;
+use eddy_core::tenant::Tenants;
 use eddy_core::{ErrorClass, Job};
 
 use crate::ClusterError;
@@ -48,11 +49,14 @@ enum JobState {
     Finished,
     /// It failed for good.
     Failed(String),
+    /// A user cancelled it.
+    Cancelled,
 }
 
 struct JobEntry {
     id: u64,
     name: String,
+    tenant: String,
     file: String,
     yaml: String,
     components: BTreeMap<String, String>,
@@ -67,6 +71,8 @@ struct JobEntry {
     restarts: u32,
     /// The last failure's message, which tells a repeated failure.
     last_failure: Option<String>,
+    /// A user cancelled it while an attempt ran: it is cancelled once every part ended.
+    cancelling: bool,
 }
 
 struct WorkerEntry {
@@ -90,6 +96,7 @@ struct Shared {
     state: Mutex<State>,
     blobs: Blobs,
     dir: PathBuf,
+    tenants: Tenants,
 }
 
 impl Shared {
@@ -105,8 +112,13 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Listens on `listen`, keeping components and job files under `dir`.
-    pub fn start(listen: SocketAddr, dir: &Path) -> Result<Coordinator, ClusterError> {
+    /// Listens on `listen`, keeping components and job files under `dir`; jobs are
+    /// admitted under `tenants`' quotas, whose `max-slots` hold cluster-wide.
+    pub fn start(
+        listen: SocketAddr,
+        dir: &Path,
+        tenants: Tenants,
+    ) -> Result<Coordinator, ClusterError> {
         let listener = TcpListener::bind(listen).map_err(|e| ClusterError::Bind(listen, e))?;
         let addr = listener
             .local_addr()
@@ -119,6 +131,7 @@ impl Coordinator {
             state: Mutex::default(),
             blobs,
             dir: dir.to_owned(),
+            tenants,
         });
         let accepting = shared.clone();
         std::thread::Builder::new()
@@ -196,6 +209,10 @@ fn session(shared: &Arc<Shared>, stream: TcpStream) {
             Msg::Jobs => Msg::JobList {
                 jobs: shared.lock().jobs.values().map(view).collect(),
             },
+            Msg::CancelJob { job } => match cancel(&mut shared.lock(), job) {
+                Ok(()) => Msg::Cancelling { job },
+                Err(message) => Msg::Error { message },
+            },
             other => Msg::Error {
                 message: format!("unexpected {other:?}"),
             },
@@ -226,11 +243,25 @@ fn submit(
     let dir = shared.dir.join("jobs").join(id.to_string());
     let job_file = materialize(&shared.blobs, &dir, &file, &yaml, &components)?;
     let job = Job::load(&job_file, Some(&dir.join("plugins"))).map_err(|e| e.to_string())?;
+    shared.tenants.admit(&job).map_err(|e| e.to_string())?;
     let plan = Plan::new(&job).map_err(|e| e.to_string())?;
     let slots = plan.stages.iter().map(|s| s.parallelism).max().unwrap_or(1);
+    if let Some(max) = shared
+        .tenants
+        .tenants
+        .get(&job.tenant)
+        .and_then(|q| q.max_slots)
+        && slots > max
+    {
+        return Err(format!(
+            "job {:?} needs {slots} slot(s); tenant {:?} may hold {max} (max-slots)",
+            job.name, job.tenant
+        ));
+    }
     let entry = JobEntry {
         id,
         name: job.name.clone(),
+        tenant: job.tenant.clone(),
         file,
         yaml,
         components,
@@ -239,13 +270,14 @@ fn submit(
         checkpointing: job.checkpoints.is_some(),
         spreads: job.side_sinks.is_empty() && job.dead_letter.is_none(),
         state: JobState::Waiting("not scheduled yet".into()),
+        cancelling: false,
         attempt: 0,
         restarts: 0,
         last_failure: None,
     };
     let mut state = shared.lock();
     state.jobs.insert(id, entry);
-    schedule(&mut state);
+    schedule(&mut state, &shared.tenants);
     tracing::info!(job = id, name = %job.name, slots, "job submitted");
     Ok(id)
 }
@@ -318,7 +350,7 @@ fn worker_session(
         }
         tracing::info!(%worker, incarnation, slots = entry.slots, data = %entry.data, "worker registered");
         state.workers.insert(worker.to_owned(), entry);
-        schedule(&mut state);
+        schedule(&mut state, &shared.tenants);
     }
     let reason = loop {
         let (msg, _) = match wire::read(&mut input) {
@@ -358,7 +390,7 @@ fn worker_session(
                 failure,
             } => {
                 ended(&mut state, worker, job, attempt, failure);
-                schedule(&mut state);
+                schedule(&mut state, &shared.tenants);
             }
             other => tracing::warn!(%worker, "unexpected message from a worker: {other:?}"),
         }
@@ -370,7 +402,7 @@ fn worker_session(
         .is_some_and(|w| w.incarnation == incarnation)
     {
         lose_worker(&mut state, worker, reason);
-        schedule(&mut state);
+        schedule(&mut state, &shared.tenants);
     }
 }
 
@@ -410,12 +442,13 @@ fn ended(state: &mut State, worker: &str, job: u64, attempt: u32, failure: Optio
     if entry.attempt != attempt || !pending.remove(worker) {
         return;
     }
-    // Slots come back as each part ends; a failure ends the other parts too.
+    // Slots come back as each part ends; a failure (or a user's cancel) ends the
+    // other parts too.
     let mut freed = vec![(
         worker.to_owned(),
         assigned.get(worker).copied().unwrap_or(0),
     )];
-    if failure.is_some() {
+    if failure.is_some() || entry.cancelling {
         for other in std::mem::take(pending) {
             freed.push((other.clone(), assigned.get(&other).copied().unwrap_or(0)));
             if let Some(w) = state.workers.get(&other) {
@@ -424,6 +457,23 @@ fn ended(state: &mut State, worker: &str, job: u64, attempt: u32, failure: Optio
         }
     }
     let done = pending.is_empty();
+    if entry.cancelling {
+        entry.state = JobState::Cancelled;
+        tracing::info!(job, "job cancelled");
+    } else {
+        conclude(entry, attempt, failure, done);
+    }
+    for (w, slots) in freed {
+        if let Some(w) = state.workers.get_mut(&w) {
+            w.used = w.used.saturating_sub(slots);
+        }
+    }
+}
+
+/// Job `entry`'s attempt `attempt` ended on a worker with `failure`; `done` when it
+/// ended on every worker: the job finishes, restarts or fails for good.
+fn conclude(entry: &mut JobEntry, attempt: u32, failure: Option<Failure>, done: bool) {
+    let job = entry.id;
     match failure {
         None if !done => {}
         None => {
@@ -460,11 +510,36 @@ fn ended(state: &mut State, worker: &str, job: u64, attempt: u32, failure: Optio
             };
         }
     }
-    for (w, slots) in freed {
-        if let Some(w) = state.workers.get_mut(&w) {
-            w.used = w.used.saturating_sub(slots);
+}
+
+/// A user cancels job `id`: a job waiting or between attempts is cancelled at once, a
+/// running one once its attempt's parts have ended (they publish nothing more).
+fn cancel(state: &mut State, id: u64) -> Result<(), String> {
+    let Some(job) = state.jobs.get_mut(&id) else {
+        return Err(format!("no job {id}"));
+    };
+    match &job.state {
+        JobState::Waiting(_) | JobState::Restarting { .. } => {
+            job.state = JobState::Cancelled;
+            tracing::info!(job = id, "job cancelled");
+        }
+        JobState::Running { pending, .. } => {
+            job.cancelling = true;
+            for worker in pending {
+                if let Some(w) = state.workers.get(worker) {
+                    let cancel = Msg::Cancel {
+                        job: id,
+                        attempt: job.attempt,
+                    };
+                    let _ = w.out.send((cancel, Vec::new()));
+                }
+            }
+        }
+        JobState::Finished | JobState::Failed(_) | JobState::Cancelled => {
+            return Err(format!("job {id} has ended: {}", view(job).state));
         }
     }
+    Ok(())
 }
 
 /// Where a job needing `slots` slots goes: one worker's slots if one has the room,
@@ -508,8 +583,39 @@ fn place(
     })
 }
 
+/// Whether job `id` may take its slots under its tenant's `max-slots`, counting the
+/// slots its tenant's other jobs hold (a restarting job keeps its share, as in Flink).
+fn within_quota(state: &State, tenants: &Tenants, id: u64) -> Result<(), String> {
+    let Some(job) = state.jobs.get(&id) else {
+        return Ok(());
+    };
+    let Some(max) = tenants.tenants.get(&job.tenant).and_then(|q| q.max_slots) else {
+        return Ok(());
+    };
+    let held: u32 = state
+        .jobs
+        .values()
+        .filter(|j| {
+            j.id != id
+                && j.tenant == job.tenant
+                && matches!(
+                    j.state,
+                    JobState::Running { .. } | JobState::Restarting { .. }
+                )
+        })
+        .map(|j| j.slots)
+        .sum();
+    if held + job.slots > max {
+        return Err(format!(
+            "needs {} slot(s); tenant {:?} holds {held} of its {max} (max-slots)",
+            job.slots, job.tenant
+        ));
+    }
+    Ok(())
+}
+
 /// Starts every job that waits or is due to restart where there is room for it.
-fn schedule(state: &mut State) {
+fn schedule(state: &mut State, tenants: &Tenants) {
     let now = Instant::now();
     let due: Vec<u64> = state
         .jobs
@@ -525,7 +631,9 @@ fn schedule(state: &mut State) {
         let Some((slots, spreads)) = state.jobs.get(&id).map(|j| (j.slots, j.spreads)) else {
             continue;
         };
-        let placed = match place(&state.workers, slots, spreads) {
+        let placed =
+            within_quota(state, tenants, id).and_then(|()| place(&state.workers, slots, spreads));
+        let placed = match placed {
             Ok(placed) => placed,
             Err(reason) => {
                 if let Some(job) = state.jobs.get_mut(&id)
@@ -594,17 +702,29 @@ fn tick(shared: &Shared) {
     for worker in silent {
         lose_worker(&mut state, &worker, "it stopped sending heartbeats".into());
     }
-    schedule(&mut state);
+    // Workers take a silent coordinator for lost.
+    for worker in state.workers.values() {
+        let _ = worker.out.send((Msg::Heartbeat, Vec::new()));
+    }
+    schedule(&mut state, &shared.tenants);
 }
 
 /// A job as clients see it.
 fn view(job: &JobEntry) -> JobView {
     let (state, reason, workers) = match &job.state {
         JobState::Waiting(reason) => ("waiting", Some(reason.clone()), Vec::new()),
-        JobState::Running { assigned, .. } => ("running", None, assigned.keys().cloned().collect()),
+        JobState::Running { assigned, .. } => {
+            let state = if job.cancelling {
+                "cancelling"
+            } else {
+                "running"
+            };
+            (state, None, assigned.keys().cloned().collect())
+        }
         JobState::Restarting { reason, .. } => ("restarting", Some(reason.clone()), Vec::new()),
         JobState::Finished => ("finished", None, Vec::new()),
         JobState::Failed(reason) => ("failed", Some(reason.clone()), Vec::new()),
+        JobState::Cancelled => ("cancelled", None, Vec::new()),
     };
     JobView {
         id: job.id,

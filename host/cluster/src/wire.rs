@@ -87,6 +87,11 @@ pub enum Msg {
     },
     /// List the jobs.
     Jobs,
+    /// Cancel a job.
+    CancelJob {
+        /// Its id.
+        job: u64,
+    },
 
     // Coordinator → client.
     /// The upload is stored under this SHA-256.
@@ -96,6 +101,11 @@ pub enum Msg {
     },
     /// The job was accepted.
     Submitted {
+        /// Its id.
+        job: u64,
+    },
+    /// The job is being cancelled (or was, if it was not running).
+    Cancelling {
         /// Its id.
         job: u64,
     },

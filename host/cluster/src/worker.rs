@@ -2,8 +2,12 @@
 //! components a deployment names (once each, by SHA-256), and runs each attempt it is
 //! given through an [`Executor`], reporting how it ended.
 //!
-//! A worker that loses its coordinator stops: its attempts end without publishing
-//! anything past their last checkpoint, and the coordinator restarts them elsewhere.
+//! A worker that loses its coordinator (its connection ends, or the coordinator stays
+//! silent for [`HEARTBEAT_TIMEOUT`]) lets its attempts run on for the configured
+//! coordinator timeout while it tries to reach it again, then cancels them: they end
+//! without publishing anything past their last checkpoint. When it is back, it cancels
+//! what still runs (the coordinator restarted those jobs from their checkpoints) and
+//! registers again, offering its slots.
 
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -18,7 +22,7 @@ use eddy_net::{DataPlane, Placement};
 
 use crate::ClusterError;
 use crate::blobs::Blobs;
-use crate::coordinator::materialize;
+use crate::coordinator::{HEARTBEAT_TIMEOUT, materialize};
 use crate::wire::{self, Deployment, Failure, Msg};
 
 /// How often a worker says it is alive.
@@ -62,6 +66,8 @@ pub struct WorkerConfig {
     pub data: SocketAddr,
     /// Its working directory: the component cache and the deployed jobs.
     pub dir: PathBuf,
+    /// How long its attempts run on after the coordinator is lost.
+    pub coordinator_timeout: Duration,
 }
 
 /// The cancel flags of the attempts running here, by job and attempt.
@@ -74,7 +80,34 @@ struct Arrivals {
     changed: Condvar,
 }
 
-/// Serves as a worker until the coordinator is lost (an error) or `stop` is set.
+/// The connection to the coordinator, when there is one.
+type Output = Arc<Mutex<Option<TcpStream>>>;
+
+/// Sends `msg` to the coordinator, if connected.
+fn send_on(output: &Output, msg: &Msg) -> Result<(), wire::WireError> {
+    match lock(output).as_mut() {
+        Some(out) => wire::write(out, msg, &[]),
+        None => Err(wire::WireError::Io(std::io::Error::from(
+            std::io::ErrorKind::NotConnected,
+        ))),
+    }
+}
+
+/// What one worker process keeps across its connections to the coordinator.
+struct Worker<'a> {
+    config: &'a WorkerConfig,
+    executor: Arc<dyn Executor>,
+    stop: &'static AtomicBool,
+    blobs: Blobs,
+    plane: Arc<DataPlane>,
+    incarnation: u64,
+    output: Output,
+    running: Running,
+    arrivals: Arc<Arrivals>,
+}
+
+/// Serves as a worker until `stop` is set; an error only if the coordinator cannot be
+/// reached at the start.
 pub fn run_worker(
     config: &WorkerConfig,
     executor: Arc<dyn Executor>,
@@ -84,7 +117,7 @@ pub fn run_worker(
         path: config.dir.clone(),
         error: e,
     })?;
-    let stream = connect(config.coordinator)?;
+    let mut stream = connect(config.coordinator)?;
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -92,118 +125,179 @@ pub fn run_worker(
         DataPlane::bind(&config.id, incarnation, config.data)
             .map_err(|e| ClusterError::Lost(e.to_string()))?,
     );
-    let output = Arc::new(Mutex::new(
-        stream.try_clone().map_err(ClusterError::Coordinator)?,
-    ));
-    let send = {
-        let output = output.clone();
-        move |msg: &Msg| -> Result<(), wire::WireError> {
-            let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
-            wire::write(&mut *out, msg, &[])
-        }
-    };
-    send(&Msg::Register {
-        worker: config.id.clone(),
+    let worker = Worker {
+        config,
+        executor,
+        stop,
+        blobs,
+        plane,
         incarnation,
-        slots: config.slots,
-        data: plane.local_addr(),
-    })
-    .map_err(|e| ClusterError::Lost(e.to_string()))?;
-    let running: Running = Arc::default();
-    tracing::info!(worker = %config.id, slots = config.slots, "registered with {}", config.coordinator);
-    let heartbeat = send.clone();
-    let _ = std::thread::Builder::new()
+        output: Arc::default(),
+        running: Arc::default(),
+        arrivals: Arc::default(),
+    };
+    let heartbeat = worker.output.clone();
+    std::thread::Builder::new()
         .name("eddy-heartbeat".into())
         .spawn(move || {
-            while heartbeat(&Msg::Heartbeat).is_ok() {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = send_on(&heartbeat, &Msg::Heartbeat);
                 std::thread::sleep(HEARTBEAT);
             }
-        });
-    let arrivals = Arc::new(Arrivals::default());
-    let mut input = BufReader::new(stream);
+        })
+        .map_err(ClusterError::Thread)?;
     loop {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let (msg, payload) =
-            wire::read(&mut input).map_err(|e| ClusterError::Lost(e.to_string()))?;
-        match msg {
-            Msg::Deploy(deployment) => {
-                let (send, blobs, arrivals) = (send.clone(), blobs.clone(), arrivals.clone());
-                let (executor, plane, me) = (executor.clone(), plane.clone(), config.id.clone());
-                let dir = config.dir.clone();
-                let key = (deployment.job, deployment.attempt);
-                let cancel = Arc::new(AtomicBool::new(false));
-                lock(&running).insert(key, cancel.clone());
-                let running = running.clone();
-                let _ = std::thread::Builder::new()
-                    .name(format!("eddy-job-{}", deployment.job))
-                    .spawn(move || {
-                        // A cancelled earlier attempt of the job ends before this one
-                        // starts, so that it cannot commit behind the new one's back.
-                        let earlier = |r: &HashMap<(u64, u32), Arc<AtomicBool>>| {
-                            r.keys().any(|(j, a)| *j == key.0 && *a < key.1)
-                        };
-                        let deadline = Instant::now() + Duration::from_secs(30);
-                        while earlier(&lock(&running)) && Instant::now() < deadline {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        let failure = deploy(&deployment, &dir, &blobs, &arrivals, &send)
-                            .and_then(|(job, plugins)| {
-                                let placement = spans(&deployment, &me).then(|| {
-                                    let slots = deployment
-                                        .slots
-                                        .iter()
-                                        .map(|s| (s.worker.clone(), s.data))
-                                        .collect();
-                                    let attempt =
-                                        deployment.job << 20 | u64::from(deployment.attempt);
-                                    Placement::new(plane, &me, slots, attempt)
-                                });
-                                executor.run(Attempt {
-                                    job: &job,
-                                    plugins: &plugins,
-                                    restore_latest: deployment.restore_latest,
-                                    network: placement.as_ref().map(|p| p as &dyn Network),
-                                    stop,
-                                    cancel,
-                                })
-                            })
-                            .err();
-                        lock(&running).remove(&key);
-                        if let Some(f) = &failure {
-                            let (job, attempt) = key;
-                            tracing::warn!(
-                                "attempt {attempt} of job {job} failed here: {}",
-                                f.message
-                            );
-                        }
-                        let _ = send(&Msg::Ended {
-                            job: deployment.job,
-                            attempt: deployment.attempt,
-                            failure,
-                        });
-                    });
+        let reason = match worker.session(stream) {
+            Ok(()) => return Ok(()),
+            Err(reason) => reason,
+        };
+        *lock(&worker.output) = None;
+        let timeout = config.coordinator_timeout;
+        tracing::warn!(
+            "lost the coordinator ({reason}); the attempts here run on for at most \
+             {timeout:?} while it is reached again"
+        );
+        let lost = Instant::now();
+        let mut cancelled = false;
+        stream = loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
             }
-            Msg::Cancel { job, attempt } => {
-                if let Some(cancel) = lock(&running).get(&(job, attempt)) {
-                    cancel.store(true, Ordering::SeqCst);
+            if !cancelled && lost.elapsed() >= timeout {
+                tracing::warn!(
+                    "the coordinator stayed away for {timeout:?}: cancelling the attempts here"
+                );
+                worker.cancel_all();
+                cancelled = true;
+            }
+            match TcpStream::connect(config.coordinator) {
+                Ok(stream) => break stream,
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        // The coordinator restarted what ran here from its checkpoints (or does not
+        // know it at all): nothing of the old attempts may commit behind its back.
+        worker.cancel_all();
+        tracing::info!("reached the coordinator again");
+    }
+}
+
+impl Worker<'_> {
+    /// Cancels every attempt running here.
+    fn cancel_all(&self) {
+        for cancel in lock(&self.running).values() {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Registers over `stream` and serves the coordinator until `stop` (`Ok`) or until
+    /// the connection is lost (the reason).
+    fn session(&self, stream: TcpStream) -> Result<(), String> {
+        let config = self.config;
+        let _ = stream.set_nodelay(true);
+        // The coordinator sends a heartbeat every tick: silence means it is gone.
+        stream
+            .set_read_timeout(Some(HEARTBEAT_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        *lock(&self.output) = Some(stream.try_clone().map_err(|e| e.to_string())?);
+        send_on(
+            &self.output,
+            &Msg::Register {
+                worker: config.id.clone(),
+                incarnation: self.incarnation,
+                slots: config.slots,
+                data: self.plane.local_addr(),
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        tracing::info!(worker = %config.id, slots = config.slots, "registered with {}", config.coordinator);
+        let mut input = BufReader::new(stream);
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let (msg, payload) = wire::read(&mut input).map_err(|e| e.to_string())?;
+            match msg {
+                Msg::Deploy(deployment) => self.start(*deployment),
+                Msg::Cancel { job, attempt } => {
+                    if let Some(cancel) = lock(&self.running).get(&(job, attempt)) {
+                        cancel.store(true, Ordering::SeqCst);
+                    }
                 }
+                Msg::Blob { sha256 } => {
+                    let kept = self
+                        .blobs
+                        .put(&payload)
+                        .map_err(|e| e.to_string())
+                        .and_then(|sha| {
+                            (sha == sha256)
+                                .then_some(())
+                                .ok_or_else(|| format!("component {sha256} arrived corrupt"))
+                        });
+                    arrive(&self.arrivals, sha256, kept);
+                }
+                Msg::Missing { sha256, message } => arrive(&self.arrivals, sha256, Err(message)),
+                Msg::Heartbeat => {}
+                other => tracing::warn!("unexpected message from the coordinator: {other:?}"),
             }
-            Msg::Blob { sha256 } => {
-                let kept = blobs
-                    .put(&payload)
-                    .map_err(|e| e.to_string())
-                    .and_then(|sha| {
-                        (sha == sha256)
-                            .then_some(())
-                            .ok_or_else(|| format!("component {sha256} arrived corrupt"))
-                    });
-                arrive(&arrivals, sha256, kept);
-            }
-            Msg::Missing { sha256, message } => arrive(&arrivals, sha256, Err(message)),
-            other => tracing::warn!("unexpected message from the coordinator: {other:?}"),
         }
+    }
+
+    /// Runs this worker's part of `deployment` on a thread of its own.
+    fn start(&self, deployment: Deployment) {
+        let output = self.output.clone();
+        let send = move |msg: &Msg| send_on(&output, msg);
+        let (blobs, arrivals) = (self.blobs.clone(), self.arrivals.clone());
+        let (executor, plane) = (self.executor.clone(), self.plane.clone());
+        let (me, dir, stop) = (self.config.id.clone(), self.config.dir.clone(), self.stop);
+        let key = (deployment.job, deployment.attempt);
+        let cancel = Arc::new(AtomicBool::new(false));
+        lock(&self.running).insert(key, cancel.clone());
+        let running = self.running.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("eddy-job-{}", deployment.job))
+            .spawn(move || {
+                // A cancelled earlier attempt of the job ends before this one
+                // starts, so that it cannot commit behind the new one's back.
+                let earlier = |r: &HashMap<(u64, u32), Arc<AtomicBool>>| {
+                    r.keys().any(|(j, a)| *j == key.0 && *a < key.1)
+                };
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while earlier(&lock(&running)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let failure = deploy(&deployment, &dir, &blobs, &arrivals, &send, &cancel)
+                    .and_then(|(job, plugins)| {
+                        let placement = spans(&deployment, &me).then(|| {
+                            let slots = deployment
+                                .slots
+                                .iter()
+                                .map(|s| (s.worker.clone(), s.data))
+                                .collect();
+                            let attempt = deployment.job << 20 | u64::from(deployment.attempt);
+                            Placement::new(plane, &me, slots, attempt)
+                        });
+                        executor.run(Attempt {
+                            job: &job,
+                            plugins: &plugins,
+                            restore_latest: deployment.restore_latest,
+                            network: placement.as_ref().map(|p| p as &dyn Network),
+                            stop,
+                            cancel,
+                        })
+                    })
+                    .err();
+                lock(&running).remove(&key);
+                if let Some(f) = &failure {
+                    let (job, attempt) = key;
+                    tracing::warn!("attempt {attempt} of job {job} failed here: {}", f.message);
+                }
+                let _ = send(&Msg::Ended {
+                    job: deployment.job,
+                    attempt: deployment.attempt,
+                    failure,
+                });
+            });
     }
 }
 
@@ -242,13 +336,16 @@ fn connect(addr: SocketAddr) -> Result<TcpStream, ClusterError> {
 }
 
 /// Fetches what the deployment's components lack here and lays the job out in a
-/// directory of its own; returns the job file and the plugin directory.
+/// directory of its own; returns the job file and the plugin directory. Gives up
+/// when the attempt is cancelled meanwhile (the coordinator that would send them may
+/// be gone).
 fn deploy(
     d: &Deployment,
     dir: &Path,
     blobs: &Blobs,
     arrivals: &Arrivals,
     send: &impl Fn(&Msg) -> Result<(), wire::WireError>,
+    cancel: &AtomicBool,
 ) -> Result<(PathBuf, PathBuf), Failure> {
     let failure = |message: String| Failure {
         message,
@@ -263,18 +360,22 @@ fn deploy(
         })
         .map_err(|e| failure(e.to_string()))?;
         let mut arrived = arrivals.arrived.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = Instant::now() + Duration::from_secs(30);
         let result = loop {
             if let Some(result) = arrived.remove(sha) {
                 break result;
             }
-            let (guard, timeout) = arrivals
-                .changed
-                .wait_timeout(arrived, Duration::from_secs(30))
-                .unwrap_or_else(|p| p.into_inner());
-            arrived = guard;
-            if timeout.timed_out() {
+            if cancel.load(Ordering::SeqCst) {
+                break Err(format!("cancelled while component {sha} was on its way"));
+            }
+            if Instant::now() >= deadline {
                 break Err(format!("component {sha} did not arrive"));
             }
+            arrived = arrivals
+                .changed
+                .wait_timeout(arrived, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         };
         result.map_err(failure)?;
     }

@@ -29,6 +29,9 @@ pub struct Quotas {
     pub max_stack: Option<ByteSize>,
     /// Most table elements one plugin instance may hold.
     pub max_table_elements: Option<u64>,
+    /// Most slots the tenant's jobs hold at once in a cluster (a job that would go
+    /// beyond waits).
+    pub max_slots: Option<u32>,
     /// Whether plugins may be granted network addresses and jobs may use Kafka
     /// connectors (default: no).
     #[serde(default)]

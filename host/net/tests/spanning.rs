@@ -1,14 +1,20 @@
 //! A keyed job split over two "workers" (two dataflows, two data planes on localhost)
-//! gives the output the whole job gives in one dataflow.
+//! gives the output the whole job gives in one dataflow, and a slow sink on one holds
+//! back the source on the other.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use eddy_core::connectors::{Connector, Opening};
+use eddy_core::job::SinkSpec;
 use eddy_core::job::memory::{ByteSize, MemoryBudget};
 use eddy_core::memory::Pools;
-use eddy_core::{BuildOptions, Dataflow, Job, Registry};
+use eddy_core::metrics::Role;
+use eddy_core::sink::{Committer, Connected, Sink, SinkError};
+use eddy_core::{Batch, BuildOptions, Dataflow, Job, Registry};
 use eddy_net::{DataPlane, Placement};
 
 fn job(dir: &Path) -> Job {
@@ -43,9 +49,13 @@ sinks:
 }
 
 fn pools() -> Arc<Pools> {
+    pools_with_network(32 << 20)
+}
+
+fn pools_with_network(network: usize) -> Arc<Pools> {
     Arc::new(Pools::new(&MemoryBudget {
         process: ByteSize(1 << 30),
-        network: ByteSize(32 << 20),
+        network: ByteSize(network),
         managed: ByteSize(64 << 20),
         wasm: ByteSize(1 << 20),
     }))
@@ -68,9 +78,9 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Runs `job` as two parts, slots 0 and 2 on one data plane and 1 and 3 on another:
-/// every hash exchange crosses.
-fn run_split(job: &Job, registry: &Registry<'_>) {
+/// The placements of a job split over two data planes, slots 0 and 2 on `a` and 1 and
+/// 3 on `b`: every hash exchange crosses.
+fn split() -> (Placement, Placement) {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let a = Arc::new(DataPlane::bind("a", 1, any).expect("bind a"));
     let b = Arc::new(DataPlane::bind("b", 1, any).expect("bind b"));
@@ -80,8 +90,15 @@ fn run_split(job: &Job, registry: &Registry<'_>) {
         ("a".to_owned(), a.local_addr()),
         ("b".to_owned(), b.local_addr()),
     ];
-    let on_a = Placement::new(a.clone(), "a", slots.clone(), 7);
-    let on_b = Placement::new(b.clone(), "b", slots, 7);
+    (
+        Placement::new(a, "a", slots.clone(), 7),
+        Placement::new(b, "b", slots, 7),
+    )
+}
+
+/// Runs `job` as two parts (see [`split`]).
+fn run_split(job: &Job, registry: &Registry<'_>) {
+    let (on_a, on_b) = split();
     let build = |network: &Placement| {
         let options = BuildOptions {
             network: Some(network),
@@ -152,4 +169,109 @@ fn a_keyed_job_over_two_workers_gives_the_output_of_one_process() {
     assert_eq!(sorted(&split.join("out.jsonl")), expected);
     let _ = std::fs::remove_dir_all(&whole);
     let _ = std::fs::remove_dir_all(&split);
+}
+
+/// A `discard` sink that takes 10 µs per event and counts what it took: the slow
+/// consumer of the backpressure test.
+struct Slow(Arc<AtomicU64>);
+
+impl Connector for Slow {
+    fn sink(&self, _at: &Opening<'_>, _spec: &SinkSpec) -> Result<Connected, SinkError> {
+        Ok((Box::new(SlowSink(self.0.clone())), Box::new(Nothing)))
+    }
+}
+
+struct SlowSink(Arc<AtomicU64>);
+
+impl Sink for SlowSink {
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        std::thread::sleep(Duration::from_micros(10) * batch.len() as u32);
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+    fn prepare(&mut self, _checkpoint: u64) -> Result<Vec<u8>, SinkError> {
+        Ok(Vec::new())
+    }
+    fn publish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+struct Nothing;
+
+impl Committer for Nothing {
+    fn commit(&mut self, _prepared: &[u8]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_slow_sink_on_one_worker_holds_back_the_source_on_the_other() {
+    const EVENTS: u64 = 5_000_000;
+    // The slow consumer takes this many before the source on the other side is looked
+    // at; flow control must keep what that source sent beyond it under `IN_FLIGHT`.
+    const TAKEN: u64 = 50_000;
+    const IN_FLIGHT: u64 = 250_000;
+    let dir = scratch("backpressure");
+    let text = format!(
+        "name: backpressure
+parallelism: 2
+memory: {{ network: 2mb }}
+sources:
+  - type: generator
+    shape: orders
+    count: {EVENTS}
+    parallelism: 2
+steps:
+  - key-by: customer
+  - name: per-customer
+    rolling: count
+sinks:
+  - type: discard
+"
+    );
+    let job = Job::parse(&text, &dir.join("job.yaml"), None).expect("job");
+    let taken = Arc::new(AtomicU64::new(0));
+    let slow = Slow(taken.clone());
+    let registry = Registry::builtin().connector("discard", &slow);
+    let (on_a, on_b) = split();
+    let build = |network: &Placement| {
+        let options = BuildOptions {
+            network: Some(network),
+            ..BuildOptions::default()
+        };
+        Dataflow::build_with_options(&job, &registry, pools_with_network(2 << 20), options)
+            .expect("build a part")
+    };
+    // The sink runs in slot 0, on `a`; source subtask 1 runs on `b`.
+    let (part_a, part_b) = (build(&on_a), build(&on_b));
+    let (cancel_a, cancel_b) = (part_a.canceller(), part_b.canceller());
+    let metrics_b = part_b.metrics();
+    let sent_by_b = || {
+        metrics_b
+            .totals(Role::Source)
+            .iter()
+            .map(|t| t.records_out)
+            .sum::<u64>()
+    };
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let ran_a = s.spawn(|| part_a.run(&stop));
+        let ran_b = s.spawn(|| part_b.run(&stop));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while taken.load(Ordering::Relaxed) < TAKEN {
+            assert!(Instant::now() < deadline, "the sink took too little");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (sent, took) = (sent_by_b(), taken.load(Ordering::Relaxed));
+        cancel_a.store(true, Ordering::SeqCst);
+        cancel_b.store(true, Ordering::SeqCst);
+        let _ = ran_a.join();
+        let _ = ran_b.join();
+        assert!(
+            sent <= took + IN_FLIGHT,
+            "the source on b sent {sent} events while the sink on a took {took}"
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }

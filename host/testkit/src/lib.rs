@@ -1,9 +1,11 @@
 //! Test support shared by the end-to-end tests and the benchmarks: the example plugins,
-//! built into components by this crate's build script, the job steps they share, and
-//! the repository's paths.
+//! built into components by this crate's build script, the job steps they share, the
+//! servers they start (a Kafka broker, an S3-compatible store) and the repository's
+//! paths.
 
 pub mod jobs;
 pub mod kafka;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 

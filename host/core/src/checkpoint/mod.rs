@@ -6,12 +6,14 @@
 //!
 //! - [`snapshot`]: what one task contributes to a checkpoint.
 //! - [`storage`]: the directory layout, atomic completion, retention and restore.
+//! - [`objects`]: the same in an object store (S3), staged locally.
 //! - [`coordinator`]: triggers, acknowledgements and completion while a job runs.
 //! - [`link`]: how the coordinators of a job that spans processes work together.
 
 pub mod align;
 pub mod coordinator;
 pub mod link;
+pub mod objects;
 pub mod snapshot;
 pub mod storage;
 

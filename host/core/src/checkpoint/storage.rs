@@ -2,13 +2,17 @@
 //! per task and a `_metadata` file written last, atomically (write, fsync, rename,
 //! fsync the directory). A directory without metadata never completed and is ignored;
 //! a snapshot file whose size or CRC differs from the metadata is reported as corrupt.
+//! In object storage ([`super::objects`]) the same layout is staged locally and
+//! uploaded, `_metadata` last.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::objects::Mirror;
 use super::snapshot::{Flight, TaskSnapshot};
 use crate::error::ErrorClass;
 use crate::state::StateEntry;
@@ -28,6 +32,14 @@ pub enum CheckpointError {
         path: PathBuf,
         /// The I/O error.
         error: std::io::Error,
+    },
+    /// The object store holding the checkpoints refused or failed.
+    #[error("checkpoint storage: {at}: {message}")]
+    Remote {
+        /// The object (or prefix).
+        at: String,
+        /// What went wrong.
+        message: String,
     },
     /// A checkpoint's files are damaged or incomplete.
     #[error("checkpoint {path} is corrupt: {message}")]
@@ -55,7 +67,7 @@ impl CheckpointError {
     /// work again, a corrupt or incompatible checkpoint stays so.
     pub fn class(&self) -> ErrorClass {
         match self {
-            CheckpointError::Io { .. } => ErrorClass::EXTERNAL,
+            CheckpointError::Io { .. } | CheckpointError::Remote { .. } => ErrorClass::EXTERNAL,
             CheckpointError::Corrupt { .. }
             | CheckpointError::Incompatible { .. }
             | CheckpointError::NoneFound(_) => ErrorClass::USER_FATAL,
@@ -92,12 +104,24 @@ pub struct TaskFile {
     crc32: u32,
 }
 
-/// The checkpoint directory of one job.
+/// The checkpoint directory of one job, or its prefix in an object store.
 #[derive(Clone, Debug)]
 pub struct Storage {
+    /// Where checkpoint files are written (staged, with an object store).
     dir: PathBuf,
     job: String,
     retain: usize,
+    objects: Option<Arc<Mirror>>,
+}
+
+/// A checkpoint or savepoint that was started.
+struct Entry {
+    id: u64,
+    savepoint: bool,
+    /// Its directory's name.
+    name: String,
+    /// Whether its metadata was written.
+    complete: bool,
 }
 
 /// A checkpoint read back: every task's snapshot, indexed for restoring.
@@ -191,40 +215,81 @@ impl Storage {
             dir,
             job: job.to_owned(),
             retain,
+            objects: None,
+        }
+    }
+
+    /// Checkpoints of job `job` in an object store, staged through `mirror`.
+    pub fn in_objects(mirror: Arc<Mirror>, job: &str, retain: usize) -> Self {
+        Storage {
+            dir: mirror.staging().to_owned(),
+            job: job.to_owned(),
+            retain,
+            objects: Some(mirror),
+        }
+    }
+
+    /// What this storage transferred to its object store, if it has one.
+    pub fn objects(&self) -> Option<&Mirror> {
+        self.objects.as_deref()
+    }
+
+    /// Where the checkpoints are, for messages.
+    fn location(&self) -> PathBuf {
+        match &self.objects {
+            Some(m) => PathBuf::from(m.url()),
+            None => self.dir.clone(),
         }
     }
 
     /// The directory of checkpoint (or savepoint) `id`.
     pub fn checkpoint_dir(&self, id: u64, savepoint: bool) -> PathBuf {
-        let kind = if savepoint { "savepoint" } else { "chk" };
-        self.dir.join(format!("{kind}-{id}"))
+        self.dir.join(Storage::name(id, savepoint))
     }
 
-    /// Every checkpoint directory: id, savepoint or not, path.
-    fn entries(&self) -> Result<Vec<(u64, bool, PathBuf)>, CheckpointError> {
-        let listing = match fs::read_dir(&self.dir) {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&self.dir)(e)),
+    /// Every checkpoint and savepoint started, by id.
+    fn entries(&self) -> Result<Vec<Entry>, CheckpointError> {
+        let names = match &self.objects {
+            Some(mirror) => mirror.names(METADATA)?.into_iter().collect(),
+            None => local_names(&self.dir)?
+                .into_iter()
+                .map(|name| {
+                    let complete = self.dir.join(&name).join(METADATA).exists();
+                    (name, complete)
+                })
+                .collect::<Vec<_>>(),
         };
-        let mut found = Vec::new();
-        for entry in listing {
-            let entry = entry.map_err(io(&self.dir))?;
-            if let Some((id, savepoint)) = entry.file_name().to_str().and_then(parse_id) {
-                found.push((id, savepoint, entry.path()));
-            }
-        }
-        found.sort();
+        let mut found: Vec<Entry> = names
+            .into_iter()
+            .filter_map(|(name, complete)| {
+                let (id, savepoint) = parse_id(&name)?;
+                Some(Entry {
+                    id,
+                    savepoint,
+                    name,
+                    complete,
+                })
+            })
+            .collect();
+        found.sort_by_key(|e| (e.id, e.savepoint));
         Ok(found)
     }
 
     /// An id above every checkpoint ever started here, so that a new run never writes
     /// into an old checkpoint's directory.
     pub fn next_id(&self) -> Result<u64, CheckpointError> {
-        Ok(self.entries()?.last().map_or(1, |(id, _, _)| id + 1))
+        Ok(self.entries()?.last().map_or(1, |e| e.id + 1))
     }
 
-    /// Writes task `task`'s snapshot for checkpoint `id` and fsyncs it.
+    /// The name of checkpoint `id`'s directory.
+    fn name(id: u64, savepoint: bool) -> String {
+        let kind = if savepoint { "savepoint" } else { "chk" };
+        format!("{kind}-{id}")
+    }
+
+    /// Writes task `task`'s snapshot for checkpoint `id` and fsyncs it; with an object
+    /// store, uploads it and the other finished files of the checkpoint (the task's
+    /// RocksDB files among them).
     pub fn write_task(
         &self,
         id: u64,
@@ -240,6 +305,10 @@ impl Storage {
         File::create(&path)
             .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
             .map_err(io(&path))?;
+        if let Some(mirror) = &self.objects {
+            mirror.push(&Storage::name(id, savepoint))?;
+            self.prune_staged(id);
+        }
         Ok(TaskFile {
             file,
             bytes: bytes.len() as u64,
@@ -258,6 +327,10 @@ impl Storage {
     ) -> Result<PathBuf, CheckpointError> {
         let dir = self.checkpoint_dir(id, savepoint);
         fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let name = Storage::name(id, savepoint);
+        if let Some(mirror) = &self.objects {
+            mirror.push(&name)?;
+        }
         let metadata = Metadata {
             format: FORMAT,
             id,
@@ -280,6 +353,9 @@ impl Storage {
         let path = dir.join(METADATA);
         fs::rename(&staging, &path).map_err(io(&path))?;
         sync_dir(&dir)?;
+        if let Some(mirror) = &self.objects {
+            mirror.put(&name, METADATA)?;
+        }
         if !savepoint {
             self.prune(id)?;
         }
@@ -294,24 +370,47 @@ impl Storage {
         {
             tracing::warn!("cannot delete abandoned checkpoint {}: {e}", dir.display());
         }
+        if let Some(mirror) = &self.objects
+            && let Err(e) = mirror.delete(&Storage::name(id, savepoint))
+        {
+            tracing::warn!("cannot delete abandoned checkpoint: {e}");
+        }
+    }
+
+    /// Deletes the staged copies of checkpoints before `id`: they are in the store.
+    fn prune_staged(&self, id: u64) {
+        for name in local_names(&self.dir).unwrap_or_default() {
+            if let Some((old, false)) = parse_id(&name)
+                && old < id
+                && let Err(e) = fs::remove_dir_all(self.dir.join(&name))
+            {
+                tracing::warn!("cannot delete staged checkpoint {name}: {e}");
+            }
+        }
     }
 
     /// Keeps the newest `retain` completed checkpoints up to `latest`; deletes older
     /// ones and unfinished ones started before it.
     fn prune(&self, latest: u64) -> Result<(), CheckpointError> {
         let mut completed = 0;
-        for (id, savepoint, path) in self.entries()?.into_iter().rev() {
-            if savepoint || id > latest {
+        for entry in self.entries()?.into_iter().rev() {
+            if entry.savepoint || entry.id > latest {
                 continue;
             }
-            let complete = path.join(METADATA).exists();
-            if complete && completed < self.retain {
+            if entry.complete && completed < self.retain {
                 completed += 1;
                 continue;
             }
-            if let Err(e) = fs::remove_dir_all(&path) {
-                tracing::warn!("cannot delete old checkpoint {}: {e}", path.display());
+            let deleted = match &self.objects {
+                Some(mirror) => mirror.delete(&entry.name).map_err(|e| e.to_string()),
+                None => fs::remove_dir_all(self.dir.join(&entry.name)).map_err(|e| e.to_string()),
+            };
+            if let Err(e) = deleted {
+                tracing::warn!("cannot delete old checkpoint {}: {e}", entry.name);
             }
+        }
+        if self.objects.is_some() {
+            self.prune_staged(latest + 1);
         }
         Ok(())
     }
@@ -319,10 +418,14 @@ impl Storage {
     /// The newest completed checkpoint (not savepoint) that reads back intact; corrupt
     /// ones are skipped with a warning, so recovery falls back to an older one.
     pub fn latest(&self) -> Result<Restored, CheckpointError> {
-        for (_, savepoint, path) in self.entries()?.into_iter().rev() {
-            if savepoint || !path.join(METADATA).exists() {
+        for entry in self.entries()?.into_iter().rev() {
+            if entry.savepoint || !entry.complete {
                 continue;
             }
+            let path = match &self.objects {
+                Some(mirror) => mirror.fetch(&entry.name)?,
+                None => self.dir.join(&entry.name),
+            };
             match load(&path) {
                 Ok(restored) => return Ok(restored),
                 Err(e @ CheckpointError::Corrupt { .. }) => {
@@ -331,8 +434,23 @@ impl Storage {
                 Err(e) => return Err(e),
             }
         }
-        Err(CheckpointError::NoneFound(self.dir.clone()))
+        Err(CheckpointError::NoneFound(self.location()))
     }
+}
+
+/// The names of the entries of directory `dir` (missing: none).
+fn local_names(dir: &Path) -> Result<Vec<String>, CheckpointError> {
+    let listing = match fs::read_dir(dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(io(dir))?;
+        names.extend(entry.file_name().to_str().map(str::to_owned));
+    }
+    Ok(names)
 }
 
 /// Reads the checkpoint or savepoint in directory `path`, checking every file against

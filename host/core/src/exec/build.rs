@@ -55,6 +55,9 @@ pub struct BuildOptions<'a> {
     pub network: Option<&'a dyn Network>,
     /// Setting it cancels the run (see [`Dataflow::canceller`]); default: a new flag.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Where the job's checkpoints go (default: its checkpoint directory; a job whose
+    /// checkpoints go to an object store needs it).
+    pub checkpoints: Option<Storage>,
 }
 
 impl Dataflow {
@@ -88,6 +91,7 @@ impl Dataflow {
             state: Some(state),
             network: None,
             cancel: None,
+            checkpoints: None,
         };
         Dataflow::build_with_options(job, registry, pools, options)
     }
@@ -106,6 +110,7 @@ impl Dataflow {
             state,
             network,
             cancel,
+            mut checkpoints,
         } = options;
         let local = |subtask: u32| network.is_none_or(|n| n.is_local(subtask));
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -368,8 +373,21 @@ impl Dataflow {
         let schedule = match &job.checkpoints {
             None => None,
             Some(spec) => {
-                let dir = spec.dir.clone().unwrap_or_default();
-                let storage = Storage::new(dir, &job.name, spec.retain());
+                let storage = match (checkpoints.take(), spec.objects_url()) {
+                    (Some(storage), _) => storage,
+                    (None, Some(url)) => {
+                        return Err(CheckpointError::Remote {
+                            at: url.to_owned(),
+                            message: "this process cannot reach object stores".into(),
+                        }
+                        .into());
+                    }
+                    (None, None) => Storage::new(
+                        spec.dir.clone().unwrap_or_default(),
+                        &job.name,
+                        spec.retain(),
+                    ),
+                };
                 Some(Schedule {
                     first_id: storage.next_id()?,
                     storage,

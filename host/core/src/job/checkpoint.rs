@@ -14,7 +14,8 @@ pub struct CheckpointSpec {
     /// Time between the start of one checkpoint and the next.
     pub interval: Span,
     /// Where checkpoints are written (default `.eddy/checkpoints/<job name>` beside
-    /// the job file); relative paths are resolved against the job file.
+    /// the job file); relative paths are resolved against the job file. An
+    /// `s3://bucket/prefix` URL puts them in S3-compatible object storage.
     #[serde(default)]
     pub dir: Option<PathBuf>,
     /// Completed checkpoints kept (default 3); older ones are deleted.
@@ -34,6 +35,21 @@ impl CheckpointSpec {
     /// Completed checkpoints to keep.
     pub fn retain(&self) -> usize {
         self.retain.unwrap_or(3).max(1)
+    }
+
+    /// The object store URL checkpoints go to, when `dir` is one.
+    pub fn objects_url(&self) -> Option<&str> {
+        let dir = self.dir.as_deref()?;
+        Self::is_url(dir).then(|| dir.to_str()).flatten()
+    }
+
+    /// Whether `dir` names an object store (`scheme://…`) rather than a directory.
+    pub fn is_url(dir: &std::path::Path) -> bool {
+        dir.to_str().is_some_and(|d| {
+            d.split_once("://").is_some_and(|(scheme, _)| {
+                !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+        })
     }
 
     /// When to give up on a checkpoint.

@@ -205,7 +205,11 @@ impl<'a> Resolver<'a> {
             .dir
             .take()
             .unwrap_or_else(|| Path::new(".eddy/checkpoints").join(job));
-        c.dir = Some(defaults.base.join(dir));
+        c.dir = Some(if super::CheckpointSpec::is_url(&dir) {
+            dir
+        } else {
+            defaults.base.join(dir)
+        });
         Ok(Some(c))
     }
 
