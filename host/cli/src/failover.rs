@@ -114,6 +114,9 @@ pub fn failover(args: &FailoverArgs) -> Result<()> {
         };
         let killed = Instant::now();
         drop(workers.remove(index));
+        // A replacement joins at once, as a supervisor would restart it (a job that
+        // spans both workers waits for it).
+        workers.push((running.clone(), worker(&running)?));
         // The next output committed after the kill comes from the restarted attempt.
         wait_until(Duration::from_secs(60), || size(&out) > before)?;
         let gap = killed.elapsed();
@@ -123,7 +126,6 @@ pub fn failover(args: &FailoverArgs) -> Result<()> {
             gap.as_secs_f64() * 1e3
         );
         figures.push(gap);
-        workers.push((running.clone(), worker(&running)?));
     }
     figures.sort();
     if let (Some(min), Some(max)) = (figures.first(), figures.last()) {
