@@ -509,35 +509,44 @@ fn span_failover(test: &str, s3: Option<S3Server>, kills: u32) {
 }
 
 #[test]
-fn a_tenants_slot_quota_holds_across_the_cluster() {
-    let scratch = Scratch::new("cluster_tenant_slots");
+fn a_tenants_slot_and_memory_quotas_hold_across_the_cluster() {
+    let scratch = Scratch::new("cluster_tenant_quotas");
     let dir = &scratch.0;
     std::fs::write(
         dir.join("tenants.yaml"),
-        "tenants:\n  acme: { max-slots: 2 }\n",
+        "tenants:\n  acme: { max-slots: 2 }\n  beta: { max-memory: 1536mb }\n",
     )
     .expect("tenants");
     let mut cluster = Cluster::start_with(dir, &["--tenants", "tenants.yaml"]);
     cluster.worker("w1", 4);
-    // Two jobs of two slots each: the worker has room for both, the tenant for one.
-    let tenant_job = |name: &str, rate: u32| {
+    // Pairs of jobs of two slots and the default 1 GiB budget each: the worker has room
+    // for both, the tenant for one.
+    let tenant_job = |name: &str, tenant: &str, rate: u32| {
         let text = job(dir, Some(rate), false)
-            .replace("name: cluster", &format!("name: {name}\ntenant: acme"))
+            .replace("name: cluster", &format!("name: {name}\ntenant: {tenant}"))
             .replace("out.jsonl", &format!("{name}.jsonl"));
-        std::fs::write(dir.join(format!("{name}.yaml")), text).expect("job");
-        cluster.submit(&dir.join(format!("{name}.yaml")))
+        cluster.submit_text(name, &text)
     };
-    let first = tenant_job("first", 10000);
-    cluster.wait_for(first, "running", Duration::from_secs(30));
-    let second = tenant_job("second", 1_000_000);
-    let waiting = cluster.job(second);
-    assert_eq!(waiting["state"], "waiting", "{waiting}");
-    assert_eq!(
-        waiting["reason"],
-        "needs 2 slot(s); tenant \"acme\" holds 2 of its 2 (max-slots)"
-    );
-    cluster.wait_for(first, "finished", Duration::from_secs(60));
-    cluster.wait_for(second, "finished", Duration::from_secs(60));
+    for (tenant, quota) in [
+        (
+            "acme",
+            "needs 2 slot(s); tenant \"acme\" holds 2 of its 2 (max-slots)",
+        ),
+        (
+            "beta",
+            "needs 1.0 GiB of memory on 1 worker(s); tenant \"beta\" holds 1.0 GiB of its \
+             1.5 GiB (max-memory)",
+        ),
+    ] {
+        let first = tenant_job(&format!("{tenant}-first"), tenant, 10000);
+        cluster.wait_for(first, "running", Duration::from_secs(30));
+        let second = tenant_job(&format!("{tenant}-second"), tenant, 1_000_000);
+        let waiting = cluster.job(second);
+        assert_eq!(waiting["state"], "waiting", "{waiting}");
+        assert_eq!(waiting["reason"], quota);
+        cluster.wait_for(first, "finished", Duration::from_secs(60));
+        cluster.wait_for(second, "finished", Duration::from_secs(60));
+    }
     // A tenant the file does not list is refused at submit.
     let stranger = job(dir, None, false).replace("name: cluster", "name: stranger\ntenant: nobody");
     std::fs::write(dir.join("stranger.yaml"), stranger).expect("job");

@@ -86,25 +86,19 @@ pub(crate) fn start(dir: &Path) -> ChildGuard {
     start_in(dir, None)
 }
 
-/// [`start`] with checkpoints in `s3` when given.
+/// [`start`] with checkpoints in `s3` when given. Always with `--restore`, the one
+/// command a supervisor runs: it resumes when there is a checkpoint and starts from
+/// the beginning when there is none yet (the first start, a kill before the first
+/// checkpoint).
 fn start_in(dir: &Path, s3: Option<&S3Server>) -> ChildGuard {
-    let resume = match s3 {
-        Some(s3) => s3
-            .keys("recovery/")
-            .iter()
-            .any(|k| k.ends_with("/_metadata")),
-        None => std::fs::read_dir(dir.join("checkpoints"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .any(|e| e.path().join("_metadata").exists())
-            })
-            .unwrap_or(false),
-    };
-    let mut args = vec!["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"];
-    if resume {
-        args.push("--restore");
-    }
+    let args = [
+        "run",
+        "-q",
+        "--plugin-dir",
+        PLUGIN_DIR,
+        "job.yaml",
+        "--restore",
+    ];
     let child = command(&args, dir)
         .envs(s3.map(S3Server::env).unwrap_or_default())
         .stdout(std::process::Stdio::null())
@@ -160,6 +154,27 @@ fn killed_at_random_moments_with_unaligned_checkpoints_the_output_is_exactly_onc
 fn killed_at_random_moments_with_rocksdb_state_at_changing_parallelism_the_output_is_exactly_once()
 {
     kill_repeatedly("rocksdb");
+}
+
+#[test]
+fn the_supervisor_command_starts_from_the_beginning_when_there_is_no_checkpoint_yet() {
+    let scratch = Scratch::new("recovery_supervisor_fresh");
+    std::fs::write(scratch.0.join("job.yaml"), job(2, None, true, "memory")).expect("job");
+    let out = eddy(
+        &["run", "--plugin-dir", PLUGIN_DIR, "job.yaml", "--restore"],
+        &scratch.0,
+    );
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no completed checkpoint in")
+            && stderr.contains("starting from the beginning"),
+        "{stderr}"
+    );
+    assert_eq!(
+        sorted_lines(&scratch.0.join("out.jsonl")),
+        reference("recovery_supervisor_reference")
+    );
 }
 
 #[test]
@@ -433,10 +448,21 @@ pub(crate) fn completed(dir: &Path) -> u64 {
 
 #[test]
 fn a_corrupt_checkpoint_is_reported_and_recovery_uses_an_older_one() {
-    let expected = reference("corrupt_reference");
-    let scratch = Scratch::new("recovery_corrupt");
+    damage_the_latest_checkpoint("memory", ".state");
+}
+
+#[test]
+fn a_damaged_rocksdb_file_is_reported_and_recovery_uses_an_older_checkpoint() {
+    damage_the_latest_checkpoint("rocksdb", ".sst");
+}
+
+/// Kills a job after a few checkpoints, damages a file ending in `suffix` in the latest
+/// (a copy of it: older checkpoints that share it keep theirs), and restores.
+fn damage_the_latest_checkpoint(backend: &str, suffix: &str) {
+    let expected = reference(&format!("corrupt_reference_{backend}"));
+    let scratch = Scratch::new(&format!("recovery_corrupt_{backend}"));
     let dir = &scratch.0;
-    std::fs::write(dir.join("job.yaml"), job(2, Some(8000), true, "memory")).expect("job");
+    std::fs::write(dir.join("job.yaml"), job(2, Some(8000), true, backend)).expect("job");
     let mut child = start(dir);
     let deadline = Instant::now() + Duration::from_secs(60);
     while completed(dir) < 3 {
@@ -446,16 +472,24 @@ fn a_corrupt_checkpoint_is_reported_and_recovery_uses_an_older_one() {
     child.0.kill().expect("SIGKILL");
     let _ = child.0.wait();
     let latest = dir.join(format!("checkpoints/chk-{}", completed(dir)));
-    let file = std::fs::read_dir(&latest)
-        .expect("checkpoint dir")
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with(".state"))
-        .expect("a task snapshot")
-        .path();
-    let mut bytes = std::fs::read(&file).expect("read snapshot");
+    let mut files = Vec::new();
+    let mut dirs = vec![latest.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).expect("checkpoint dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                files.push(path);
+            }
+        }
+    }
+    let file = files.first().expect("a file to damage");
+    let mut bytes = std::fs::read(file).expect("read");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x5a;
-    std::fs::write(&file, bytes).expect("corrupt snapshot");
+    std::fs::remove_file(file).expect("unlink");
+    std::fs::write(file, bytes).expect("damage");
 
     // Naming the corrupt checkpoint is an error that says what is wrong and where.
     let latest_arg = latest.to_string_lossy().into_owned();

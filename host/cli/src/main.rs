@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use eddy_core::checkpoint::objects::Mirror;
 use eddy_core::checkpoint::storage;
-use eddy_core::checkpoint::{Restored, Storage};
+use eddy_core::checkpoint::{CheckpointError, Restored, Storage};
 use eddy_core::exec::plan::{Plan, PlanView};
 use eddy_core::exec::supervise::{Supervised, supervise};
 use eddy_core::job::memory::ByteSize;
@@ -101,7 +101,8 @@ enum Command {
         #[arg(long)]
         status: bool,
         /// Resume from a checkpoint or savepoint directory, or from the job's latest
-        /// completed checkpoint when no directory is given.
+        /// completed checkpoint when no directory is given (starting from the beginning
+        /// when it has none yet: one command for a supervisor to run every time).
         #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "latest")]
         restore: Option<PathBuf>,
     },
@@ -308,7 +309,20 @@ fn run_job(
     let restored = match (restore, &storage) {
         (None, _) => None,
         (Some(dir), _) if dir != Path::new("latest") => Some(storage::load(dir)?),
-        (Some(_), Some(storage)) => Some(storage.latest()?),
+        (Some(_), Some(storage)) => match storage.latest() {
+            Ok(restored) => Some(restored),
+            // What a supervisor's one fixed command meets on a first start, or after a
+            // kill before the first checkpoint completed: nothing was committed yet.
+            Err(CheckpointError::NoneFound(dir)) => {
+                tracing::warn!(
+                    job = %job.name,
+                    "no completed checkpoint in {} yet: starting from the beginning",
+                    dir.display()
+                );
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
         (Some(_), None) => bail!(
             "job {:?} has no `checkpoints` section, so there is no latest checkpoint to \
              restore; name a checkpoint directory",

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use eddy_core::exec::plan::Plan;
 use eddy_core::exec::supervise::{Decision, decide};
 use eddy_core::job::checkpoint::RestartSpec;
+use eddy_core::job::memory::ByteSize;
 use eddy_core::tenant::Tenants;
 use eddy_core::{ErrorClass, Job};
 
@@ -73,6 +74,10 @@ struct JobEntry {
     last_failure: Option<String>,
     /// A user cancelled it while an attempt ran: it is cancelled once every part ended.
     cancelling: bool,
+    /// Its memory budget in each process it runs in.
+    memory: ByteSize,
+    /// The processes (workers) its latest attempt ran in.
+    parts: u32,
 }
 
 struct WorkerEntry {
@@ -271,6 +276,8 @@ fn submit(
         spreads: job.side_sinks.is_empty() && job.dead_letter.is_none(),
         state: JobState::Waiting("not scheduled yet".into()),
         cancelling: false,
+        memory: job.memory.process,
+        parts: 0,
         attempt: 0,
         restarts: 0,
         last_failure: None,
@@ -583,16 +590,18 @@ fn place(
     })
 }
 
-/// Whether job `id` may take its slots under its tenant's `max-slots`, counting the
-/// slots its tenant's other jobs hold (a restarting job keeps its share, as in Flink).
-fn within_quota(state: &State, tenants: &Tenants, id: u64) -> Result<(), String> {
+/// Whether job `id`, placed on `parts` workers, stays within its tenant's cluster-wide
+/// quotas: `max-slots` over the slots its tenant's other jobs hold, `max-memory` over
+/// their memory budgets (one per process a job runs in). A restarting job keeps its
+/// share, as in Flink.
+fn within_quota(state: &State, tenants: &Tenants, id: u64, parts: u32) -> Result<(), String> {
     let Some(job) = state.jobs.get(&id) else {
         return Ok(());
     };
-    let Some(max) = tenants.tenants.get(&job.tenant).and_then(|q| q.max_slots) else {
+    let Some(quotas) = tenants.tenants.get(&job.tenant) else {
         return Ok(());
     };
-    let held: u32 = state
+    let others: Vec<&JobEntry> = state
         .jobs
         .values()
         .filter(|j| {
@@ -603,13 +612,30 @@ fn within_quota(state: &State, tenants: &Tenants, id: u64) -> Result<(), String>
                     JobState::Running { .. } | JobState::Restarting { .. }
                 )
         })
-        .map(|j| j.slots)
-        .sum();
-    if held + job.slots > max {
-        return Err(format!(
-            "needs {} slot(s); tenant {:?} holds {held} of its {max} (max-slots)",
-            job.slots, job.tenant
-        ));
+        .collect();
+    if let Some(max) = quotas.max_slots {
+        let held: u32 = others.iter().map(|j| j.slots).sum();
+        if held + job.slots > max {
+            return Err(format!(
+                "needs {} slot(s); tenant {:?} holds {held} of its {max} (max-slots)",
+                job.slots, job.tenant
+            ));
+        }
+    }
+    if let Some(max) = quotas.max_memory {
+        let budget = |j: &JobEntry, parts: u32| j.memory.0 as u128 * u128::from(parts);
+        let held: u128 = others.iter().map(|j| budget(j, j.parts)).sum();
+        let needs = budget(job, parts);
+        if held + needs > max.0 as u128 {
+            let size = |b: u128| ByteSize(usize::try_from(b).unwrap_or(usize::MAX));
+            return Err(format!(
+                "needs {} of memory on {parts} worker(s); tenant {:?} holds {} of its {max} \
+                 (max-memory)",
+                size(needs),
+                job.tenant,
+                size(held)
+            ));
+        }
     }
     Ok(())
 }
@@ -631,8 +657,10 @@ fn schedule(state: &mut State, tenants: &Tenants) {
         let Some((slots, spreads)) = state.jobs.get(&id).map(|j| (j.slots, j.spreads)) else {
             continue;
         };
-        let placed =
-            within_quota(state, tenants, id).and_then(|()| place(&state.workers, slots, spreads));
+        let placed = place(&state.workers, slots, spreads).and_then(|placed| {
+            let parts = placed.iter().collect::<BTreeSet<_>>().len() as u32;
+            within_quota(state, tenants, id, parts).map(|()| placed)
+        });
         let placed = match placed {
             Ok(placed) => placed,
             Err(reason) => {
@@ -683,6 +711,7 @@ fn schedule(state: &mut State, tenants: &Tenants) {
             }
         }
         tracing::info!(job = id, workers = ?assigned, attempt = job.attempt, "job deployed");
+        job.parts = assigned.len() as u32;
         job.state = JobState::Running {
             pending: assigned.keys().cloned().collect(),
             assigned,

@@ -339,6 +339,10 @@ impl Outlet for RemoteOutlet {
         self.conn.send(&Frame::Overtake { channel, id })?;
         self.credit.wait_overtaken()
     }
+
+    fn close(&self) {
+        self.credit.close();
+    }
 }
 
 /// Starts the reader and writer of a new connection and says hello on it.

@@ -14,7 +14,7 @@ use eddy_core::job::memory::{ByteSize, MemoryBudget};
 use eddy_core::memory::Pools;
 use eddy_core::metrics::Role;
 use eddy_core::sink::{Committer, Connected, Sink, SinkError};
-use eddy_core::{Batch, BuildOptions, Dataflow, Job, Registry};
+use eddy_core::{Batch, BuildOptions, Dataflow, Job, Registry, RunError};
 use eddy_net::{DataPlane, Placement};
 
 fn job(dir: &Path) -> Job {
@@ -259,15 +259,16 @@ sinks:
         let ran_a = s.spawn(|| part_a.run(&stop));
         let ran_b = s.spawn(|| part_b.run(&stop));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while taken.load(Ordering::Relaxed) < TAKEN {
-            assert!(Instant::now() < deadline, "the sink took too little");
+        while taken.load(Ordering::Relaxed) < TAKEN && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
         let (sent, took) = (sent_by_b(), taken.load(Ordering::Relaxed));
+        // Both parts end at once when cancelled, even with senders waiting for credit.
         cancel_a.store(true, Ordering::SeqCst);
         cancel_b.store(true, Ordering::SeqCst);
-        let _ = ran_a.join();
-        let _ = ran_b.join();
+        assert!(matches!(ran_a.join(), Ok(Err(RunError::Cancelled))));
+        assert!(matches!(ran_b.join(), Ok(Err(RunError::Cancelled))));
+        assert!(took >= TAKEN, "the sink took only {took} events");
         assert!(
             sent <= took + IN_FLIGHT,
             "the source on b sent {sent} events while the sink on a took {took}"

@@ -12,6 +12,7 @@
 
 pub mod align;
 pub mod coordinator;
+pub mod files;
 pub mod link;
 pub mod objects;
 pub mod snapshot;

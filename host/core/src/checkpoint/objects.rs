@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::files::{FileId, walk};
 use super::storage::CheckpointError;
 
 /// An object store refused or failed.
@@ -36,27 +36,6 @@ pub trait ObjectStorage: Send + Sync + Debug {
     fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError>;
     /// Deletes `keys` (missing ones are no error).
     fn delete(&self, keys: &[String]) -> Result<(), ObjectError>;
-}
-
-/// Identifies a local file's contents without reading them: checkpoint files are
-/// never modified once written, and hard links of one file share this.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i64,
-}
-
-impl FileId {
-    fn of(meta: &fs::Metadata) -> FileId {
-        FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        }
-    }
 }
 
 /// Transfers of one process, counted for logs and tests.
@@ -216,46 +195,6 @@ impl Mirror {
         self.stored().retain(|_, key| !key.starts_with(&prefix));
         Ok(())
     }
-}
-
-/// Every file under `dir` (missing: none), with its path relative to it.
-fn walk(
-    dir: &Path,
-    relative: &str,
-    out: &mut Vec<(String, PathBuf)>,
-) -> Result<(), CheckpointError> {
-    let listing = match fs::read_dir(dir) {
-        Ok(listing) => listing,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => {
-            return Err(CheckpointError::Io {
-                path: dir.to_owned(),
-                error,
-            });
-        }
-    };
-    for entry in listing {
-        let entry = entry.map_err(|error| CheckpointError::Io {
-            path: dir.to_owned(),
-            error,
-        })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tmp") {
-            continue;
-        }
-        let path = entry.path();
-        let rel = if relative.is_empty() {
-            name
-        } else {
-            format!("{relative}/{name}")
-        };
-        if path.is_dir() {
-            walk(&path, &rel, out)?;
-        } else {
-            out.push((rel, path));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

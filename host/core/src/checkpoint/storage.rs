@@ -1,17 +1,19 @@
 //! Checkpoints on disk: `chk-<id>/` (or `savepoint-<id>/`) holding one snapshot file
 //! per task and a `_metadata` file written last, atomically (write, fsync, rename,
 //! fsync the directory). A directory without metadata never completed and is ignored;
-//! a snapshot file whose size or CRC differs from the metadata is reported as corrupt.
+//! a file whose size or CRC differs from the metadata (task snapshots and RocksDB's
+//! files alike), or that is missing, makes the checkpoint corrupt.
 //! In object storage ([`super::objects`]) the same layout is staged locally and
 //! uploaded, `_metadata` last.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::files::{FileSum, Sums};
 use super::objects::Mirror;
 use super::snapshot::{Flight, TaskSnapshot};
 use crate::error::ErrorClass;
@@ -60,6 +62,14 @@ pub enum CheckpointError {
     /// `--restore` found nothing to restore.
     #[error("no completed checkpoint in {0}")]
     NoneFound(PathBuf),
+    /// Every completed checkpoint retained is damaged.
+    #[error("every retained checkpoint in {path} is damaged: {damaged}")]
+    AllDamaged {
+        /// Where the checkpoints are.
+        path: PathBuf,
+        /// What is wrong with each, newest first.
+        damaged: String,
+    },
 }
 
 impl CheckpointError {
@@ -70,7 +80,8 @@ impl CheckpointError {
             CheckpointError::Io { .. } | CheckpointError::Remote { .. } => ErrorClass::EXTERNAL,
             CheckpointError::Corrupt { .. }
             | CheckpointError::Incompatible { .. }
-            | CheckpointError::NoneFound(_) => ErrorClass::USER_FATAL,
+            | CheckpointError::NoneFound(_)
+            | CheckpointError::AllDamaged { .. } => ErrorClass::USER_FATAL,
         }
     }
 }
@@ -102,6 +113,9 @@ pub struct TaskFile {
     file: String,
     bytes: u64,
     crc32: u32,
+    /// The other files the task's snapshot refers to (its RocksDB databases').
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    files: Vec<FileSum>,
 }
 
 /// The checkpoint directory of one job, or its prefix in an object store.
@@ -112,6 +126,7 @@ pub struct Storage {
     job: String,
     retain: usize,
     objects: Option<Arc<Mirror>>,
+    sums: Arc<Mutex<Sums>>,
 }
 
 /// A checkpoint or savepoint that was started.
@@ -216,6 +231,7 @@ impl Storage {
             job: job.to_owned(),
             retain,
             objects: None,
+            sums: Arc::default(),
         }
     }
 
@@ -226,6 +242,7 @@ impl Storage {
             job: job.to_owned(),
             retain,
             objects: Some(mirror),
+            sums: Arc::default(),
         }
     }
 
@@ -305,14 +322,24 @@ impl Storage {
         File::create(&path)
             .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
             .map_err(io(&path))?;
+        let name = Storage::name(id, savepoint);
+        // Every file of the task is complete by now (RocksDB renames its checkpoint
+        // into place when done); files of other tasks found complete too are recorded
+        // with this one.
+        let files = self
+            .sums
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .new_files(&name, &dir)?;
         if let Some(mirror) = &self.objects {
-            mirror.push(&Storage::name(id, savepoint))?;
+            mirror.push(&name)?;
             self.prune_staged(id);
         }
         Ok(TaskFile {
             file,
             bytes: bytes.len() as u64,
             crc32: crc32fast::hash(&bytes),
+            files,
         })
     }
 
@@ -418,6 +445,7 @@ impl Storage {
     /// The newest completed checkpoint (not savepoint) that reads back intact; corrupt
     /// ones are skipped with a warning, so recovery falls back to an older one.
     pub fn latest(&self) -> Result<Restored, CheckpointError> {
+        let mut damaged = Vec::new();
         for entry in self.entries()?.into_iter().rev() {
             if entry.savepoint || !entry.complete {
                 continue;
@@ -430,11 +458,18 @@ impl Storage {
                 Ok(restored) => return Ok(restored),
                 Err(e @ CheckpointError::Corrupt { .. }) => {
                     tracing::warn!("skipping checkpoint: {e}");
+                    damaged.push(e.to_string());
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(CheckpointError::NoneFound(self.location()))
+        if damaged.is_empty() {
+            return Err(CheckpointError::NoneFound(self.location()));
+        }
+        Err(CheckpointError::AllDamaged {
+            path: self.location(),
+            damaged: damaged.join("; "),
+        })
     }
 }
 
@@ -451,6 +486,25 @@ fn local_names(dir: &Path) -> Result<Vec<String>, CheckpointError> {
         names.extend(entry.file_name().to_str().map(str::to_owned));
     }
     Ok(names)
+}
+
+/// The contents of file `file` of the checkpoint in `path`, if they have the size and
+/// CRC the metadata records.
+fn checked(path: &Path, file: &str, bytes: u64, crc32: u32) -> Result<Vec<u8>, CheckpointError> {
+    let corrupt = |message: String| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        message,
+    };
+    let read = fs::read(path.join(file)).map_err(|e| corrupt(format!("{file}: {e}")))?;
+    let crc = crc32fast::hash(&read);
+    if read.len() as u64 != bytes || crc != crc32 {
+        return Err(corrupt(format!(
+            "{file} has {} bytes with CRC {crc:08x}, the metadata says {bytes} bytes with CRC \
+             {crc32:08x}",
+            read.len()
+        )));
+    }
+    Ok(read)
 }
 
 /// Reads the checkpoint or savepoint in directory `path`, checking every file against
@@ -490,17 +544,9 @@ pub fn load(path: &Path) -> Result<Restored, CheckpointError> {
                 .unwrap_or(&task.file)
                 .to_owned(),
         );
-        let file = path.join(&task.file);
-        let bytes = fs::read(&file).map_err(|e| corrupt(format!("{}: {e}", task.file)))?;
-        if bytes.len() as u64 != task.bytes || crc32fast::hash(&bytes) != task.crc32 {
-            return Err(corrupt(format!(
-                "{} has {} bytes with CRC {:08x}, the metadata says {} bytes with CRC {:08x}",
-                task.file,
-                bytes.len(),
-                crc32fast::hash(&bytes),
-                task.bytes,
-                task.crc32
-            )));
+        let bytes = checked(path, &task.file, task.bytes, task.crc32)?;
+        for file in &task.files {
+            checked(path, &file.path, file.bytes, file.crc32)?;
         }
         snapshots.push(
             TaskSnapshot::decode(&bytes).map_err(|e| corrupt(format!("{}: {e}", task.file)))?,
@@ -558,6 +604,33 @@ mod tests {
     }
 
     #[test]
+    fn every_file_a_checkpoint_refers_to_is_verified() {
+        let dir = temp("files");
+        let storage = Storage::new(dir.clone(), "j", 3);
+        for id in 1..=2 {
+            let db = storage.checkpoint_dir(id, false).join("rocksdb-x");
+            fs::create_dir_all(&db).unwrap();
+            fs::write(db.join("000007.sst"), [id as u8; 64]).unwrap();
+            let f = storage
+                .write_task(id, false, "t", &snapshot(id as u8))
+                .unwrap();
+            storage.complete(id, false, 128, vec![f]).unwrap();
+        }
+        let sst = dir.join("chk-2/rocksdb-x/000007.sst");
+        fs::write(&sst, [9u8; 64]).unwrap();
+        let err = load(&dir.join("chk-2")).unwrap_err().to_string();
+        assert!(
+            err.contains("rocksdb-x/000007.sst has 64 bytes with CRC"),
+            "{err}"
+        );
+        fs::remove_file(&sst).unwrap();
+        let err = load(&dir.join("chk-2")).unwrap_err().to_string();
+        assert!(err.contains("rocksdb-x/000007.sst: No such file"), "{err}");
+        assert_eq!(storage.latest().unwrap().id, 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_corrupt_checkpoint_is_named_and_skipped() {
         let dir = temp("corrupt");
         let storage = Storage::new(dir.clone(), "j", 3);
@@ -578,6 +651,15 @@ mod tests {
             "{err}"
         );
         assert_eq!(storage.latest().unwrap().id, 1);
+        // With every checkpoint damaged, restoring says so.
+        fs::remove_file(dir.join("chk-1/t.state")).unwrap();
+        let err = storage.latest().unwrap_err().to_string();
+        assert!(
+            err.contains("every retained checkpoint")
+                && err.contains("chk-2")
+                && err.contains("chk-1"),
+            "{err}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -217,6 +217,7 @@ impl Dataflow {
         let mut committers = Vec::new();
         // Tasks are assembled first and given the metrics once every plugin is known.
         let mut parts = Vec::new();
+        let mut remote = Vec::new();
         let mut plugins = Vec::new();
         for (s, stage) in plan.stages.iter().enumerate() {
             for i in (0..stage.parallelism).filter(|&i| local(i)) {
@@ -324,9 +325,13 @@ impl Dataflow {
                         .enumerate()
                         .map(|(to, c)| match (c, network) {
                             (Some(c), _) => Ok(c.clone() as Arc<dyn Outlet>),
-                            (None, Some(n)) => n
-                                .outlet(s + 1, i, to as u32, capacity)
-                                .map_err(RunError::Network),
+                            (None, Some(n)) => {
+                                let outlet = n
+                                    .outlet(s + 1, i, to as u32, capacity)
+                                    .map_err(RunError::Network)?;
+                                remote.push(outlet.clone());
+                                Ok(outlet)
+                            }
                             (None, None) => Err(RunError::Internal(format!(
                                 "no channel to subtask {to} of stage {}",
                                 s + 2
@@ -446,6 +451,7 @@ impl Dataflow {
             tasks,
             dead_letters,
             channels: channels.into_iter().flatten().flatten().collect(),
+            remote,
             metrics,
             coordinator,
             cancel: cancel.unwrap_or_default(),

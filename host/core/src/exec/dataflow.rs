@@ -9,6 +9,7 @@ use crate::checkpoint::Coordinator;
 use crate::checkpoint::coordinator::{Outcome, Savepoints};
 use crate::deadletter::DeadLetters;
 use crate::exec::channel::Channel;
+use crate::exec::exchange::Outlet;
 use crate::metrics::{JobMetrics, NodeTotals, Role};
 use crate::sideoutput::SideOutput;
 
@@ -45,6 +46,8 @@ pub struct Dataflow {
     pub(super) tasks: Vec<Task>,
     pub(super) dead_letters: Option<Arc<DeadLetters>>,
     pub(super) channels: Vec<Arc<Channel>>,
+    /// Where this part sends to subtasks in other processes.
+    pub(super) remote: Vec<Arc<dyn Outlet>>,
     pub(super) metrics: Arc<JobMetrics>,
     pub(super) coordinator: Coordinator,
     /// Set from outside to end the run at once, publishing nothing.
@@ -75,7 +78,7 @@ impl Dataflow {
         let started = Instant::now();
         let abort = AtomicBool::new(false);
         let first_error: Mutex<Option<RunError>> = Mutex::new(None);
-        let channels = &self.channels;
+        let (channels, remote) = (&self.channels, &self.remote);
         // Tears the tasks down; with an error, the run fails with it.
         let halt = |e: Option<RunError>| {
             if let Some(e) = e {
@@ -85,6 +88,10 @@ impl Dataflow {
             abort.store(true, Ordering::SeqCst);
             for c in channels {
                 c.close();
+            }
+            // A sender waiting for another process's credit would wait forever.
+            for r in remote {
+                r.close();
             }
         };
         let fail = |e: RunError| halt(Some(e));

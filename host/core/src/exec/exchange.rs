@@ -55,6 +55,10 @@ pub trait Outlet: Send + Sync {
     /// Puts an unaligned barrier of sender `from` ahead of everything in flight to the
     /// receiver, and returns copies of what it overtook.
     fn overtake(&self, from: u32, id: u64) -> Result<Vec<Message>, Closed>;
+
+    /// The run is torn down: a sender waiting for room stops with [`Closed`], and so
+    /// does every send after.
+    fn close(&self);
 }
 
 impl Outlet for Channel {
@@ -68,6 +72,10 @@ impl Outlet for Channel {
 
     fn overtake(&self, from: u32, id: u64) -> Result<Vec<Message>, Closed> {
         Channel::overtake(self, from, id)
+    }
+
+    fn close(&self) {
+        Channel::close(self);
     }
 }
 
