@@ -1,6 +1,7 @@
 //! Kafka connectors against a real Kafka-protocol broker, which each test starts in a
 //! process of its own: exactly-once output across SIGKILLs of the job and a restart of
-//! the broker, an idle partition, a partition added while running, malformed records.
+//! the broker, an idle partition, a partition added while running, malformed records,
+//! and a fallback to an older checkpoint refused where it would publish twice.
 
 use std::time::{Duration, Instant};
 
@@ -406,4 +407,74 @@ sinks:
     assert_eq!(values(copy("since", "{ timestamp: 2000 }")), ["b", "c"]);
     assert_eq!(values(copy("committed", "committed")), ["c"]);
     assert!(copy("latest", "latest").is_empty());
+}
+
+#[test]
+fn kafka_output_is_not_published_twice_by_falling_back_to_an_older_checkpoint() {
+    let scratch = Scratch::new("kafka-fallback");
+    let dir = &scratch.0;
+    let broker = Broker::start(dir);
+    broker.create_topic("orders", 3);
+    broker.create_topic("fallback", 2);
+    fill(&broker, dir, "orders", 30_000);
+    write_job(
+        dir,
+        "fallback.yaml",
+        &windowed_job(&broker, "orders", "fallback", Some(2000)),
+    );
+    let checkpoints = dir.join("checkpoints-fallback");
+    let completed = || -> Vec<u64> {
+        let mut ids: Vec<u64> = std::fs::read_dir(&checkpoints)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().join("_metadata").exists())
+                    .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids
+    };
+    let mut child = ChildGuard(
+        command(&run_args(dir, "fallback.yaml", "fallback"), dir)
+            .spawn()
+            .expect("start eddy"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while completed().len() < 3 {
+        assert!(Instant::now() < deadline, "no checkpoints");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.0.kill().expect("SIGKILL");
+    let _ = child.0.wait();
+    let committed = sorted(broker.read_committed("fallback"));
+    let ids = completed();
+    let (older, latest) = (ids[ids.len() - 2], ids[ids.len() - 1]);
+    // Damage the latest checkpoint: the fallback to the one before would publish what
+    // was committed for the latest a second time, so it is refused.
+    let state = std::fs::read_dir(checkpoints.join(format!("chk-{latest}")))
+        .expect("checkpoint")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "state"))
+        .expect("a task snapshot");
+    let mut bytes = std::fs::read(&state).expect("snapshot");
+    bytes[0] ^= 0x5a;
+    std::fs::write(&state, bytes).expect("damage");
+    let older_dir = checkpoints.join(format!("chk-{older}"));
+    let older_arg = older_dir.to_string_lossy().into_owned();
+    for restore in [None, Some(older_arg.as_str())] {
+        let mut args = vec!["run", "-q", "--plugin-dir", PLUGIN_DIR, "fallback.yaml"];
+        args.extend(["--restore"].into_iter().chain(restore));
+        let out = eddy(&args, dir);
+        let stderr = text(&out).1;
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("checkpoint {latest} is newer"))
+                && stderr.contains("cannot be taken back"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(sorted(broker.read_committed("fallback")), committed);
 }

@@ -308,7 +308,13 @@ fn run_job(
     let storage = checkpoint_storage(job)?;
     let restored = match (restore, &storage) {
         (None, _) => None,
-        (Some(dir), _) if dir != Path::new("latest") => Some(storage::load(dir)?),
+        (Some(dir), _) if dir != Path::new("latest") => {
+            let restored = storage::load(dir)?;
+            match &storage {
+                Some(storage) => Some(storage.named(restored)?),
+                None => Some(restored),
+            }
+        }
         (Some(_), Some(storage)) => match storage.latest() {
             Ok(restored) => Some(restored),
             // What a supervisor's one fixed command meets on a first start, or after a

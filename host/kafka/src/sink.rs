@@ -505,9 +505,11 @@ impl Committer for Transactions {
             .filter(|(seq, _)| *seq > open.committed)
             .collect();
         if due.len() < p.parts.len() {
-            tracing::info!(
+            // Committed by an earlier commit of the same parts (a restore commits the
+            // restored checkpoint's parts again): skipped, not sent twice.
+            tracing::debug!(
                 sink = %target.name,
-                "{} part(s) were committed before the restart",
+                "{} part(s) were committed already",
                 p.parts.len() - due.len()
             );
         }

@@ -148,6 +148,9 @@ pub struct Restored {
     pub path: PathBuf,
     /// The key groups its keyed state is organized in.
     pub max_parallelism: u32,
+    /// A newer completed checkpoint it was chosen over (that one was damaged, or an
+    /// older one was named): output committed for that one is committed already.
+    pub passed_over: Option<u64>,
     snapshots: Vec<TaskSnapshot>,
     /// The task each snapshot is of.
     tasks: Vec<String>,
@@ -442,10 +445,26 @@ impl Storage {
         Ok(())
     }
 
+    /// `restored`, named by the user, with the newest completed checkpoint here that is
+    /// newer than it.
+    pub fn named(&self, restored: Restored) -> Result<Restored, CheckpointError> {
+        let newest = self
+            .entries()?
+            .into_iter()
+            .filter(|e| e.complete && !e.savepoint && e.id > restored.id)
+            .map(|e| e.id)
+            .max();
+        Ok(Restored {
+            passed_over: newest,
+            ..restored
+        })
+    }
+
     /// The newest completed checkpoint (not savepoint) that reads back intact; corrupt
     /// ones are skipped with a warning, so recovery falls back to an older one.
     pub fn latest(&self) -> Result<Restored, CheckpointError> {
         let mut damaged = Vec::new();
+        let mut newest = None;
         for entry in self.entries()?.into_iter().rev() {
             if entry.savepoint || !entry.complete {
                 continue;
@@ -455,9 +474,15 @@ impl Storage {
                 None => self.dir.join(&entry.name),
             };
             match load(&path) {
-                Ok(restored) => return Ok(restored),
+                Ok(restored) => {
+                    return Ok(Restored {
+                        passed_over: newest,
+                        ..restored
+                    });
+                }
                 Err(e @ CheckpointError::Corrupt { .. }) => {
                     tracing::warn!("skipping checkpoint: {e}");
+                    newest.get_or_insert(entry.id);
                     damaged.push(e.to_string());
                 }
                 Err(e) => return Err(e),
@@ -556,6 +581,7 @@ pub fn load(path: &Path) -> Result<Restored, CheckpointError> {
         id: metadata.id,
         path: path.to_owned(),
         max_parallelism: metadata.max_parallelism,
+        passed_over: None,
         snapshots,
         tasks,
     })

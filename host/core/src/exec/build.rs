@@ -16,7 +16,8 @@ use crate::exec::channel::Channel;
 use crate::exec::exchange::{Exchange, Outlet};
 use crate::exec::network::Network;
 use crate::exec::plan::Plan;
-use crate::job::{Job, StepOp};
+use crate::job::kafka::Guarantee;
+use crate::job::{Job, SinkSpec, StepOp};
 use crate::latency::EventClock;
 use crate::memory::Pools;
 use crate::metrics::{Counters, JobMetrics, NodeMetrics, PluginEntry, Role};
@@ -375,6 +376,9 @@ impl Dataflow {
                 .into());
             }
         }
+        if let Some(r) = restore {
+            refuse_replaying_what_cannot_be_taken_back(job, r)?;
+        }
         let schedule = match &job.checkpoints {
             None => None,
             Some(spec) => {
@@ -457,6 +461,34 @@ impl Dataflow {
             cancel: cancel.unwrap_or_default(),
         })
     }
+}
+
+/// A checkpoint older than the newest completed one replays what was committed since;
+/// file sinks cut their output back to the restored checkpoint, but transactions a
+/// Kafka sink committed cannot be taken back: restoring would publish them twice.
+fn refuse_replaying_what_cannot_be_taken_back(
+    job: &Job,
+    restore: &Restored,
+) -> Result<(), CheckpointError> {
+    let Some(newer) = restore.passed_over else {
+        return Ok(());
+    };
+    let kafka = job.sinks.iter().find(
+        |(_, spec)| matches!(spec, SinkSpec::Kafka(k) if k.guarantee == Guarantee::ExactlyOnce),
+    );
+    let Some((name, _)) = kafka else {
+        return Ok(());
+    };
+    Err(CheckpointError::Incompatible {
+        path: restore.path.clone(),
+        message: format!(
+            "checkpoint {newer} is newer, and Kafka sink {name:?} committed its transactions, \
+             which cannot be taken back: restoring checkpoint {} would publish their records \
+             again. Restore checkpoint {newer} (repaired, if it is damaged), or write to a new \
+             topic",
+            restore.id
+        ),
+    })
 }
 
 /// The name of subtask `i` of stage `s` (0-based), as checkpoints record it.

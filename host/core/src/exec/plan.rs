@@ -33,8 +33,12 @@ pub struct Plan {
 
 /// A job whose topology cannot run as written.
 #[derive(Debug, thiserror::Error)]
-#[error("step {step:?}: {message}")]
+#[error("{}{}: step {step:?}: {message}", file.display(), location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
 pub struct PlanError {
+    /// The job file.
+    pub file: std::path::PathBuf,
+    /// Line and column of the step in it, when known.
+    pub location: Option<(usize, usize)>,
     /// The step at fault.
     pub step: String,
     /// What is wrong.
@@ -42,6 +46,16 @@ pub struct PlanError {
 }
 
 impl PlanError {
+    /// The error `message` about step `step`, at `path` of the job file.
+    fn at(job: &Job, path: &str, step: &str, message: String) -> PlanError {
+        PlanError {
+            file: job.file.clone(),
+            location: job.positions.find(path),
+            step: step.to_owned(),
+            message,
+        }
+    }
+
     /// A job that cannot run as written does not run on a second try either.
     pub fn class(&self) -> ErrorClass {
         ErrorClass::USER_FATAL
@@ -76,10 +90,7 @@ impl Plan {
             let keyed_input = after_key_by || matches!(step.op, StepOp::Join(_));
             let edge =
                 edge(step.partition, keyed_input, prev_p, step.parallelism).map_err(|message| {
-                    PlanError {
-                        step: step.name.clone(),
-                        message,
-                    }
+                    PlanError::at(job, &format!("steps[{i}]"), &step.name, message)
                 })?;
             keyed = match edge {
                 Partition::Hash => true,
@@ -98,24 +109,23 @@ impl Plan {
             if let Some(op) = keyed_op
                 && !keyed
             {
-                return Err(PlanError {
-                    step: step.name.clone(),
-                    message: format!(
+                return Err(PlanError::at(
+                    job,
+                    &format!("steps[{i}]"),
+                    &step.name,
+                    format!(
                         "`{op}` needs a stream partitioned by key: put a `key-by` step before \
                          it, with no other partitioning in between (this step receives by {})",
                         partition_name(edge)
                     ),
-                });
+                ));
             }
             after_key_by = matches!(step.op, StepOp::KeyBy(_));
             push(&mut stages, edge, step.parallelism, Some(i), false);
         }
         let prev_p = stages.last().map_or(1, |s| s.parallelism);
-        let edge =
-            edge(None, after_key_by, prev_p, SINK_PARALLELISM).map_err(|message| PlanError {
-                step: "sinks".into(),
-                message,
-            })?;
+        let edge = edge(None, after_key_by, prev_p, SINK_PARALLELISM)
+            .map_err(|message| PlanError::at(job, "sinks", "sinks", message))?;
         push(&mut stages, edge, SINK_PARALLELISM, None, true);
         Ok(Plan {
             stages,
@@ -279,6 +289,12 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("needs a stream partitioned by key"),
+            "{err}"
+        );
+        // At the step's line and column in the job file.
+        assert_eq!(err.location, Some((5, 5)), "{err}");
+        assert!(
+            err.to_string().contains("job.yaml:5:5: step \"r\""),
             "{err}"
         );
         let err = plan("name: x\nsources:\n  - type: generator\nsteps:\n  - key-by: k\n  - name: r\n    rolling: count\n    partition: rebalance\nsinks:\n  - type: stdout\n")

@@ -207,6 +207,9 @@ pub struct Job {
     pub restart: RestartSpec,
     /// The keyed state backend, with its directory resolved.
     pub state: StateSpec,
+    /// Where each node of the job file is, for errors found after loading (the
+    /// plan's).
+    pub positions: std::sync::Arc<position::Positions>,
 }
 
 /// Why a job file cannot run, always naming the file and, where known, the line and

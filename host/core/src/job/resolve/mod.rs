@@ -167,6 +167,7 @@ impl<'a> Resolver<'a> {
             sources,
             steps,
             sinks: outputs.sinks,
+            positions: std::sync::Arc::new(std::mem::take(&mut self.positions)),
         })
     }
 
@@ -199,6 +200,13 @@ impl<'a> Resolver<'a> {
                 "checkpoints.interval",
                 "checkpoints.interval",
                 "must be longer than 0",
+            ));
+        }
+        if c.retain == Some(0) {
+            return Err(self.invalid(
+                "checkpoints.retain",
+                "checkpoints.retain",
+                "must be at least 1: the latest completed checkpoint is what recovery needs",
             ));
         }
         let dir = c
@@ -366,5 +374,7 @@ mod tests {
     fn checkpoint_errors_point_at_their_setting() {
         let text = format!("name: x\ncheckpoints:\n  interval: 0s\n{SOURCES}{SINKS}");
         assert_eq!(error_at(&text).0, (3, 13));
+        let text = format!("name: x\ncheckpoints:\n  interval: 1s\n  retain: 0\n{SOURCES}{SINKS}");
+        assert_eq!(error_at(&text).0, (4, 11));
     }
 }
