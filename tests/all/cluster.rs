@@ -10,7 +10,7 @@ use eddy_testkit::jobs::{ORDER_STEPS, PER_MINUTE, orders_source};
 use eddy_testkit::plugins::PLUGIN_DIR;
 use eddy_testkit::s3::S3Server;
 
-use crate::recovery::{Delays, completed, sorted_lines};
+use crate::recovery::{Delays, assert_exact_so_far, completed, sorted_lines};
 use crate::support::{ChildGuard, Scratch, command, eddy, text};
 
 /// The orders job at parallelism 2 with every path absolute under `dir`, as workers
@@ -169,6 +169,37 @@ impl Cluster {
         self.workers.push((id.to_owned(), ChildGuard(child)));
     }
 
+    /// Waits until job `id` completes a checkpoint beyond what `completed` (the newest
+    /// completed checkpoint's id) says now, lets it run on for a random moment, then
+    /// kills worker `victim` with SIGKILL and starts its replacement: kill `kill`.
+    fn kill_after_a_checkpoint(
+        &mut self,
+        id: u64,
+        victim: &str,
+        kill: u32,
+        delays: &mut Delays,
+        completed: impl Fn() -> u64,
+    ) {
+        let before = completed();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while completed() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint completed (kill {kill})\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(delays.next_ms(0, 300)));
+        assert_eq!(
+            self.job(id)["state"],
+            "running",
+            "the job ended before kill {kill}"
+        );
+        self.kill(victim);
+        self.worker(victim, 2);
+    }
+
     /// Kills worker `id` with SIGKILL.
     fn kill(&mut self, id: &str) {
         if let Some((_, child)) = self.workers.iter_mut().find(|(w, _)| w == id) {
@@ -282,34 +313,9 @@ fn a_killed_worker_fails_over_from_the_latest_checkpoint_and_the_output_stays_ex
     for kill in 0..10 {
         let running = cluster.wait_for(id, "running", Duration::from_secs(30));
         let worker = running["workers"][0].as_str().expect("a worker").to_owned();
-        // Let it complete a checkpoint of its own, then kill it at a random moment.
-        let before = completed(dir);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while completed(dir) <= before {
-            assert!(
-                Instant::now() < deadline,
-                "no checkpoint completed (kill {kill})\n{}",
-                cluster.logs()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(delays.next_ms(0, 300)));
-        assert_eq!(
-            cluster.job(id)["state"],
-            "running",
-            "the job ended before kill {kill}"
-        );
-        cluster.kill(&worker);
         // A replacement of the same identity registers as a new incarnation.
-        cluster.worker(&worker, 2);
-        let seen = sorted_lines(&dir.join("out.jsonl"));
-        let mut dedup = seen.clone();
-        dedup.dedup();
-        assert_eq!(dedup.len(), seen.len(), "duplicates after kill {kill}");
-        assert!(
-            seen.iter().all(|l| expected.binary_search(l).is_ok()),
-            "a committed row that the uninterrupted run does not produce (kill {kill})"
-        );
+        cluster.kill_after_a_checkpoint(id, &worker, kill, &mut delays, || completed(dir));
+        assert_exact_so_far(&dir.join("out.jsonl"), &expected, kill);
     }
     let done = cluster.wait_for(id, "finished", Duration::from_secs(120));
     assert!(done["restarts"].as_u64() >= Some(10), "{done}");
@@ -471,34 +477,10 @@ fn span_failover(test: &str, s3: Option<S3Server>, kills: u32) {
             serde_json::json!(["w1", "w2"]),
             "{running}"
         );
-        let before = completed(dir);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while completed(dir) <= before {
-            assert!(
-                Instant::now() < deadline,
-                "no checkpoint completed (kill {kill})\n{}",
-                cluster.logs()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(delays.next_ms(0, 300)));
-        assert_eq!(
-            cluster.job(id)["state"],
-            "running",
-            "the job ended before kill {kill}"
-        );
         // The leader and the follower in turn.
         let victim = if kill % 2 == 0 { "w1" } else { "w2" };
-        cluster.kill(victim);
-        cluster.worker(victim, 2);
-        let seen = sorted_lines(&dir.join("out.jsonl"));
-        let mut dedup = seen.clone();
-        dedup.dedup();
-        assert_eq!(dedup.len(), seen.len(), "duplicates after kill {kill}");
-        assert!(
-            seen.iter().all(|l| expected.binary_search(l).is_ok()),
-            "a committed row that the uninterrupted run does not produce (kill {kill})"
-        );
+        cluster.kill_after_a_checkpoint(id, victim, kill, &mut delays, || completed(dir));
+        assert_exact_so_far(&dir.join("out.jsonl"), &expected, kill);
     }
     let done = cluster.wait_for(id, "finished", Duration::from_secs(120));
     assert!(

@@ -68,6 +68,19 @@ pub(crate) fn sorted_lines(path: &Path) -> Vec<String> {
     lines
 }
 
+/// What a reader of `out` sees after kill `kill`: a duplicate-free subset of the rows
+/// an uninterrupted run gives (`expected`, sorted).
+pub(crate) fn assert_exact_so_far(out: &Path, expected: &[String], kill: impl std::fmt::Display) {
+    let seen = sorted_lines(out);
+    let mut dedup = seen.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), seen.len(), "duplicates after kill {kill}");
+    assert!(
+        seen.iter().all(|l| expected.binary_search(l).is_ok()),
+        "a committed row that the uninterrupted run does not produce (kill {kill})"
+    );
+}
+
 /// A small deterministic generator of kill delays.
 pub(crate) struct Delays(pub u64);
 
@@ -222,14 +235,7 @@ fn kill_repeatedly(backend: &str) {
             uploaded_sst |= s3.keys("recovery/").iter().any(|k| k.ends_with(".sst"));
         }
         // What a reader sees is always a prefix-free subset of the expected rows.
-        let seen = sorted_lines(&scratch.0.join("out.jsonl"));
-        let mut dedup = seen.clone();
-        dedup.dedup();
-        assert_eq!(dedup.len(), seen.len(), "duplicates after kill {killed}");
-        assert!(
-            seen.iter().all(|l| expected.binary_search(l).is_ok()),
-            "a committed row that an uninterrupted run does not produce (kill {killed})"
-        );
+        assert_exact_so_far(&scratch.0.join("out.jsonl"), &expected, killed);
     }
     assert!(
         !finished_early,
@@ -950,14 +956,7 @@ fn rocksdb_holds_window_and_join_state_and_a_killed_run_resumes_exactly_once() {
         window_keys += rocksdb_keys(&chk, "per-10s", "window");
 
         // What a reader sees is always a duplicate-free subset of the expected rows.
-        let seen = sorted_lines(&dir.join("out.jsonl"));
-        let mut dedup = seen.clone();
-        dedup.dedup();
-        assert_eq!(dedup.len(), seen.len(), "duplicates after kill {kill}");
-        assert!(
-            seen.iter().all(|l| expected.binary_search(l).is_ok()),
-            "a committed row that the uninterrupted run does not produce (kill {kill})"
-        );
+        assert_exact_so_far(&dir.join("out.jsonl"), &expected, kill);
     }
     assert!(window_keys > 0, "no window state in any checkpoint");
     finish(dir);
