@@ -21,6 +21,11 @@ pub(crate) struct FileId {
 }
 
 impl FileId {
+    /// The file's size.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
     pub(crate) fn of(meta: &fs::Metadata) -> FileId {
         FileId {
             dev: meta.dev(),
@@ -31,27 +36,37 @@ impl FileId {
     }
 }
 
-/// Every file under `dir` (missing: none), with its path relative to it.
-pub(crate) fn walk(
-    dir: &Path,
-    relative: &str,
-    out: &mut Vec<(String, PathBuf)>,
-) -> Result<(), CheckpointError> {
+/// A complete file of a checkpoint directory, as found on disk.
+pub(crate) struct Found {
+    /// Its path inside the checkpoint directory.
+    pub(crate) relative: String,
+    /// Its path.
+    pub(crate) path: PathBuf,
+    /// Who it is and its size.
+    pub(crate) id: FileId,
+}
+
+/// Every complete file under checkpoint directory `dir` (missing: none). RocksDB
+/// writes a checkpoint into a `.tmp` directory and renames it when done, so `.tmp`
+/// entries are left out.
+pub(crate) fn complete_files(dir: &Path) -> Result<Vec<Found>, CheckpointError> {
+    let mut found = Vec::new();
+    walk(dir, "", &mut found)?;
+    Ok(found)
+}
+
+fn walk(dir: &Path, relative: &str, out: &mut Vec<Found>) -> Result<(), CheckpointError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |error| CheckpointError::Io { path, error }
+    };
     let listing = match fs::read_dir(dir) {
         Ok(listing) => listing,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => {
-            return Err(CheckpointError::Io {
-                path: dir.to_owned(),
-                error,
-            });
-        }
+        Err(error) => return Err(io(dir)(error)),
     };
     for entry in listing {
-        let entry = entry.map_err(|error| CheckpointError::Io {
-            path: dir.to_owned(),
-            error,
-        })?;
+        let entry = entry.map_err(io(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".tmp") {
             continue;
@@ -62,10 +77,15 @@ pub(crate) fn walk(
         } else {
             format!("{relative}/{name}")
         };
-        if path.is_dir() {
+        let meta = fs::metadata(&path).map_err(io(&path))?;
+        if meta.is_dir() {
             walk(&path, &rel, out)?;
         } else {
-            out.push((rel, path));
+            out.push(Found {
+                relative: rel,
+                id: FileId::of(&meta),
+                path,
+            });
         }
     }
     Ok(())
@@ -95,12 +115,12 @@ pub(crate) struct Sums {
 }
 
 impl Sums {
-    /// The files under checkpoint directory `dir` (named `name`) that are complete and
-    /// not recorded yet, task snapshots and the metadata aside, with their checksums.
+    /// Of `files` (complete, of checkpoint `name`), those not recorded yet, task
+    /// snapshots and the metadata aside, with their checksums.
     pub(crate) fn new_files(
         &mut self,
         name: &str,
-        dir: &Path,
+        files: &[Found],
     ) -> Result<Vec<FileSum>, CheckpointError> {
         if self.current != name {
             // What the previous checkpoint held may be shared with this one; what only
@@ -109,29 +129,24 @@ impl Sums {
             self.crc.retain(|_, (_, seen)| *seen == previous);
             self.recorded.clear();
         }
-        let mut files = Vec::new();
-        walk(dir, "", &mut files)?;
         let mut sums = Vec::new();
-        for (relative, path) in files {
+        for Found { relative, path, id } in files {
             let snapshot = !relative.contains('/') && relative.ends_with(".state");
-            if snapshot || relative.starts_with("_metadata") || self.recorded.contains(&relative) {
+            if snapshot || relative.starts_with("_metadata") || self.recorded.contains(relative) {
                 continue;
             }
-            let io = |error| CheckpointError::Io {
-                path: path.clone(),
-                error,
-            };
-            let meta = fs::metadata(&path).map_err(io)?;
-            let id = FileId::of(&meta);
-            let crc32 = match self.crc.get(&id) {
+            let crc32 = match self.crc.get(id) {
                 Some((crc, _)) => *crc,
-                None => crc32fast::hash(&fs::read(&path).map_err(io)?),
+                None => crc32fast::hash(&fs::read(path).map_err(|error| CheckpointError::Io {
+                    path: path.clone(),
+                    error,
+                })?),
             };
-            self.crc.insert(id, (crc32, name.to_owned()));
+            self.crc.insert(*id, (crc32, name.to_owned()));
             self.recorded.insert(relative.clone());
             sums.push(FileSum {
-                path: relative,
-                bytes: meta.len(),
+                path: relative.clone(),
+                bytes: id.len(),
                 crc32,
             });
         }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::files::{FileId, walk};
+use super::files::{FileId, Found};
 use super::storage::CheckpointError;
 
 /// An object store refused or failed.
@@ -98,35 +98,26 @@ impl Mirror {
         self.stored.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Uploads every finished file under local checkpoint directory `name` that is not
-    /// in the store yet (RocksDB writes a checkpoint into a `.tmp` directory and renames
-    /// it when done, so `.tmp` entries are skipped).
-    pub fn push(&self, name: &str) -> Result<(), CheckpointError> {
-        let dir = self.staging.join(name);
-        let mut files = Vec::new();
-        walk(&dir, "", &mut files)?;
-        for (relative, path) in files {
-            let meta = fs::metadata(&path).map_err(|error| CheckpointError::Io {
-                path: path.clone(),
-                error,
-            })?;
-            let id = FileId::of(&meta);
+    /// Uploads those of `files` (the complete files of local checkpoint directory
+    /// `name`) that are not in the store yet.
+    pub(crate) fn push(&self, name: &str, files: &[Found]) -> Result<(), CheckpointError> {
+        for Found { relative, path, id } in files {
             let key = format!("{name}/{relative}");
-            let before = self.stored().get(&id).cloned();
+            let before = self.stored().get(id).cloned();
             match before {
                 Some(k) if k == key => continue,
                 Some(k) if self.store.copy(&k, &key).is_ok() => {
                     self.transfers.copied.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {
-                    self.store.upload(&path, &key).map_err(self.remote(&key))?;
+                    self.store.upload(path, &key).map_err(self.remote(&key))?;
                     self.transfers.uploaded.fetch_add(1, Ordering::Relaxed);
                     self.transfers
                         .uploaded_bytes
-                        .fetch_add(meta.len(), Ordering::Relaxed);
+                        .fetch_add(id.len(), Ordering::Relaxed);
                 }
             }
-            self.stored().insert(id, key);
+            self.stored().insert(*id, key);
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{FileSum, Sums};
+use super::files::{FileSum, Sums, complete_files};
 use super::objects::Mirror;
 use super::snapshot::{Flight, TaskSnapshot};
 use crate::error::ErrorClass;
@@ -329,13 +329,14 @@ impl Storage {
         // Every file of the task is complete by now (RocksDB renames its checkpoint
         // into place when done); files of other tasks found complete too are recorded
         // with this one.
+        let found = complete_files(&dir)?;
         let files = self
             .sums
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .new_files(&name, &dir)?;
+            .new_files(&name, &found)?;
         if let Some(mirror) = &self.objects {
-            mirror.push(&name)?;
+            mirror.push(&name, &found)?;
             self.prune_staged(id);
         }
         Ok(TaskFile {
@@ -359,7 +360,7 @@ impl Storage {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let name = Storage::name(id, savepoint);
         if let Some(mirror) = &self.objects {
-            mirror.push(&name)?;
+            mirror.push(&name, &complete_files(&dir)?)?;
         }
         let metadata = Metadata {
             format: FORMAT,
