@@ -15,7 +15,7 @@ use crate::support::{ChildGuard, Scratch, command, eddy, text};
 
 /// The orders job at parallelism 2 with every path absolute under `dir`, as workers
 /// that share a volume see it.
-fn job(dir: &Path, rate: Option<u32>, checkpoints: bool) -> String {
+pub(crate) fn job(dir: &Path, rate: Option<u32>, checkpoints: bool) -> String {
     job_at(dir, 2, rate, checkpoints)
 }
 
@@ -46,22 +46,34 @@ sources:
     )
 }
 
-/// A running cluster: its coordinator's address and its processes.
-struct Cluster {
+/// A running cluster: its coordinator's addresses and its processes.
+pub(crate) struct Cluster {
     addr: String,
+    /// The REST API's URL.
+    pub(crate) rest: String,
+    /// The API token the client commands use, if the cluster needs one.
+    pub(crate) token: Option<String>,
     dir: std::path::PathBuf,
     coordinator: ChildGuard,
     workers: Vec<(String, ChildGuard)>,
     /// The workers' environment.
     env: Vec<(&'static str, String)>,
     /// More arguments of every worker.
-    worker_args: Vec<&'static str>,
+    worker_args: Vec<String>,
 }
 
-/// Starts a coordinator listening on `listen`; returns it and its address.
-fn coordinator(dir: &Path, listen: &str, extra: &[&str]) -> (ChildGuard, String) {
-    let args: Vec<&str> = ["coordinator", "--listen", listen, "--dir", "coordinator"]
+/// Starts a coordinator listening on `listen` for workers and on `rest` for clients;
+/// returns it, its workers' address and its REST API's URL.
+fn coordinator(
+    dir: &Path,
+    listen: &str,
+    rest: &str,
+    extra: &[&str],
+) -> (ChildGuard, String, String) {
+    let rest = rest.trim_start_matches("http://");
+    let args: Vec<&str> = ["coordinator", "--listen", listen, "--rest", rest]
         .into_iter()
+        .chain(["--dir", "coordinator"])
         .chain(extra.iter().copied())
         .collect();
     let mut coordinator = ChildGuard(
@@ -71,24 +83,27 @@ fn coordinator(dir: &Path, listen: &str, extra: &[&str]) -> (ChildGuard, String)
             .spawn()
             .expect("start the coordinator"),
     );
-    let stdout = coordinator.0.stdout.take().expect("stdout");
-    let mut addr = String::new();
-    BufReader::new(stdout)
+    let mut stdout = BufReader::new(coordinator.0.stdout.take().expect("stdout"));
+    let (mut addr, mut url) = (String::new(), String::new());
+    stdout
         .read_line(&mut addr)
         .expect("the coordinator's address");
-    (coordinator, addr.trim().to_owned())
+    stdout.read_line(&mut url).expect("the REST API's URL");
+    (coordinator, addr.trim().to_owned(), url.trim().to_owned())
 }
 
 impl Cluster {
-    fn start(dir: &Path) -> Cluster {
+    pub(crate) fn start(dir: &Path) -> Cluster {
         Cluster::start_with(dir, &[])
     }
 
     /// Starts the coordinator with `extra` arguments.
-    fn start_with(dir: &Path, extra: &[&str]) -> Cluster {
-        let (coordinator, addr) = coordinator(dir, "127.0.0.1:0", extra);
+    pub(crate) fn start_with(dir: &Path, extra: &[&str]) -> Cluster {
+        let (coordinator, addr, rest) = coordinator(dir, "127.0.0.1:0", "127.0.0.1:0", extra);
         Cluster {
             addr,
+            rest,
+            token: None,
             dir: dir.to_owned(),
             coordinator,
             workers: Vec::new(),
@@ -106,7 +121,7 @@ impl Cluster {
     }
 
     /// Writes `text` as job file `name.yaml` and submits it.
-    fn submit_text(&self, name: &str, text: &str) -> u64 {
+    pub(crate) fn submit_text(&self, name: &str, text: &str) -> u64 {
         let file = self.dir.join(format!("{name}.yaml"));
         std::fs::write(&file, text).expect("job");
         self.submit(&file)
@@ -128,7 +143,7 @@ impl Cluster {
     /// Kills the coordinator with SIGKILL and starts a new one on the same address.
     fn restart_coordinator(&mut self) {
         self.kill_coordinator();
-        let (coordinator, _) = coordinator(&self.dir, &self.addr, &[]);
+        let (coordinator, _, _) = coordinator(&self.dir, &self.addr, &self.rest, &[]);
         self.coordinator = coordinator;
     }
 
@@ -139,7 +154,7 @@ impl Cluster {
     }
 
     /// Starts worker `id` with `slots` slots (a new incarnation if it ran before).
-    fn worker(&mut self, id: &str, slots: u32) {
+    pub(crate) fn worker(&mut self, id: &str, slots: u32) {
         let slots = slots.to_string();
         let log = std::fs::File::create(self.dir.join(format!("{id}.log"))).expect("log");
         let child = command(
@@ -155,7 +170,7 @@ impl Cluster {
                 id,
             ]
             .into_iter()
-            .chain(self.worker_args.iter().copied())
+            .chain(self.worker_args.iter().map(String::as_str))
             .collect::<Vec<_>>(),
             &self.dir,
         )
@@ -208,7 +223,7 @@ impl Cluster {
         }
     }
 
-    fn submit(&self, job: &Path) -> u64 {
+    pub(crate) fn submit(&self, job: &Path) -> u64 {
         let out = self.try_submit(job);
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "submit failed: {stderr}");
@@ -217,34 +232,51 @@ impl Cluster {
 
     /// What `eddy submit` answers for `job`.
     fn try_submit(&self, job: &Path) -> std::process::Output {
-        let args = [
-            "submit",
-            "--coordinator",
-            &self.addr,
-            "--plugin-dir",
-            PLUGIN_DIR,
-        ];
         let job = job.to_str().expect("path");
-        eddy(
-            &args.into_iter().chain([job]).collect::<Vec<_>>(),
-            &self.dir,
-        )
+        self.client(&["submit", "--plugin-dir", PLUGIN_DIR, job])
     }
 
-    /// Job `id` as `eddy jobs --json` shows it.
-    fn job(&self, id: u64) -> serde_json::Value {
-        let out = eddy(&["jobs", "--coordinator", &self.addr, "--json"], &self.dir);
+    /// Runs client command `args` against the cluster, with its token.
+    pub(crate) fn client(&self, args: &[&str]) -> std::process::Output {
+        let mut args = args.to_vec();
+        args.extend(["--cluster", &self.rest]);
+        if let Some(token) = &self.token {
+            args.extend(["--token", token]);
+        }
+        eddy(&args, &self.dir)
+    }
+
+    /// What the REST API answers to `GET path`, with the cluster's token.
+    pub(crate) fn api(&self, path: &str) -> serde_json::Value {
+        let mut request = ureq::get(format!("{}{path}", self.rest));
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        json(request.call())
+    }
+
+    /// What the REST API answers to `POST path` with the JSON `body`.
+    fn api_post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let mut request = ureq::post(format!("{}{path}", self.rest));
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        json(request.send_json(body))
+    }
+
+    /// Job `id` as `eddy list --json` shows it.
+    pub(crate) fn job(&self, id: u64) -> serde_json::Value {
+        let out = self.client(&["list", "--json"]);
         let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "jobs failed: {stderr}");
-        stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        assert!(out.status.success(), "list failed: {stderr}");
+        let jobs: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON");
+        jobs.into_iter()
             .find(|j| j["id"] == id)
             .expect("the job is listed")
     }
 
     /// Waits until job `id` is in `state`, within `bound`; returns its view.
-    fn wait_for(&self, id: u64, state: &str, bound: Duration) -> serde_json::Value {
+    pub(crate) fn wait_for(&self, id: u64, state: &str, bound: Duration) -> serde_json::Value {
         let deadline = Instant::now() + bound;
         loop {
             let job = self.job(id);
@@ -264,7 +296,7 @@ impl Cluster {
 
 impl Cluster {
     /// What the workers logged, for failure messages.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.workers
             .iter()
             .map(|(w, _)| {
@@ -496,10 +528,14 @@ fn a_tenants_slot_and_memory_quotas_hold_across_the_cluster() {
     let dir = &scratch.0;
     std::fs::write(
         dir.join("tenants.yaml"),
-        "tenants:\n  acme: { max-slots: 2 }\n  beta: { max-memory: 1536mb }\n",
+        format!(
+            "admin-tokens: [{}]\ntenants:\n  acme: {{ max-slots: 2 }}\n  beta: {{ max-memory: 1536mb }}\n",
+            eddy_core::sha256(b"admin-secret")
+        ),
     )
     .expect("tenants");
     let mut cluster = Cluster::start_with(dir, &["--tenants", "tenants.yaml"]);
+    cluster.token = Some("admin-secret".into());
     cluster.worker("w1", 4);
     // Pairs of jobs of two slots and the default 1 GiB budget each: the worker has room
     // for both, the tenant for one.
@@ -546,7 +582,7 @@ fn a_worker_that_loses_its_coordinator_cancels_its_attempts_and_joins_the_next_o
     let scratch = Scratch::new("cluster_coordinator_lost");
     let dir = &scratch.0;
     let mut cluster = Cluster::start(dir);
-    cluster.worker_args = vec!["--coordinator-timeout", "1s"];
+    cluster.worker_args = vec!["--coordinator-timeout".into(), "1s".into()];
     cluster.worker("w1", 2);
     // A job that would run for minutes.
     let slow = cluster.submit_text("slow", &job(dir, Some(200), false));
@@ -590,12 +626,7 @@ fn a_cancelled_job_ends_on_every_worker_and_frees_its_slots() {
     // Spanning both workers, for minutes.
     let slow = cluster.submit_text("slow", &job_at(dir, 4, Some(200), true));
     cluster.wait_for(slow, "running", Duration::from_secs(30));
-    let cancel = |id: u64| {
-        eddy(
-            &["cancel", "--coordinator", &cluster.addr, &id.to_string()],
-            dir,
-        )
-    };
+    let cancel = |id: u64| cluster.client(&["cancel", &id.to_string()]);
     let out = cancel(slow);
     assert!(out.status.success(), "{}", text(&out).1);
     cluster.wait_for(slow, "cancelled", Duration::from_secs(30));
@@ -609,4 +640,166 @@ fn a_cancelled_job_ends_on_every_worker_and_frees_its_slots() {
         "{}",
         text(&out).1
     );
+}
+
+/// The JSON body of a successful answer.
+fn json(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> serde_json::Value {
+    response
+        .expect("the API answers")
+        .body_mut()
+        .read_json()
+        .expect("JSON")
+}
+
+/// Polls `check` until it gives a value, within `bound`.
+fn eventually<T>(what: &str, bound: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_api_shows_a_job_live_with_its_checkpoints_savepoints_failures_and_workers() {
+    let scratch = Scratch::new("cluster_api");
+    let dir = &scratch.0;
+    let mut cluster = Cluster::start(dir);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    cluster.worker_args = vec!["--metrics".into(), metrics.to_string()];
+    cluster.worker("w1", 2);
+    let id = cluster.submit_text("live", &job(dir, Some(500), true));
+    let bound = Duration::from_secs(60);
+    let job_path = format!("/api/v1/jobs/{id}");
+
+    // The graph, live: records flowing through each vertex, event time advancing.
+    let detail = eventually("records/s and a watermark on the graph", bound, || {
+        let detail = cluster.api(&job_path);
+        let vertices = detail["graph"]["vertices"].as_array()?.clone();
+        let to_eur = vertices.iter().find(|v| v["name"] == "to-eur")?;
+        let flowing = to_eur["records-out-per-s"].as_f64()? > 0.0;
+        let watermark = vertices
+            .iter()
+            .any(|v| v["watermark-ms"].as_i64().is_some());
+        (flowing && watermark).then_some(detail)
+    });
+    assert_eq!(detail["state"], "running", "{detail}");
+    let edges = detail["graph"]["edges"].as_array().expect("edges");
+    assert!(edges.iter().any(|e| e["exchange"] == "hash"), "{detail}");
+    for vertex in detail["graph"]["vertices"].as_array().expect("vertices") {
+        // Every step at the job's parallelism; its file sink writes one file.
+        let parallelism = if vertex["role"] == "sink" { 1 } else { 2 };
+        assert_eq!(vertex["parallelism"], parallelism, "{vertex}");
+        let busy = vertex["busy"].as_f64().expect("busy");
+        assert!((0.0..=1.0).contains(&busy), "{vertex}");
+    }
+
+    // The cluster and its worker: slots, the job, memory pools, Prometheus metrics.
+    let overview = cluster.api("/api/v1/overview");
+    assert_eq!(
+        (
+            &overview["workers"],
+            &overview["slots-total"],
+            &overview["slots-free"]
+        ),
+        (&1.into(), &2.into(), &0.into()),
+        "{overview}"
+    );
+    assert_eq!(overview["jobs"]["running"], 1, "{overview}");
+    let workers = cluster.api("/api/v1/workers");
+    let w1 = &workers[0];
+    assert_eq!(
+        (&w1["id"], &w1["jobs"]),
+        (&"w1".into(), &serde_json::json!([id])),
+        "{workers}"
+    );
+    let pools = w1["pools"].as_array().expect("pools");
+    assert!(
+        pools.iter().any(|p| p["capacity"].as_u64() > Some(0)),
+        "{workers}"
+    );
+    let scraped = ureq::get(format!("http://{metrics}/metrics"))
+        .call()
+        .expect("the worker's metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    assert!(scraped.contains("job=\"cluster\""), "{scraped}");
+
+    // The checkpoint history.
+    let checkpoint = eventually("a completed checkpoint", bound, || {
+        let history = cluster.api(&format!("{job_path}/checkpoints"));
+        history
+            .as_array()?
+            .iter()
+            .find(|c| c["state"] == "completed")
+            .cloned()
+    });
+    assert_eq!(checkpoint["kind"], "checkpoint", "{checkpoint}");
+    assert!(checkpoint["size-bytes"].as_u64() > Some(0), "{checkpoint}");
+    assert!(checkpoint["trigger-ms"].as_u64() > Some(0), "{checkpoint}");
+
+    // A savepoint: asynchronous, and a retried request gets the same one.
+    let request = serde_json::json!({ "request-id": "release-7" });
+    let first = cluster.api_post(&format!("{job_path}/savepoints"), request.clone());
+    let again = cluster.api_post(&format!("{job_path}/savepoints"), request);
+    assert_eq!(
+        (&first["state"], &again),
+        (&"pending".into(), &first),
+        "{first}"
+    );
+    let trigger = first["trigger"].as_str().expect("a trigger id");
+    let savepoint = eventually("the savepoint completed", bound, || {
+        let now = cluster.api(&format!("{job_path}/savepoints/{trigger}"));
+        assert_ne!(now["state"], "failed", "{now}");
+        (now["state"] == "completed").then_some(now)
+    });
+    let location = savepoint["location"].as_str().expect("its directory");
+    assert!(
+        Path::new(location).join("_metadata").is_file(),
+        "{savepoint}"
+    );
+    let listed = cluster.api(&format!("{job_path}/savepoints"));
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    // A lost worker is an exception of the job, with its cause.
+    cluster.kill("w1");
+    cluster.worker("w1", 2);
+    let exceptions = eventually("the failure listed", bound, || {
+        let exceptions = cluster.api(&format!("{job_path}/exceptions"));
+        (!exceptions.as_array()?.is_empty()).then_some(exceptions)
+    });
+    let failure = &exceptions[0];
+    assert_eq!(
+        (&failure["worker"], &failure["attempt"]),
+        (&"w1".into(), &0.into()),
+        "{failure}"
+    );
+    assert!(
+        failure["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("worker w1 was lost"),
+        "{failure}"
+    );
+
+    // Stopped with a savepoint from the command line: the job ends, naming it.
+    cluster.wait_for(id, "running", bound);
+    let out = cluster.client(&["savepoint", &id.to_string(), "--stop"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}\n{}", cluster.logs());
+    cluster.wait_for(id, "finished", bound);
+    let detail = cluster.api(&job_path);
+    assert_eq!(
+        detail["stopped-with"].as_str(),
+        Some(stdout.trim()),
+        "{detail}"
+    );
+    let out = cluster.client(&["checkpoints", &id.to_string()]);
+    assert!(text(&out).0.contains("savepoint"), "{}", text(&out).0);
 }

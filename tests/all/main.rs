@@ -4,6 +4,7 @@
 mod cases;
 mod cli;
 mod cluster;
+mod dashboard;
 mod engine;
 mod kafka;
 mod nexmark;

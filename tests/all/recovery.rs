@@ -277,21 +277,29 @@ fn wait_exit(child: &mut ChildGuard) -> std::process::ExitStatus {
     }
 }
 
-/// Runs the job in `dir` (from `restore`, if given) until a checkpoint of its own has
-/// completed and `ready` holds, then stops it with a savepoint; returns the
-/// savepoint's directory.
+/// Runs the job in `dir` (from `restore`, if given) with its API on, until a
+/// checkpoint of its own has completed and `ready` holds, then stops it with a
+/// savepoint through the API; returns the savepoint's directory.
 fn run_until_savepoint(dir: &Path, restore: Option<&str>, ready: impl Fn(&Path) -> bool) -> String {
-    let mut args = vec!["run", "-q", "--plugin-dir", PLUGIN_DIR, "job.yaml"];
+    let mut args = vec![
+        "run",
+        "--ui",
+        "127.0.0.1:0",
+        "--plugin-dir",
+        PLUGIN_DIR,
+        "job.yaml",
+    ];
     if let Some(savepoint) = restore {
         args.extend(["--restore", savepoint]);
     }
     let mut child = ChildGuard(
         command(&args, dir)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start eddy"),
     );
+    let url = crate::support::ui_address(&mut child);
     let before = completed(dir);
     let deadline = Instant::now() + Duration::from_secs(60);
     while completed(dir) < before + 2 || !ready(dir) {
@@ -302,16 +310,7 @@ fn run_until_savepoint(dir: &Path, restore: Option<&str>, ready: impl Fn(&Path) 
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = eddy(
-        &[
-            "savepoint",
-            "--stop",
-            "--plugin-dir",
-            PLUGIN_DIR,
-            "job.yaml",
-        ],
-        dir,
-    );
+    let out = eddy(&["savepoint", "1", "--stop", "--cluster", &url], dir);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(wait_exit(&mut child).success());

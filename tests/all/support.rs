@@ -16,7 +16,9 @@ pub fn command(args: &[&str], cwd: &Path) -> Command {
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("eddy-cache"),
         )
         .env("EDDY_LOG", "warn")
-        .env_remove("EDDY_PLUGIN_DIR");
+        .env_remove("EDDY_PLUGIN_DIR")
+        .env_remove("EDDY_CLUSTER")
+        .env_remove("EDDY_TOKEN");
     cmd
 }
 
@@ -97,6 +99,25 @@ pub fn text(out: &Output) -> (String, String) {
 
 /// Kills a spawned process when dropped, so a failing test leaves nothing running.
 pub struct ChildGuard(pub std::process::Child);
+
+/// The URL of the API that `eddy run --ui` (started with its stderr piped) prints;
+/// the rest of its stderr is drained on a thread of its own.
+pub fn ui_address(child: &mut ChildGuard) -> String {
+    use std::io::BufRead;
+    let stderr = child.0.stderr.take().expect("stderr piped");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("eddy run --ui prints its address")
+            .expect("stderr");
+        if let Some((_, url)) = line.split_once("REST API on ") {
+            break url.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    url
+}
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {

@@ -1,33 +1,44 @@
-//! The cluster roles of the binary: `eddy coordinator`, `eddy worker`, and the client
-//! commands `eddy submit` and `eddy jobs`. A worker runs each attempt it is given as
+//! The cluster roles of the binary (`eddy coordinator`, `eddy worker`) and the client
+//! commands that call a coordinator's REST API (`eddy submit`, `list`, `status`,
+//! `cancel`, `savepoint`, `checkpoints`). A worker runs each attempt it is given as
 //! `eddy run` runs a job, once: restarts are the coordinator's.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use eddy_cluster::wire::Failure;
-use eddy_cluster::{Attempt, Coordinator, Executor, WorkerConfig, client};
-use eddy_core::checkpoint::CheckpointError;
+use eddy_cluster::{Attempt, Coordinator, Executor, Live, Resume, WorkerConfig, as_seen};
+use eddy_core::http::{Router, Server};
 use eddy_core::memory::Pools;
+use eddy_core::metrics::Exposition;
 use eddy_core::tenant::Tenants;
 use eddy_core::{BuildOptions, Dataflow, ErrorClass, Job};
+use eddy_rest::Rest;
+
+use crate::client::{self, Client, Remote};
 
 /// The cluster's commands.
 #[derive(clap::Subcommand)]
 pub enum ClusterCommand {
     /// Run a coordinator: it accepts jobs, schedules them onto workers' slots and
-    /// restarts them from their latest checkpoint when a worker is lost.
+    /// restarts them from their latest checkpoint when a worker is lost. It serves the
+    /// REST API and the web dashboard.
     Coordinator {
-        /// Address workers and clients connect to.
+        /// Address workers connect to.
         #[arg(long, default_value = "127.0.0.1:6123")]
         listen: SocketAddr,
+        /// Address of the REST API and the web dashboard.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        rest: SocketAddr,
         /// Where it keeps components and job files.
         #[arg(long, default_value = "eddy-coordinator")]
         dir: PathBuf,
-        /// Tenants and their quotas (YAML), `max-slots` holding cluster-wide; without
-        /// it every tenant runs unrestricted.
+        /// Tenants, their API tokens (hashed) and quotas (YAML); without it the API
+        /// needs no token and every tenant runs unrestricted.
         #[arg(long, env = "EDDY_TENANTS")]
         tenants: Option<PathBuf>,
     },
@@ -53,35 +64,68 @@ pub enum ClusterCommand {
         /// to reach it again; then they are cancelled.
         #[arg(long, default_value = "10s", value_parser = eddy_core::job::span::Span::parse)]
         coordinator_timeout: eddy_core::job::span::Span,
-    },
-    /// Submit a job to a coordinator, uploading the components it names; prints its id.
-    Submit {
-        /// The coordinator's address.
+        /// Serve the metrics of the attempts it runs for Prometheus on this address.
         #[arg(long)]
-        coordinator: SocketAddr,
-        /// Directory the job's plugin paths are resolved against.
-        #[arg(long, env = "EDDY_PLUGIN_DIR", default_value = ".")]
-        plugin_dir: PathBuf,
+        metrics: Option<SocketAddr>,
+    },
+    /// Submit a job to a cluster with the components it names; prints its id.
+    Submit {
         /// The job file (YAML). Paths in it (sinks, checkpoints) are the workers'.
         job: PathBuf,
+        /// Directory the job's plugin paths are resolved against (overrides the job's
+        /// `plugin-dir`).
+        #[arg(long, env = "EDDY_PLUGIN_DIR")]
+        plugin_dir: Option<PathBuf>,
+        /// Start from this savepoint (or checkpoint) directory, as the workers see it.
+        #[arg(long, value_name = "DIR")]
+        restore: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
     },
-    /// List a coordinator's jobs and their states.
-    Jobs {
-        /// The coordinator's address.
-        #[arg(long)]
-        coordinator: SocketAddr,
-        /// As JSON, one job per line.
-        #[arg(long)]
-        json: bool,
+    /// List a cluster's jobs and their states.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a job: its state, and each vertex's rates, load and watermark.
+    Status {
+        /// The job's id.
+        job: u64,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Cancel a job: its running parts end at once, publishing nothing more.
     Cancel {
-        /// The coordinator's address.
-        #[arg(long)]
-        coordinator: SocketAddr,
         /// The job's id.
         job: u64,
+        #[command(flatten)]
+        remote: Remote,
     },
+    /// Take a savepoint of a running job (it needs a `checkpoints` section) and wait for
+    /// it; prints its directory, which `eddy submit --restore DIR` (or `eddy run
+    /// --restore DIR`) starts from.
+    Savepoint {
+        /// The job's id.
+        job: u64,
+        /// Stop the job once the savepoint has completed.
+        #[arg(long)]
+        stop: bool,
+        /// How long to wait for it.
+        #[arg(long, default_value = "10m", value_parser = eddy_core::job::span::Span::parse)]
+        wait: eddy_core::job::span::Span,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List a job's latest checkpoints and savepoints.
+    Checkpoints {
+        /// The job's id.
+        job: u64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make an API token: prints the token (give it to its user) and its SHA-256 (put
+    /// it in the tenants file, under the tenant's `tokens` or `admin-tokens`).
+    Token,
 }
 
 impl ClusterCommand {
@@ -90,6 +134,7 @@ impl ClusterCommand {
         match self {
             ClusterCommand::Coordinator {
                 listen,
+                rest,
                 dir,
                 tenants,
             } => {
@@ -98,11 +143,12 @@ impl ClusterCommand {
                     None => Tenants::local(),
                 };
                 let coordinator = Coordinator::start(listen, &dir, tenants)?;
-                // The address alone on stdout, for scripts that let it pick a port.
+                let rest = Rest::start(coordinator.clone(), rest)?;
+                // The addresses alone on stdout, for scripts that let it pick ports:
+                // the workers' first, then the REST API's.
                 println!("{}", coordinator.local_addr());
-                while !crate::STOP.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
+                println!("http://{}", rest.local_addr());
+                wait_for_stop();
                 Ok(())
             }
             ClusterCommand::Worker {
@@ -112,6 +158,7 @@ impl ClusterCommand {
                 dir,
                 data,
                 coordinator_timeout,
+                metrics,
             } => {
                 let id = id.unwrap_or_else(|| format!("worker-{}", std::process::id()));
                 let config = WorkerConfig {
@@ -122,78 +169,128 @@ impl ClusterCommand {
                     data,
                     coordinator_timeout: coordinator_timeout.0,
                 };
-                eddy_cluster::run_worker(&config, Arc::new(LocalExecutor), &crate::STOP)?;
+                let exposition = Arc::new(Exposition::default());
+                let _server = match metrics {
+                    Some(addr) => {
+                        let server = Server::bind(&[addr], exposition.mount(Router::default()))?;
+                        let bound = server.local_addr(addr).unwrap_or(addr);
+                        tracing::info!("Prometheus metrics on http://{bound}/metrics");
+                        Some(server)
+                    }
+                    None => None,
+                };
+                let executor = LocalExecutor {
+                    exposition: metrics.map(|_| exposition),
+                };
+                eddy_cluster::run_worker(&config, Arc::new(executor), &crate::STOP)?;
                 Ok(())
             }
             ClusterCommand::Submit {
-                coordinator,
-                plugin_dir,
                 job,
+                plugin_dir,
+                restore,
+                remote,
             } => {
-                let id = client::submit(coordinator, &job, &plugin_dir)?;
-                println!("{id}");
+                let resume = resume_of(restore.as_deref().map(std::path::Path::new));
+                let submission = client::submission(&job, plugin_dir.as_deref(), resume)?;
+                let id = Client::new(&remote).submit(&submission)?;
+                client::print(remote.json, &serde_json::json!({ "id": id }), |_| {
+                    format!("{id}\n")
+                });
                 Ok(())
             }
-            ClusterCommand::Cancel { coordinator, job } => {
-                client::cancel(coordinator, job)?;
+            ClusterCommand::List { remote } => {
+                let jobs = Client::new(&remote).jobs()?;
+                client::print(remote.json, &jobs, client::jobs_table);
                 Ok(())
             }
-            ClusterCommand::Jobs { coordinator, json } => {
-                for job in client::jobs(coordinator)? {
-                    if json {
-                        println!("{}", serde_json::to_string(&job)?);
-                    } else {
-                        println!(
-                            "{:>4}  {:<20} {:<10} attempt {:<3} {}",
-                            job.id,
-                            job.name,
-                            job.state,
-                            job.attempt,
-                            job.reason.unwrap_or_else(|| job.workers.join(","))
-                        );
-                    }
-                }
+            ClusterCommand::Status { job, remote } => {
+                let job = Client::new(&remote).job(job)?;
+                client::print(remote.json, &job, client::status_table);
+                Ok(())
+            }
+            ClusterCommand::Cancel { job, remote } => {
+                let view = Client::new(&remote).cancel(job)?;
+                client::print(remote.json, &view, |v| {
+                    format!("job {} {}\n", v.id, v.state)
+                });
+                Ok(())
+            }
+            ClusterCommand::Savepoint {
+                job,
+                stop,
+                wait,
+                remote,
+            } => {
+                let savepoint = Client::new(&remote).savepoint(job, stop, wait.0)?;
+                client::print(remote.json, &savepoint, |s| {
+                    format!("{}\n", s.location.clone().unwrap_or_default())
+                });
+                Ok(())
+            }
+            ClusterCommand::Checkpoints { job, remote } => {
+                let checkpoints = Client::new(&remote).checkpoints(job)?;
+                client::print(remote.json, &checkpoints, client::checkpoints_table);
+                Ok(())
+            }
+            ClusterCommand::Token => {
+                let mut bytes = [0u8; 24];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut bytes))
+                    .context("reading /dev/urandom")?;
+                let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                println!("token:  {token}");
+                println!("sha256: {}", eddy_core::sha256(token.as_bytes()));
                 Ok(())
             }
         }
     }
 }
 
+/// Blocks until Ctrl-C.
+pub fn wait_for_stop() {
+    while !crate::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Runs attempts in this process, as `eddy run` runs a job, without its restarts.
-struct LocalExecutor;
+pub struct LocalExecutor {
+    /// Where the attempts' metrics are served, if they are.
+    pub exposition: Option<Arc<Exposition>>,
+}
 
 impl Executor for LocalExecutor {
     fn run(&self, attempt: Attempt<'_>) -> Result<(), Failure> {
         let Attempt {
             job,
             plugins,
-            restore_latest,
+            resume,
+            base,
             network,
             stop,
             cancel,
+            started,
         } = attempt;
         let fatal = |message: String| Failure {
             message,
             class: ErrorClass::USER_FATAL,
         };
-        let job = Job::load(job, Some(plugins)).map_err(|e| fatal(e.to_string()))?;
+        let text = std::fs::read_to_string(job).map_err(|e| Failure {
+            message: format!("{}: {e}", job.display()),
+            class: ErrorClass::of_io(&e),
+        })?;
+        let job = Job::parse(&text, &as_seen(job, base), Some(plugins))
+            .map_err(|e| fatal(e.to_string()))?;
         let storage = crate::checkpoint_storage(&job).map_err(|e| Failure {
             message: format!("{e:#}"),
             class: ErrorClass::EXTERNAL,
         })?;
-        let restored = match (&storage, restore_latest) {
-            (Some(storage), true) => match storage.latest() {
-                Ok(restored) => Some(restored),
-                Err(CheckpointError::NoneFound(_)) => None,
-                Err(e) => {
-                    return Err(Failure {
-                        message: e.to_string(),
-                        class: e.class(),
-                    });
-                }
-            },
-            _ => None,
-        };
+        let restored =
+            crate::restore_point(&job, storage.as_ref(), resume).map_err(|e| Failure {
+                message: e.to_string(),
+                class: e.class(),
+            })?;
         let pools = Arc::new(Pools::new(&job.memory));
         let runtime =
             crate::runtime(&job, Some(pools.clone())).map_err(|e| fatal(format!("{e:#}")))?;
@@ -215,8 +312,28 @@ impl Executor for LocalExecutor {
         };
         let dataflow =
             Dataflow::build_with_options(&job, &registry, pools, options).map_err(failed)?;
+        if let Some(exposition) = &self.exposition {
+            exposition.publish(&job.name, dataflow.metrics());
+        }
+        started(Live {
+            metrics: dataflow.metrics(),
+            savepoints: dataflow.savepoints(),
+            savepoint_timeout: job
+                .checkpoints
+                .as_ref()
+                .map_or(Duration::ZERO, |c| c.timeout()),
+        });
         let summary = dataflow.run(stop).map_err(failed)?;
         tracing::info!(job = %job.name, "attempt finished in {:?}", summary.elapsed);
         Ok(())
+    }
+}
+
+/// Where an attempt of `job` starts, as `Resume` says; `None` from its beginning.
+pub fn resume_of(restore: Option<&std::path::Path>) -> Resume {
+    match restore {
+        None => Resume::Beginning,
+        Some(dir) if dir == std::path::Path::new("latest") => Resume::Latest,
+        Some(dir) => Resume::From(dir.to_owned()),
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::client::{Client, Remote};
 use anyhow::{Context as _, Result, bail};
 
 /// What to measure.
@@ -65,13 +66,22 @@ pub fn failover(args: &FailoverArgs) -> Result<()> {
             "127.0.0.1:0",
             "--dir",
             "coordinator",
+            "--rest",
+            "127.0.0.1:0",
         ],
         "coordinator.log",
     )?);
-    let mut addr = String::new();
-    BufReader::new(coordinator.0.stdout.take().context("coordinator stdout")?)
-        .read_line(&mut addr)?;
+    // The coordinator prints the workers' address, then the REST API's.
+    let mut stdout = BufReader::new(coordinator.0.stdout.take().context("coordinator stdout")?);
+    let (mut addr, mut rest) = (String::new(), String::new());
+    stdout.read_line(&mut addr)?;
+    stdout.read_line(&mut rest)?;
     let addr: SocketAddr = addr.trim().parse().context("the coordinator's address")?;
+    let rest = Remote {
+        cluster: rest.trim().to_owned(),
+        token: None,
+        json: false,
+    };
     let worker = |id: &str| -> Result<Guard> {
         let a = addr.to_string();
         let args = [
@@ -94,11 +104,17 @@ pub fn failover(args: &FailoverArgs) -> Result<()> {
     let out = scratch.join("out.jsonl");
     let job = scratch.join("failover.yaml");
     std::fs::write(&job, job_yaml(&scratch, args))?;
-    let id = eddy_cluster::client::submit(addr, &job, &args.plugin_dir)?;
+    let client = Client::new(&rest);
+    let submission = crate::client::submission(
+        &job,
+        Some(&args.plugin_dir),
+        eddy_cluster::Resume::Beginning,
+    )?;
+    let id = client.submit(&submission)?;
     let mut seed = 17u64;
     let mut figures = Vec::new();
     for kill in 0..args.kills {
-        let on = wait_running(addr, id)?;
+        let on = wait_running(&client, id)?;
         // A spanning job loses each of its workers in turn.
         let running = on[kill as usize % on.len()].clone();
         // Some output first, then a kill at a random moment.
@@ -196,10 +212,10 @@ fn wait_until(bound: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
 }
 
 /// The workers job `id` runs on, once it runs.
-fn wait_running(addr: SocketAddr, id: u64) -> Result<Vec<String>> {
+fn wait_running(client: &Client, id: u64) -> Result<Vec<String>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let jobs = eddy_cluster::client::jobs(addr)?;
+        let jobs = client.jobs()?;
         let job = jobs
             .iter()
             .find(|j| j.id == id)

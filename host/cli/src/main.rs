@@ -5,8 +5,9 @@
 )]
 
 mod bench;
+mod client;
 mod cluster;
-mod control;
+mod embedded;
 mod endpoint;
 mod failover;
 mod project;
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use eddy_cluster::Resume;
 use eddy_core::checkpoint::objects::Mirror;
 use eddy_core::checkpoint::storage;
 use eddy_core::checkpoint::{CheckpointError, Restored, Storage};
@@ -105,6 +107,11 @@ enum Command {
         /// when it has none yet: one command for a supervisor to run every time).
         #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "latest")]
         restore: Option<PathBuf>,
+        /// Run the jobs in a cluster embedded in this process and serve its REST API and
+        /// web dashboard on this address (it prints where); `eddy savepoint`, `eddy
+        /// status` and the others then work on them.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8081")]
+        ui: Option<std::net::SocketAddr>,
     },
     /// Create a plugin project: its code, job file, sample events, expected output and a
     /// unit test (`eddy new --lang python shout`; languages: rust, python, js, c).
@@ -132,15 +139,6 @@ enum Command {
     Bench(BenchCommand),
     #[command(flatten)]
     Cluster(cluster::ClusterCommand),
-    /// Take a savepoint of a running job (it needs a `checkpoints` section); prints the
-    /// savepoint's directory, which `eddy run --restore DIR` resumes from.
-    Savepoint {
-        #[command(flatten)]
-        job: JobArgs,
-        /// Stop the job once the savepoint has completed.
-        #[arg(long)]
-        stop: bool,
-    },
 }
 
 /// The benchmarks.
@@ -213,18 +211,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Build => project::build(),
         Command::Test => project::test(),
         Command::Cluster(command) => command.run(),
-        Command::Savepoint { job, stop } => {
-            let job = job.load()?;
-            let Some(control) = control_dir(&job) else {
-                bail!(
-                    "job {:?} has no `checkpoints` section, so it cannot take savepoints",
-                    job.name
-                );
-            };
-            let dir = control::request(&control, stop)?;
-            println!("{}", dir.display());
-            Ok(())
-        }
         Command::Plan(args) => {
             let job = args.load()?;
             let plan = Plan::new(&job)?;
@@ -243,20 +229,26 @@ fn run(cli: Cli) -> Result<()> {
             quiet,
             status,
             restore,
+            ui,
         } => {
-            let jobs = jobs
+            let loaded = jobs
                 .iter()
                 .map(|file| env.load(file))
                 .collect::<Result<Vec<_>>>()?;
-            if jobs.len() > 1 && restore.as_ref().is_some_and(|r| r != Path::new("latest")) {
+            if loaded.len() > 1 && restore.as_ref().is_some_and(|r| r != Path::new("latest")) {
                 bail!("--restore DIR names one job's checkpoint: run one job with it");
             }
+            let resume = cluster::resume_of(restore.as_deref());
             ctrlc::set_handler(|| {
                 if STOP.swap(true, Ordering::SeqCst) {
                     std::process::exit(130);
                 }
                 eprintln!("\nstopping: draining in-flight events (Ctrl-C again to quit at once)");
             })?;
+            if let Some(addr) = ui {
+                return embedded::run(&jobs, &loaded, &env, addr, &resume);
+            }
+            let jobs = loaded;
             let live =
                 (status || std::io::IsTerminal::is_terminal(&std::io::stderr())) && jobs.len() == 1;
             let endpoint = endpoint::Endpoint::start(&jobs)?;
@@ -265,8 +257,8 @@ fn run(cli: Cli) -> Result<()> {
                 let handles: Vec<_> = jobs
                     .iter()
                     .map(|job| {
-                        let restore = restore.as_deref();
-                        scope.spawn(move || run_job(job, restore, quiet, live, endpoint))
+                        let resume = &resume;
+                        scope.spawn(move || run_job(job, resume, quiet, live, endpoint))
                     })
                     .collect();
                 handles
@@ -300,41 +292,20 @@ fn run(cli: Cli) -> Result<()> {
 /// latest checkpoint after a failure a restart can get past, as its strategy allows.
 fn run_job(
     job: &Job,
-    restore: Option<&Path>,
+    resume: &Resume,
     quiet: bool,
     live: bool,
     endpoint: &endpoint::Endpoint,
 ) -> Result<()> {
     let storage = checkpoint_storage(job)?;
-    let restored = match (restore, &storage) {
-        (None, _) => None,
-        (Some(dir), _) if dir != Path::new("latest") => {
-            let restored = storage::load(dir)?;
-            match &storage {
-                Some(storage) => Some(storage.named(restored)?),
-                None => Some(restored),
-            }
-        }
-        (Some(_), Some(storage)) => match storage.latest() {
-            Ok(restored) => Some(restored),
-            // What a supervisor's one fixed command meets on a first start, or after a
-            // kill before the first checkpoint completed: nothing was committed yet.
-            Err(CheckpointError::NoneFound(dir)) => {
-                tracing::warn!(
-                    job = %job.name,
-                    "no completed checkpoint in {} yet: starting from the beginning",
-                    dir.display()
-                );
-                None
-            }
-            Err(e) => return Err(e.into()),
-        },
-        (Some(_), None) => bail!(
+    if *resume == Resume::Latest && storage.is_none() {
+        bail!(
             "job {:?} has no `checkpoints` section, so there is no latest checkpoint to \
              restore; name a checkpoint directory",
             job.name
-        ),
-    };
+        );
+    }
+    let restored = restore_point(job, storage.as_ref(), resume)?;
     let pools = Arc::new(Pools::new(&job.memory));
     let runtime = runtime(job, Some(pools.clone()))?;
     let registry = registry(&runtime);
@@ -347,18 +318,11 @@ fn run_job(
         };
         Dataflow::build_with_options(job, &registry, pools.clone(), options)
     };
-    // Each attempt's dataflow: serve its metrics, savepoints and status while it runs.
+    // Each attempt's dataflow: serve its metrics and status while it runs.
     let started = |dataflow: &Dataflow| -> Result<_> {
         let metrics = dataflow.metrics();
         endpoint.publish(job, &metrics);
-        let control = match (&job.checkpoints, control_dir(job)) {
-            (Some(c), Some(dir)) => control::serve(&dir, dataflow.savepoints(), c.timeout())
-                .map_err(|e| tracing::warn!(job = %job.name, "savepoints unavailable: {e:#}"))
-                .ok(),
-            _ => None,
-        };
-        let live = live.then(|| status::spawn(metrics.clone()));
-        Ok(AttemptGuard { control, live })
+        Ok(LiveStatus(live.then(|| status::spawn(metrics.clone()))))
     };
     let Supervised {
         summary, metrics, ..
@@ -378,19 +342,47 @@ fn run_job(
     Ok(())
 }
 
-/// What serves one attempt while it runs: savepoint requests and the live status line,
-/// both ended when the attempt ends.
-struct AttemptGuard {
-    control: Option<control::Control>,
-    live: Option<status::Live>,
-}
+/// One attempt's live status line, ended when the attempt ends.
+struct LiveStatus(Option<status::Live>);
 
-impl Drop for AttemptGuard {
+impl Drop for LiveStatus {
     fn drop(&mut self) {
-        drop(self.control.take());
-        if let Some(live) = self.live.take() {
+        if let Some(live) = self.0.take() {
             live.stop();
         }
+    }
+}
+
+/// What a run of `job` resumes from, as `resume` says: a savepoint or checkpoint
+/// directory, or the latest checkpoint in `storage` (none yet: the beginning).
+pub(crate) fn restore_point(
+    job: &Job,
+    storage: Option<&Storage>,
+    resume: &Resume,
+) -> Result<Option<Restored>, CheckpointError> {
+    match (resume, storage) {
+        (Resume::Beginning, _) | (Resume::Latest, None) => Ok(None),
+        (Resume::From(dir), storage) => {
+            let restored = storage::load(dir)?;
+            match storage {
+                Some(storage) => storage.named(restored).map(Some),
+                None => Ok(Some(restored)),
+            }
+        }
+        (Resume::Latest, Some(storage)) => match storage.latest() {
+            Ok(restored) => Ok(Some(restored)),
+            // What a supervisor's one fixed command meets on a first start, or after a
+            // kill before the first checkpoint completed: nothing was committed yet.
+            Err(CheckpointError::NoneFound(dir)) => {
+                tracing::warn!(
+                    job = %job.name,
+                    "no completed checkpoint in {} yet: starting from the beginning",
+                    dir.display()
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 
@@ -480,16 +472,6 @@ fn remove_stale_staging(dir: &Path, stem: &str) {
             tracing::debug!("removing {name}, staged by a process that is gone");
             let _ = std::fs::remove_dir_all(entry.path());
         }
-    }
-}
-
-/// Where a running job listens for `eddy savepoint`: its checkpoint directory, or its
-/// state directory when its checkpoints are in an object store.
-fn control_dir(job: &Job) -> Option<PathBuf> {
-    let spec = job.checkpoints.as_ref()?;
-    match spec.objects_url() {
-        Some(_) => job.state.dir.clone(),
-        None => spec.dir.clone(),
     }
 }
 

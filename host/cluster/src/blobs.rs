@@ -3,15 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-/// The hex SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use eddy_core::sha256;
 
 /// A directory of components named by their SHA-256.
 #[derive(Clone, Debug)]

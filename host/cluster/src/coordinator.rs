@@ -8,7 +8,7 @@
 //! its checkpoints led by the part in slot 0. A job that does not fit waits and says
 //! why.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::BufReader;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -16,16 +16,18 @@ use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use eddy_core::exec::plan::Plan;
+use eddy_core::exec::plan::Graph;
 use eddy_core::exec::supervise::{Decision, decide};
 use eddy_core::job::checkpoint::RestartSpec;
 use eddy_core::job::memory::ByteSize;
+use eddy_core::metrics::CheckpointRecord;
 use eddy_core::tenant::Tenants;
 use eddy_core::{ErrorClass, Job};
 
 use crate::ClusterError;
+use crate::api::{ControlError, ExceptionView, JobView, SavepointView};
 use crate::blobs::Blobs;
-use crate::wire::{self, Deployment, Failure, JobView, Msg, Slot};
+use crate::wire::{self, Deployment, Failure, Msg, Report, Resume, Slot};
 
 /// A worker silent for this long is taken for dead (its connection closing is the
 /// faster sign).
@@ -33,9 +35,12 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the coordinator looks for silent workers and due restarts.
 const TICK: Duration = Duration::from_millis(100);
 
+/// Checkpoints, savepoints and exceptions a job keeps for people to look at.
+pub(crate) const KEPT: usize = 100;
+
 /// Where a job is in its life.
 #[derive(Clone, Debug, PartialEq)]
-enum JobState {
+pub(crate) enum JobState {
     /// No worker has the slots it needs; the reason says what is missing.
     Waiting(String),
     /// An attempt runs: its slots per worker, and the workers whose part has not
@@ -54,66 +59,134 @@ enum JobState {
     Cancelled,
 }
 
-struct JobEntry {
-    id: u64,
-    name: String,
-    tenant: String,
+pub(crate) struct JobEntry {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) tenant: String,
     file: String,
     yaml: String,
     components: BTreeMap<String, String>,
-    slots: u32,
+    pub(crate) slots: u32,
     restart: RestartSpec,
-    checkpointing: bool,
+    pub(crate) checkpointing: bool,
     /// Whether it may span workers (no side or dead-letter sinks, which each process
     /// would open).
     spreads: bool,
-    state: JobState,
-    attempt: u32,
-    restarts: u32,
+    pub(crate) state: JobState,
+    pub(crate) attempt: u32,
+    pub(crate) restarts: u32,
     /// The last failure's message, which tells a repeated failure.
     last_failure: Option<String>,
     /// A user cancelled it while an attempt ran: it is cancelled once every part ended.
-    cancelling: bool,
+    pub(crate) cancelling: bool,
     /// Its memory budget in each process it runs in.
     memory: ByteSize,
     /// The processes (workers) its latest attempt ran in.
     parts: u32,
+    /// When it was submitted, in ms since the Unix epoch.
+    pub(crate) submitted_ms: u64,
+    /// Its sources, steps and sinks.
+    pub(crate) graph: Graph,
+    /// The worker of the current attempt's slot 0, which leads its checkpoints.
+    pub(crate) leader: Option<String>,
+    /// The current attempt's latest report from each of its workers.
+    pub(crate) reports: BTreeMap<String, Report>,
+    /// Its latest checkpoints and savepoints, by id.
+    pub(crate) checkpoints: BTreeMap<u64, CheckpointRecord>,
+    /// Its attempts' failures, oldest first.
+    pub(crate) exceptions: VecDeque<ExceptionView>,
+    /// The savepoints asked for, oldest first, with the request id that asked.
+    pub(crate) savepoints: VecDeque<(Option<String>, SavepointView)>,
+    /// The savepoint it was stopped with.
+    pub(crate) stopped_with: Option<String>,
+    /// Where its first attempt starts from.
+    pub(crate) resume: Resume,
+    /// The directory its relative paths resolve against, when not its own.
+    pub(crate) base: Option<PathBuf>,
 }
 
-struct WorkerEntry {
-    incarnation: u64,
-    data: SocketAddr,
-    slots: u32,
-    used: u32,
-    out: Sender<(Msg, Vec<u8>)>,
+impl JobEntry {
+    /// Job `job` (id `id`, file `file` with text `yaml`), admitted to wait for slots.
+    pub(crate) fn new(
+        id: u64,
+        job: &Job,
+        file: &str,
+        yaml: String,
+        components: BTreeMap<String, String>,
+        slots: u32,
+        graph: Graph,
+    ) -> JobEntry {
+        JobEntry {
+            id,
+            name: job.name.clone(),
+            tenant: job.tenant.clone(),
+            file: file.to_owned(),
+            yaml,
+            components,
+            slots,
+            restart: job.restart.clone(),
+            checkpointing: job.checkpoints.is_some(),
+            spreads: job.side_sinks.is_empty() && job.dead_letter.is_none(),
+            state: JobState::Waiting("not scheduled yet".into()),
+            cancelling: false,
+            memory: job.memory.process,
+            parts: 0,
+            attempt: 0,
+            restarts: 0,
+            last_failure: None,
+            submitted_ms: now_ms(),
+            graph,
+            leader: None,
+            reports: BTreeMap::new(),
+            checkpoints: BTreeMap::new(),
+            exceptions: VecDeque::new(),
+            savepoints: VecDeque::new(),
+            stopped_with: None,
+            resume: Resume::Beginning,
+            base: None,
+        }
+    }
+}
+
+pub(crate) struct WorkerEntry {
+    pub(crate) incarnation: u64,
+    pub(crate) data: SocketAddr,
+    pub(crate) slots: u32,
+    pub(crate) used: u32,
+    pub(crate) out: Sender<(Msg, Vec<u8>)>,
     stream: TcpStream,
-    last_seen: Instant,
+    pub(crate) last_seen: Instant,
 }
 
 #[derive(Default)]
-struct State {
-    workers: BTreeMap<String, WorkerEntry>,
-    jobs: BTreeMap<u64, JobEntry>,
-    next_job: u64,
+pub(crate) struct State {
+    pub(crate) workers: BTreeMap<String, WorkerEntry>,
+    pub(crate) jobs: BTreeMap<u64, JobEntry>,
+    pub(crate) next_job: u64,
+    /// Savepoint trigger ids handed out.
+    pub(crate) next_trigger: u64,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<State>,
-    blobs: Blobs,
-    dir: PathBuf,
-    tenants: Tenants,
+    pub(crate) blobs: Blobs,
+    pub(crate) dir: PathBuf,
+    pub(crate) tenants: Tenants,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // Every change is made under the lock in whole steps.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// A running coordinator; it serves until the process ends.
+/// A running coordinator; it serves until the process ends. People and scripts act
+/// on it through the methods of [`crate::control`].
+#[derive(Clone)]
 pub struct Coordinator {
     addr: SocketAddr,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Coordinator {
@@ -150,7 +223,7 @@ impl Coordinator {
                 }
             })
             .map_err(ClusterError::Thread)?;
-        let ticking = shared;
+        let ticking = shared.clone();
         std::thread::Builder::new()
             .name("eddy-scheduler".into())
             .spawn(move || {
@@ -161,132 +234,45 @@ impl Coordinator {
             })
             .map_err(ClusterError::Thread)?;
         tracing::info!("coordinator listening on {addr}");
-        Ok(Coordinator { addr })
+        Ok(Coordinator { addr, shared })
     }
 
-    /// The address workers and clients connect to.
+    /// The address workers connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 }
 
-/// Serves one connection: a worker's (it registers first) or a client's.
+/// Serves one connection: a worker registers first.
 fn session(shared: &Arc<Shared>, stream: TcpStream) {
     let Ok(read) = stream.try_clone() else {
         return;
     };
     let mut input = BufReader::new(read);
-    let mut output = stream;
-    while let Ok((msg, payload)) = wire::read(&mut input) {
-        let answer = match msg {
+    match wire::read(&mut input) {
+        Ok((
             Msg::Register {
                 worker,
                 incarnation,
                 slots,
                 data,
-            } => {
-                let entry = WorkerEntry {
-                    incarnation,
-                    data,
-                    slots,
-                    used: 0,
-                    out: channel().0,
-                    stream: output,
-                    last_seen: Instant::now(),
-                };
-                worker_session(shared, &worker, entry, input);
-                return;
-            }
-            Msg::Upload => match shared.blobs.put(&payload) {
-                Ok(sha256) => Msg::Uploaded { sha256 },
-                Err(e) => Msg::Error {
-                    message: format!("cannot keep the component: {e}"),
-                },
             },
-            Msg::Submit {
-                file,
-                yaml,
-                components,
-            } => match submit(shared, file, yaml, components) {
-                Ok(job) => Msg::Submitted { job },
-                Err(message) => Msg::Error { message },
-            },
-            Msg::Jobs => Msg::JobList {
-                jobs: shared.lock().jobs.values().map(view).collect(),
-            },
-            Msg::CancelJob { job } => match cancel(&mut shared.lock(), job) {
-                Ok(()) => Msg::Cancelling { job },
-                Err(message) => Msg::Error { message },
-            },
-            other => Msg::Error {
-                message: format!("unexpected {other:?}"),
-            },
-        };
-        if wire::write(&mut output, &answer, &[]).is_err() {
-            return;
+            _,
+        )) => {
+            let entry = WorkerEntry {
+                incarnation,
+                data,
+                slots,
+                used: 0,
+                out: channel().0,
+                stream,
+                last_seen: Instant::now(),
+            };
+            worker_session(shared, &worker, entry, input);
         }
+        Ok((other, _)) => tracing::warn!("a connection did not register first: {other:?}"),
+        Err(e) => tracing::debug!("a connection ended before registering: {e}"),
     }
-}
-
-/// Checks and keeps a submitted job, then schedules it.
-fn submit(
-    shared: &Shared,
-    file: String,
-    yaml: String,
-    components: BTreeMap<String, String>,
-) -> Result<u64, String> {
-    if let Some((path, _)) = components.iter().find(|(_, sha)| !shared.blobs.has(sha)) {
-        return Err(format!("component {path} was not uploaded"));
-    }
-    let id = {
-        let mut state = shared.lock();
-        state.next_job += 1;
-        state.next_job
-    };
-    // The job is checked as a worker will see it: its components under a plugin
-    // directory of their own.
-    let dir = shared.dir.join("jobs").join(id.to_string());
-    let job_file = materialize(&shared.blobs, &dir, &file, &yaml, &components)?;
-    let job = Job::load(&job_file, Some(&dir.join("plugins"))).map_err(|e| e.to_string())?;
-    shared.tenants.admit(&job).map_err(|e| e.to_string())?;
-    let plan = Plan::new(&job).map_err(|e| e.to_string())?;
-    let slots = plan.stages.iter().map(|s| s.parallelism).max().unwrap_or(1);
-    if let Some(max) = shared
-        .tenants
-        .tenants
-        .get(&job.tenant)
-        .and_then(|q| q.max_slots)
-        && slots > max
-    {
-        return Err(format!(
-            "job {:?} needs {slots} slot(s); tenant {:?} may hold {max} (max-slots)",
-            job.name, job.tenant
-        ));
-    }
-    let entry = JobEntry {
-        id,
-        name: job.name.clone(),
-        tenant: job.tenant.clone(),
-        file,
-        yaml,
-        components,
-        slots,
-        restart: job.restart.clone(),
-        checkpointing: job.checkpoints.is_some(),
-        spreads: job.side_sinks.is_empty() && job.dead_letter.is_none(),
-        state: JobState::Waiting("not scheduled yet".into()),
-        cancelling: false,
-        memory: job.memory.process,
-        parts: 0,
-        attempt: 0,
-        restarts: 0,
-        last_failure: None,
-    };
-    let mut state = shared.lock();
-    state.jobs.insert(id, entry);
-    schedule(&mut state, &shared.tenants);
-    tracing::info!(job = id, name = %job.name, slots, "job submitted");
-    Ok(id)
 }
 
 /// Writes a job file and its components (from `blobs`) under `dir`; returns the job
@@ -399,6 +385,29 @@ fn worker_session(
                 ended(&mut state, worker, job, attempt, failure);
                 schedule(&mut state, &shared.tenants);
             }
+            Msg::Report(report) => {
+                if let Some(job) = state.jobs.get_mut(&report.job)
+                    && job.attempt == report.attempt
+                    && matches!(job.state, JobState::Running { .. })
+                {
+                    for c in &report.checkpoints {
+                        job.checkpoints.insert(c.id, c.clone());
+                    }
+                    while job.checkpoints.len() > KEPT {
+                        job.checkpoints.pop_first();
+                    }
+                    job.reports.insert(worker.to_owned(), *report);
+                }
+            }
+            Msg::SavepointDone {
+                job,
+                trigger,
+                result,
+            } => {
+                if let Some(job) = state.jobs.get_mut(&job) {
+                    savepoint_done(job, &trigger, result);
+                }
+            }
             other => tracing::warn!(%worker, "unexpected message from a worker: {other:?}"),
         }
     };
@@ -449,6 +458,18 @@ fn ended(state: &mut State, worker: &str, job: u64, attempt: u32, failure: Optio
     if entry.attempt != attempt || !pending.remove(worker) {
         return;
     }
+    if let Some(f) = &failure {
+        entry.exceptions.push_back(ExceptionView {
+            time_ms: now_ms(),
+            attempt,
+            worker: Some(worker.to_owned()),
+            message: f.message.clone(),
+            class: f.class.domain.to_string(),
+        });
+        if entry.exceptions.len() > KEPT {
+            entry.exceptions.pop_front();
+        }
+    }
     // Slots come back as each part ends; a failure (or a user's cancel) ends the
     // other parts too.
     let mut freed = vec![(
@@ -464,6 +485,22 @@ fn ended(state: &mut State, worker: &str, job: u64, attempt: u32, failure: Optio
         }
     }
     let done = pending.is_empty();
+    if done || failure.is_some() || entry.cancelling {
+        let why = failure
+            .as_ref()
+            .map_or("the job ended", |f| f.message.as_str());
+        let pending: Vec<String> = entry
+            .savepoints
+            .iter()
+            .filter(|(_, s)| s.state == "pending")
+            .map(|(_, s)| s.trigger.clone())
+            .collect();
+        for trigger in pending {
+            let why = format!("the attempt ended before the savepoint completed: {why}");
+            savepoint_done(entry, &trigger, Err(why));
+        }
+        entry.reports.clear();
+    }
     if entry.cancelling {
         entry.state = JobState::Cancelled;
         tracing::info!(job, "job cancelled");
@@ -521,9 +558,9 @@ fn conclude(entry: &mut JobEntry, attempt: u32, failure: Option<Failure>, done: 
 
 /// A user cancels job `id`: a job waiting or between attempts is cancelled at once, a
 /// running one once its attempt's parts have ended (they publish nothing more).
-fn cancel(state: &mut State, id: u64) -> Result<(), String> {
+pub(crate) fn cancel(state: &mut State, id: u64) -> Result<(), ControlError> {
     let Some(job) = state.jobs.get_mut(&id) else {
-        return Err(format!("no job {id}"));
+        return Err(ControlError::NoJob(id));
     };
     match &job.state {
         JobState::Waiting(_) | JobState::Restarting { .. } => {
@@ -543,7 +580,10 @@ fn cancel(state: &mut State, id: u64) -> Result<(), String> {
             }
         }
         JobState::Finished | JobState::Failed(_) | JobState::Cancelled => {
-            return Err(format!("job {id} has ended: {}", view(job).state));
+            return Err(ControlError::Conflict(format!(
+                "job {id} has ended: {}",
+                view(job).state
+            )));
         }
     }
     Ok(())
@@ -641,7 +681,7 @@ fn within_quota(state: &State, tenants: &Tenants, id: u64, parts: u32) -> Result
 }
 
 /// Starts every job that waits or is due to restart where there is room for it.
-fn schedule(state: &mut State, tenants: &Tenants) {
+pub(crate) fn schedule(state: &mut State, tenants: &Tenants) {
     let now = Instant::now();
     let due: Vec<u64> = state
         .jobs
@@ -695,7 +735,12 @@ fn schedule(state: &mut State, tenants: &Tenants) {
             yaml: job.yaml.clone(),
             components: job.components.clone(),
             // A first attempt starts afresh; any later one resumes.
-            restore_latest: job.attempt > 0 && job.checkpointing,
+            resume: if job.attempt > 0 && job.checkpointing {
+                Resume::Latest
+            } else {
+                job.resume.clone()
+            },
+            base: job.base.clone(),
             slots: slot_list,
         };
         let mut assigned: BTreeMap<String, u32> = BTreeMap::new();
@@ -711,6 +756,8 @@ fn schedule(state: &mut State, tenants: &Tenants) {
             }
         }
         tracing::info!(job = id, workers = ?assigned, attempt = job.attempt, "job deployed");
+        job.leader = placed.first().cloned();
+        job.reports.clear();
         job.parts = assigned.len() as u32;
         job.state = JobState::Running {
             pending: assigned.keys().cloned().collect(),
@@ -738,8 +785,8 @@ fn tick(shared: &Shared) {
     schedule(&mut state, &shared.tenants);
 }
 
-/// A job as clients see it.
-fn view(job: &JobEntry) -> JobView {
+/// A job as lists show it.
+pub(crate) fn view(job: &JobEntry) -> JobView {
     let (state, reason, workers) = match &job.state {
         JobState::Waiting(reason) => ("waiting", Some(reason.clone()), Vec::new()),
         JobState::Running { assigned, .. } => {
@@ -758,11 +805,46 @@ fn view(job: &JobEntry) -> JobView {
     JobView {
         id: job.id,
         name: job.name.clone(),
+        tenant: job.tenant.clone(),
         state: state.into(),
         reason,
         workers,
         attempt: job.attempt,
         restarts: job.restarts,
         slots: job.slots,
+        submitted_ms: job.submitted_ms,
     }
+}
+
+/// Savepoint `trigger` of `job` completed (its directory) or failed (why).
+fn savepoint_done(job: &mut JobEntry, trigger: &str, result: Result<String, String>) {
+    let Some((_, savepoint)) = job
+        .savepoints
+        .iter_mut()
+        .find(|(_, s)| s.trigger == trigger && s.state == "pending")
+    else {
+        return;
+    };
+    match result {
+        Ok(location) => {
+            tracing::info!(job = job.id, trigger, "savepoint completed: {location}");
+            if savepoint.stop {
+                job.stopped_with = Some(location.clone());
+            }
+            savepoint.state = "completed".into();
+            savepoint.location = Some(location);
+        }
+        Err(error) => {
+            tracing::warn!(job = job.id, trigger, "savepoint failed: {error}");
+            savepoint.state = "failed".into();
+            savepoint.error = Some(error);
+        }
+    }
+}
+
+/// Now, in ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -2,11 +2,14 @@
 //! name (kept by SHA-256), schedules each onto a worker's slots and restarts it from
 //! its latest checkpoint when an attempt fails or its worker is lost; `eddy worker`
 //! registers its slots, fetches components once and runs attempts through the
-//! binary's [`worker::Executor`]. The control protocol is in [`wire`].
+//! binary's [`worker::Executor`]. The protocol between them is in [`wire`]; what
+//! people ask of the coordinator (and the REST API serves) is in [`api`].
 
+pub mod api;
 mod blobs;
-pub mod client;
+mod control;
 pub mod coordinator;
+mod reports;
 pub mod wire;
 pub mod worker;
 
@@ -14,8 +17,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use blobs::{Blobs, sha256};
+pub use control::{Submission, as_seen};
 pub use coordinator::Coordinator;
-pub use worker::{Attempt, Executor, WorkerConfig, run_worker};
+pub use wire::Resume;
+pub use worker::{Attempt, Executor, Live, WorkerConfig, run_worker};
 
 /// Why a cluster role could not do what was asked.
 #[derive(Debug, thiserror::Error)]

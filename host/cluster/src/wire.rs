@@ -1,12 +1,13 @@
-//! The control protocol between clients, the coordinator and workers: frames of a JSON
+//! The control protocol between the coordinator and its workers: frames of a JSON
 //! header (`u32` length, little-endian) followed by a binary payload (`u32` length),
-//! empty but for component uploads and downloads.
+//! empty but for component downloads. People and scripts use the REST API instead.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use eddy_core::ErrorClass;
+use eddy_core::metrics::CheckpointRecord;
 use serde::{Deserialize, Serialize};
 
 /// Headers and payloads larger than this are refused: the peer is broken or hostile.
@@ -49,6 +50,17 @@ pub enum Msg {
         /// `None` when it finished, else why it failed.
         failure: Option<Failure>,
     },
+    /// How this worker's part of an attempt is doing, every second while it runs.
+    Report(Box<Report>),
+    /// A savepoint the coordinator asked for completed or failed.
+    SavepointDone {
+        /// The job.
+        job: u64,
+        /// The request's trigger id.
+        trigger: String,
+        /// The savepoint's directory, or why there is none.
+        result: Result<String, String>,
+    },
 
     // Coordinator → worker.
     /// Run this worker's part of an attempt of a job.
@@ -60,6 +72,18 @@ pub enum Msg {
         /// The attempt.
         attempt: u32,
     },
+    /// Take a savepoint of attempt `attempt` of job `job` (this worker leads its
+    /// checkpoints), and stop the job after it if `stop`.
+    Savepoint {
+        /// The job.
+        job: u64,
+        /// The attempt.
+        attempt: u32,
+        /// The request's trigger id, echoed in [`Msg::SavepointDone`].
+        trigger: String,
+        /// Stop the job once the savepoint completed.
+        stop: bool,
+    },
     /// The component with this SHA-256 is the payload.
     Blob {
         /// Its hex SHA-256.
@@ -69,53 +93,6 @@ pub enum Msg {
     Missing {
         /// Its hex SHA-256.
         sha256: String,
-        /// Why.
-        message: String,
-    },
-
-    // Client → coordinator.
-    /// The payload is a component to keep under its SHA-256.
-    Upload,
-    /// Accept a job whose components were uploaded.
-    Submit {
-        /// The job file's name.
-        file: String,
-        /// The job file's text.
-        yaml: String,
-        /// Each component by its path under the plugin directory, as hex SHA-256.
-        components: BTreeMap<String, String>,
-    },
-    /// List the jobs.
-    Jobs,
-    /// Cancel a job.
-    CancelJob {
-        /// Its id.
-        job: u64,
-    },
-
-    // Coordinator → client.
-    /// The upload is stored under this SHA-256.
-    Uploaded {
-        /// Its hex SHA-256.
-        sha256: String,
-    },
-    /// The job was accepted.
-    Submitted {
-        /// Its id.
-        job: u64,
-    },
-    /// The job is being cancelled (or was, if it was not running).
-    Cancelling {
-        /// Its id.
-        job: u64,
-    },
-    /// Every job the coordinator knows.
-    JobList {
-        /// The jobs, oldest first.
-        jobs: Vec<JobView>,
-    },
-    /// The request failed.
-    Error {
         /// Why.
         message: String,
     },
@@ -135,10 +112,24 @@ pub struct Deployment {
     pub yaml: String,
     /// Each component by its path under the plugin directory, as hex SHA-256.
     pub components: BTreeMap<String, String>,
-    /// Whether to resume from the job's latest checkpoint.
-    pub restore_latest: bool,
+    /// Where the attempt starts from.
+    pub resume: Resume,
+    /// The directory the job's relative paths resolve against, when not its own.
+    pub base: Option<std::path::PathBuf>,
     /// The attempt's slots in order: slot `i` holds subtask `i` of every stage.
     pub slots: Vec<Slot>,
+}
+
+/// Where an attempt of a job starts from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resume {
+    /// The beginning of its input.
+    Beginning,
+    /// Its latest completed checkpoint (the beginning when there is none yet).
+    Latest,
+    /// This savepoint or checkpoint directory.
+    From(std::path::PathBuf),
 }
 
 /// Where one slot of an attempt is.
@@ -159,26 +150,55 @@ pub struct Failure {
     pub class: ErrorClass,
 }
 
-/// A job as the coordinator sees it.
+/// One attempt's part on one worker: its nodes' rates, its checkpoints (when it leads
+/// them) and its memory pools.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct JobView {
-    /// Its id.
-    pub id: u64,
-    /// Its name.
-    pub name: String,
-    /// `waiting`, `running`, `restarting`, `finished` or `failed`.
-    pub state: String,
-    /// Why it waits, restarts or failed.
-    pub reason: Option<String>,
-    /// The workers running it.
-    pub workers: Vec<String>,
-    /// Its current attempt.
+pub struct Report {
+    /// The job.
+    pub job: u64,
+    /// The attempt.
     pub attempt: u32,
-    /// Restarts made.
-    pub restarts: u32,
-    /// Slots it needs on one worker.
-    pub slots: u32,
+    /// Every node, over the subtasks running on this worker.
+    pub nodes: Vec<NodeSample>,
+    /// The latest checkpoints and savepoints (from the part that leads them).
+    pub checkpoints: Vec<CheckpointRecord>,
+    /// The attempt's memory pools here.
+    pub pools: Vec<PoolSample>,
+}
+
+/// A node's counts and rates over the last report interval, on one worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NodeSample {
+    /// The node's name in the job.
+    pub name: String,
+    /// Events received so far.
+    pub records_in: u64,
+    /// Events emitted so far.
+    pub records_out: u64,
+    /// Events received per second.
+    pub in_per_s: f64,
+    /// Events emitted per second.
+    pub out_per_s: f64,
+    /// Share of the subtasks' time spent working (0 to 1).
+    pub busy: f64,
+    /// Share of the subtasks' time blocked by backpressure (0 to 1).
+    pub backpressured: f64,
+    /// The lowest event time its subtasks here have reached, in ms.
+    pub watermark: Option<i64>,
+}
+
+/// A memory pool's use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PoolSample {
+    /// `network`, `managed` or `wasm`.
+    pub name: String,
+    /// Bytes in use.
+    pub used: u64,
+    /// Bytes it may hold.
+    pub capacity: u64,
 }
 
 /// A frame could not be read or written.
@@ -237,7 +257,12 @@ mod tests {
     #[test]
     fn messages_and_payloads_read_back_as_written() {
         let msgs = [
-            (Msg::Upload, b"\0asm".to_vec()),
+            (
+                Msg::Blob {
+                    sha256: "ab".repeat(32),
+                },
+                b"\0asm".to_vec(),
+            ),
             (
                 Msg::Ended {
                     job: 3,
@@ -256,7 +281,8 @@ mod tests {
                     file: "job.yaml".into(),
                     yaml: "name: j".into(),
                     components: [("a.wasm".to_owned(), "ab".repeat(32))].into(),
-                    restore_latest: true,
+                    resume: Resume::Latest,
+                    base: None,
                     slots: vec![Slot {
                         worker: "w".into(),
                         data: "127.0.0.1:7000".parse().unwrap(),

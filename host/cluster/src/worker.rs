@@ -17,18 +17,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use eddy_core::checkpoint::coordinator::Savepoints;
 use eddy_core::exec::network::Network;
+use eddy_core::metrics::JobMetrics;
 use eddy_net::{DataPlane, Placement};
 
 use crate::ClusterError;
 use crate::blobs::Blobs;
 use crate::coordinator::{HEARTBEAT_TIMEOUT, materialize};
-use crate::wire::{self, Deployment, Failure, Msg};
+use crate::reports::Reporter;
+use crate::wire::{self, Deployment, Failure, Msg, Resume};
 
 /// How often a worker says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(300);
 /// How long a starting worker keeps trying to reach its coordinator.
 const CONNECT_FOR: Duration = Duration::from_secs(10);
+/// How often a worker reports how its attempts are doing.
+const REPORT: Duration = Duration::from_secs(1);
 
 /// One attempt's part on this worker, as the executor runs it.
 pub struct Attempt<'a> {
@@ -36,14 +41,30 @@ pub struct Attempt<'a> {
     pub job: &'a Path,
     /// The directory its components are in.
     pub plugins: &'a Path,
-    /// Whether to resume from the job's latest checkpoint.
-    pub restore_latest: bool,
+    /// Where it starts from.
+    pub resume: &'a Resume,
+    /// The directory the job's relative paths resolve against, when not its own.
+    pub base: Option<&'a Path>,
     /// The other workers of the attempt, when it spans several.
     pub network: Option<&'a dyn Network>,
     /// Ends the input early and drains (Ctrl-C).
     pub stop: &'a AtomicBool,
     /// Set when the coordinator cancels the attempt: it ends at once.
     pub cancel: Arc<AtomicBool>,
+    /// Called once the attempt's dataflow is built, with what the coordinator may
+    /// look at and ask of it while it runs.
+    pub started: &'a (dyn Fn(Live) + Sync),
+}
+
+/// What a running attempt offers the coordinator: its metrics, reported every
+/// second, and its savepoints, taken when someone asks.
+pub struct Live {
+    /// The attempt's metrics on this worker.
+    pub metrics: Arc<JobMetrics>,
+    /// Takes savepoints (on the worker that leads the attempt's checkpoints).
+    pub savepoints: Savepoints,
+    /// How long a savepoint may take (the job's checkpoint timeout).
+    pub savepoint_timeout: Duration,
 }
 
 /// Runs one attempt of a job on this worker; the binary provides it, with the WASM
@@ -70,8 +91,35 @@ pub struct WorkerConfig {
     pub coordinator_timeout: Duration,
 }
 
-/// The cancel flags of the attempts running here, by job and attempt.
-type Running = Arc<Mutex<HashMap<(u64, u32), Arc<AtomicBool>>>>;
+/// One attempt's part running here.
+struct Part {
+    /// Set to cancel it.
+    cancel: Arc<AtomicBool>,
+    /// Once its dataflow is built.
+    live: Option<Live>,
+}
+
+/// The attempts' parts running here, by job and attempt.
+type Running = Arc<Mutex<HashMap<(u64, u32), Part>>>;
+
+/// How long a savepoint request waits for an attempt that is still starting.
+const START_WAIT: Duration = Duration::from_secs(60);
+
+/// The savepoint trigger of part `key` once it runs, waiting for it while it starts;
+/// why not when it is not there or does not start within [`START_WAIT`].
+fn live_savepoints(running: &Running, key: (u64, u32)) -> Result<(Savepoints, Duration), String> {
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        match lock(running).get(&key).map(|p| p.live.as_ref()) {
+            None => return Err("is not running".into()),
+            Some(Some(live)) => return Ok((live.savepoints.clone(), live.savepoint_timeout)),
+            Some(None) if Instant::now() > deadline => {
+                return Err(format!("did not start within {START_WAIT:?}"));
+            }
+            Some(None) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
 
 /// Components the worker waits for, by SHA-256.
 #[derive(Default)]
@@ -103,6 +151,7 @@ struct Worker<'a> {
     incarnation: u64,
     output: Output,
     running: Running,
+    reporter: Arc<Mutex<Reporter>>,
     arrivals: Arc<Arrivals>,
 }
 
@@ -134,8 +183,18 @@ pub fn run_worker(
         incarnation,
         output: Arc::default(),
         running: Arc::default(),
+        reporter: Arc::default(),
         arrivals: Arc::default(),
     };
+    let reporting = (
+        worker.output.clone(),
+        worker.running.clone(),
+        worker.reporter.clone(),
+    );
+    std::thread::Builder::new()
+        .name("eddy-report".into())
+        .spawn(move || report(&reporting.0, &reporting.1, &reporting.2, stop))
+        .map_err(ClusterError::Thread)?;
     let heartbeat = worker.output.clone();
     std::thread::Builder::new()
         .name("eddy-heartbeat".into())
@@ -185,9 +244,37 @@ pub fn run_worker(
 impl Worker<'_> {
     /// Cancels every attempt running here.
     fn cancel_all(&self) {
-        for cancel in lock(&self.running).values() {
-            cancel.store(true, Ordering::SeqCst);
+        for part in lock(&self.running).values() {
+            part.cancel.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Takes a savepoint of attempt `attempt` of job `job` on a thread of its own, and
+    /// tells the coordinator how it went. An attempt still starting (fetching its
+    /// components, restoring its state) takes it once it runs.
+    fn savepoint(&self, job: u64, attempt: u32, trigger: String, stop: bool) {
+        let running = self.running.clone();
+        let reporter = self.reporter.clone();
+        let output = self.output.clone();
+        let me = self.config.id.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("eddy-savepoint-{job}"))
+            .spawn(move || {
+                let result = live_savepoints(&running, (job, attempt))
+                    .map_err(|why| format!("attempt {attempt} of job {job} {why} on worker {me}"))
+                    .and_then(|(savepoints, timeout)| {
+                        savepoints
+                            .trigger(stop, timeout)
+                            .map(|dir| dir.display().to_string())
+                    });
+                report_now(&output, &running, &reporter, (job, attempt));
+                let done = Msg::SavepointDone {
+                    job,
+                    trigger,
+                    result,
+                };
+                let _ = send_on(&output, &done);
+            });
     }
 
     /// Registers over `stream` and serves the coordinator until `stop` (`Ok`) or until
@@ -220,10 +307,16 @@ impl Worker<'_> {
             match msg {
                 Msg::Deploy(deployment) => self.start(*deployment),
                 Msg::Cancel { job, attempt } => {
-                    if let Some(cancel) = lock(&self.running).get(&(job, attempt)) {
-                        cancel.store(true, Ordering::SeqCst);
+                    if let Some(part) = lock(&self.running).get(&(job, attempt)) {
+                        part.cancel.store(true, Ordering::SeqCst);
                     }
                 }
+                Msg::Savepoint {
+                    job,
+                    attempt,
+                    trigger,
+                    stop,
+                } => self.savepoint(job, attempt, trigger, stop),
                 Msg::Blob { sha256 } => {
                     let kept = self
                         .blobs
@@ -246,20 +339,26 @@ impl Worker<'_> {
     /// Runs this worker's part of `deployment` on a thread of its own.
     fn start(&self, deployment: Deployment) {
         let output = self.output.clone();
+        let output_end = self.output.clone();
         let send = move |msg: &Msg| send_on(&output, msg);
         let (blobs, arrivals) = (self.blobs.clone(), self.arrivals.clone());
         let (executor, plane) = (self.executor.clone(), self.plane.clone());
         let (me, dir, stop) = (self.config.id.clone(), self.config.dir.clone(), self.stop);
         let key = (deployment.job, deployment.attempt);
         let cancel = Arc::new(AtomicBool::new(false));
-        lock(&self.running).insert(key, cancel.clone());
+        let part = Part {
+            cancel: cancel.clone(),
+            live: None,
+        };
+        lock(&self.running).insert(key, part);
         let running = self.running.clone();
+        let reporter = self.reporter.clone();
         let _ = std::thread::Builder::new()
             .name(format!("eddy-job-{}", deployment.job))
             .spawn(move || {
                 // A cancelled earlier attempt of the job ends before this one
                 // starts, so that it cannot commit behind the new one's back.
-                let earlier = |r: &HashMap<(u64, u32), Arc<AtomicBool>>| {
+                let earlier = |r: &HashMap<(u64, u32), Part>| {
                     r.keys().any(|(j, a)| *j == key.0 && *a < key.1)
                 };
                 let deadline = Instant::now() + Duration::from_secs(30);
@@ -280,13 +379,23 @@ impl Worker<'_> {
                         executor.run(Attempt {
                             job: &job,
                             plugins: &plugins,
-                            restore_latest: deployment.restore_latest,
+                            resume: &deployment.resume,
+                            base: deployment.base.as_deref(),
                             network: placement.as_ref().map(|p| p as &dyn Network),
                             stop,
                             cancel,
+                            started: &|live| {
+                                if let Some(part) = lock(&running).get_mut(&key) {
+                                    part.live = Some(live);
+                                }
+                            },
                         })
                     })
                     .err();
+                // Its last checkpoints (a final savepoint among them) are reported
+                // before it is said to have ended.
+                report_now(&output_end, &running, &reporter, key);
+                lock(&reporter).forget(key);
                 lock(&running).remove(&key);
                 if let Some(f) = &failure {
                     let (job, attempt) = key;
@@ -298,6 +407,37 @@ impl Worker<'_> {
                     failure,
                 });
             });
+    }
+}
+
+/// Reports every second how each attempt running here is doing, until `stop`.
+fn report(output: &Output, running: &Running, reporter: &Mutex<Reporter>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(REPORT);
+        let live: Vec<((u64, u32), Arc<JobMetrics>)> = lock(running)
+            .iter()
+            .filter_map(|(key, part)| Some((*key, part.live.as_ref()?.metrics.clone())))
+            .collect();
+        let mut reporter = lock(reporter);
+        reporter.keep(|key| live.iter().any(|(k, _)| k == key));
+        for (key, metrics) in live {
+            let _ = send_on(
+                output,
+                &Msg::Report(Box::new(reporter.report(key, &metrics))),
+            );
+        }
+    }
+}
+
+/// Sends the report of part `key` now, if it runs: its checkpoints and savepoints
+/// reach the coordinator without waiting for the next round.
+fn report_now(output: &Output, running: &Running, reporter: &Mutex<Reporter>, key: (u64, u32)) {
+    let metrics = lock(running)
+        .get(&key)
+        .and_then(|p| Some(p.live.as_ref()?.metrics.clone()));
+    if let Some(metrics) = metrics {
+        let report = lock(reporter).report(key, &metrics);
+        let _ = send_on(output, &Msg::Report(Box::new(report)));
     }
 }
 

@@ -1,7 +1,8 @@
 //! The process's one HTTP server: a small HTTP/1.1 responder on std threads in front of
-//! a [`Router`]. Prometheus scrapes are one route (`/metrics`); the control plane's REST
-//! API is meant to be mounted on the same router. Connections are short (one request,
-//! then close), bounded in size, time and number, since the port may face a network.
+//! a [`Router`]: the Prometheus endpoint (`/metrics`) of `eddy run` and of workers, which
+//! keeps the engine core free of an async runtime (the coordinator's REST API is served
+//! by `eddy-rest`). Connections are short (one request, then close), bounded in size,
+//! time and number, since the port may face a network.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};

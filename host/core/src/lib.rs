@@ -33,3 +33,13 @@ pub use exec::{BuildOptions, Dataflow, RunError, RunSummary};
 pub use job::{Job, JobError, OperatorKind, Partition, Step, StepOp};
 pub use operator::{Operator, OperatorError, OperatorFactory};
 pub use registry::Registry;
+
+/// The hex SHA-256 of `bytes`: how components are named by content and API tokens are
+/// kept without keeping the tokens.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -2,8 +2,8 @@
 //! without locks, read by the live status line, the summary and the Prometheus
 //! endpoint ([`Exposition`]).
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,54 @@ pub struct CheckpointCounters {
     pub last_duration_ms: AtomicU64,
     /// Bytes of the last one's files (shared RocksDB files counted in full).
     pub last_size_bytes: AtomicU64,
+    /// The latest checkpoints and savepoints, oldest first, at most [`HISTORY`].
+    history: Mutex<VecDeque<CheckpointRecord>>,
 }
 
+/// Checkpoints and savepoints a job's history keeps.
+pub const HISTORY: usize = 64;
+
+/// One checkpoint or savepoint that completed or was abandoned, for the history an
+/// operator looks at.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckpointRecord {
+    /// Its id.
+    pub id: u64,
+    /// Whether a user asked for it (a savepoint).
+    pub savepoint: bool,
+    /// Whether it completed (else it was abandoned).
+    pub completed: bool,
+    /// When it was triggered, in ms since the Unix epoch.
+    pub trigger_ms: u64,
+    /// Trigger to completion (or abandonment), in ms.
+    pub duration_ms: u64,
+    /// Bytes of its files (0 when abandoned).
+    pub size_bytes: u64,
+}
+
+impl CheckpointCounters {
+    /// Adds `record` to the history, forgetting the oldest beyond [`HISTORY`].
+    pub fn record(&self, record: CheckpointRecord) {
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(record);
+    }
+
+    /// The history, oldest first.
+    pub fn history(&self) -> Vec<CheckpointRecord> {
+        let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        history.iter().cloned().collect()
+    }
+}
+
+/// What [`Counters::watermark`] holds before the first watermark.
+pub const NO_WATERMARK: i64 = i64::MIN;
+
 /// The counters of one node subtask.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counters {
     /// Events received.
     pub records_in: AtomicU64,
@@ -47,6 +91,24 @@ pub struct Counters {
     pub late_updates: AtomicU64,
     /// Events later than the allowed lateness (to the late side output, or dropped).
     pub late_dropped: AtomicU64,
+    /// The event time the subtask has reached, in ms ([`NO_WATERMARK`] before any).
+    pub watermark: AtomicI64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            records_in: AtomicU64::default(),
+            records_out: AtomicU64::default(),
+            bytes_out: AtomicU64::default(),
+            busy_ns: AtomicU64::default(),
+            backpressure_ns: AtomicU64::default(),
+            dead_letters: AtomicU64::default(),
+            late_updates: AtomicU64::default(),
+            late_dropped: AtomicU64::default(),
+            watermark: AtomicI64::new(NO_WATERMARK),
+        }
+    }
 }
 
 impl Counters {
@@ -236,6 +298,8 @@ pub struct NodeTotals {
     pub late_updates: u64,
     /// Events beyond the allowed lateness.
     pub late_dropped: u64,
+    /// The lowest event time its subtasks have reached, once every one has a watermark.
+    pub watermark: Option<i64>,
 }
 
 /// All metrics of a job.
@@ -276,6 +340,12 @@ impl JobMetrics {
                 dead_letters: sum(&n.subtasks, |c| &c.dead_letters),
                 late_updates: sum(&n.subtasks, |c| &c.late_updates),
                 late_dropped: sum(&n.subtasks, |c| &c.late_dropped),
+                watermark: n
+                    .subtasks
+                    .iter()
+                    .map(|c| c.watermark.load(Ordering::Relaxed))
+                    .min()
+                    .filter(|w| *w != NO_WATERMARK),
             })
             .collect()
     }

@@ -36,6 +36,13 @@ pub struct Quotas {
     /// connectors (default: no).
     #[serde(default)]
     pub network: bool,
+    /// Most jobs the tenant has in a cluster that have not ended (a submission beyond
+    /// is refused).
+    pub max_jobs: Option<u32>,
+    /// The SHA-256 (hex) of each API token that acts for the tenant: the file never
+    /// holds a token itself.
+    #[serde(default)]
+    pub tokens: Vec<String>,
 }
 
 /// The tenants file: `tenants: { NAME: QUOTAS, … }`.
@@ -44,9 +51,31 @@ pub struct Quotas {
 pub struct Tenants {
     /// Quotas by tenant name.
     pub tenants: BTreeMap<String, Quotas>,
+    /// The SHA-256 (hex) of each API token that sees and acts on the whole cluster.
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
     /// Whether jobs of tenants not listed run (only without a tenants file).
     #[serde(skip)]
     pub open: bool,
+}
+
+/// Who a control-plane request acts for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The whole cluster.
+    Admin,
+    /// One tenant's jobs only.
+    Tenant(String),
+}
+
+impl Access {
+    /// Whether this access sees and touches what tenant `tenant` owns.
+    pub fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Access::Admin => true,
+            Access::Tenant(mine) => mine == tenant,
+        }
+    }
 }
 
 /// A job is not allowed to run as written for its tenant.
@@ -81,12 +110,31 @@ pub enum TenantError {
 }
 
 impl Tenants {
-    /// Local runs without a tenants file: every tenant, no quota beyond the job's own.
+    /// Local runs without a tenants file: every tenant, no quota beyond the job's own,
+    /// and no API token needed.
     pub fn local() -> Tenants {
         Tenants {
             tenants: BTreeMap::new(),
+            admin_tokens: Vec::new(),
             open: true,
         }
+    }
+
+    /// Who a control-plane request with bearer `token` acts for: `None` when the
+    /// token is missing or unknown. Without a tenants file the cluster is open: every
+    /// request acts as the administrator.
+    pub fn authenticate(&self, token: Option<&str>) -> Option<Access> {
+        if self.open {
+            return Some(Access::Admin);
+        }
+        let hash = crate::sha256(token?.as_bytes());
+        if self.admin_tokens.contains(&hash) {
+            return Some(Access::Admin);
+        }
+        self.tenants
+            .iter()
+            .find(|(_, q)| q.tokens.contains(&hash))
+            .map(|(name, _)| Access::Tenant(name.clone()))
     }
 
     /// Reads a tenants file.
@@ -97,6 +145,21 @@ impl Tenants {
         };
         let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
         let mut tenants: Tenants = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let hashes = tenants.admin_tokens.iter().map(|h| ("admin-tokens", h));
+        let hashes = hashes.chain(
+            tenants
+                .tenants
+                .iter()
+                .flat_map(|(name, q)| q.tokens.iter().map(move |h| (name.as_str(), h))),
+        );
+        for (owner, hash) in hashes {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(err(format!(
+                    "{owner}: {hash:?} is not a SHA-256 in hex: the file keeps the hash of a \
+                     token (`eddy token` makes one), never the token"
+                )));
+            }
+        }
         let base = file.parent().unwrap_or(Path::new("."));
         for quotas in tenants.tenants.values_mut() {
             if let Some(root) = &mut quotas.root {
@@ -317,6 +380,45 @@ mod tests {
             },
         );
         t
+    }
+
+    #[test]
+    fn tokens_are_known_by_their_hash_and_act_for_their_tenant() {
+        let dir = std::env::temp_dir().join(format!("eddy-tenants-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tenants.yaml");
+        let (admin, acme) = (crate::sha256(b"root-secret"), crate::sha256(b"acme-secret"));
+        std::fs::write(
+            &file,
+            format!(
+                "admin-tokens: [{admin}]\ntenants:\n  acme:\n    tokens: [{acme}]\n  beta: {{}}\n"
+            ),
+        )
+        .unwrap();
+        let tenants = Tenants::load(&file).unwrap();
+        assert_eq!(
+            tenants.authenticate(Some("root-secret")),
+            Some(Access::Admin)
+        );
+        let access = tenants.authenticate(Some("acme-secret")).unwrap();
+        assert_eq!(access, Access::Tenant("acme".into()));
+        assert!(access.sees("acme") && !access.sees("beta"));
+        assert_eq!(
+            tenants.authenticate(Some(&acme)),
+            None,
+            "the hash is no token"
+        );
+        assert_eq!(tenants.authenticate(None), None);
+        assert_eq!(Tenants::local().authenticate(None), Some(Access::Admin));
+
+        // A token written in clear is refused, naming where.
+        std::fs::write(&file, "tenants:\n  acme:\n    tokens: [acme-secret]\n").unwrap();
+        let err = Tenants::load(&file).unwrap_err().to_string();
+        assert!(
+            err.contains("acme: \"acme-secret\" is not a SHA-256"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

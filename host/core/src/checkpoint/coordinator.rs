@@ -20,7 +20,7 @@ use super::link::{CoordinatorLink, PartMessage};
 use super::snapshot::TaskSnapshot;
 use super::storage::{CheckpointError, Storage, TaskFile};
 use crate::error::ErrorClass;
-use crate::metrics::CheckpointCounters;
+use crate::metrics::{CheckpointCounters, CheckpointRecord};
 use crate::sink::{Committer, SinkError};
 
 /// Index of a task in its dataflow.
@@ -186,6 +186,24 @@ struct Pending {
     sinks: Vec<(String, Vec<u8>)>,
     /// Set for a savepoint.
     savepoint: Option<SavepointRequest>,
+}
+
+impl Pending {
+    /// What the history keeps of this checkpoint, ended now.
+    fn record(&self, savepoint: bool, completed: bool, size_bytes: u64) -> CheckpointRecord {
+        let took = self.started.elapsed();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        CheckpointRecord {
+            id: self.id,
+            savepoint,
+            completed,
+            trigger_ms: now.saturating_sub(took).as_millis() as u64,
+            duration_ms: took.as_millis() as u64,
+            size_bytes,
+        }
+    }
 }
 
 /// Coordinates the checkpoints of one run.
@@ -576,6 +594,8 @@ impl Coordinator {
         );
         tracing::warn!("{message}; abandoned");
         self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .record(p.record(p.savepoint.is_some(), false, 0));
         schedule.storage.abandon(p.id, p.savepoint.is_some());
         if let Some(request) = p.savepoint {
             let _ = request.reply.send(Err(message));
@@ -584,16 +604,18 @@ impl Coordinator {
 
     /// Completes checkpoint `p` and commits its sinks; returns the savepoint's
     /// directory if the job must stop now.
-    fn complete(&mut self, p: Pending) -> Result<Option<PathBuf>, CoordinatorError> {
+    fn complete(&mut self, mut p: Pending) -> Result<Option<PathBuf>, CoordinatorError> {
         let Some(schedule) = &self.schedule else {
             return Ok(None);
         };
         let savepoint = p.savepoint.is_some();
-        let files = p.files.into_iter().flatten().collect();
+        let files = std::mem::take(&mut p.files).into_iter().flatten().collect();
         let dir = schedule
             .storage
             .complete(p.id, savepoint, self.max_parallelism, files)?;
         let took = p.started.elapsed().as_millis();
+        let size = dir_size(&dir);
+        self.counters.record(p.record(savepoint, true, size));
         if savepoint {
             tracing::info!(
                 "savepoint {} completed in {took} ms: {}",
@@ -614,7 +636,7 @@ impl Coordinator {
                 c.completed.fetch_add(1, Ordering::Relaxed);
                 c.last_id.store(p.id, Ordering::Relaxed);
                 c.last_duration_ms.store(took as u64, Ordering::Relaxed);
-                c.last_size_bytes.store(dir_size(&dir), Ordering::Relaxed);
+                c.last_size_bytes.store(size, Ordering::Relaxed);
                 self.completed = Some((p.id, dir));
                 Ok(None)
             }

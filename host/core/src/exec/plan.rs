@@ -187,6 +187,86 @@ fn partition_name(p: Partition) -> &'static str {
     }
 }
 
+/// A job's graph as people look at it (the dashboard, the REST API): its sources,
+/// steps and sinks as vertices, and how events travel between them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Graph {
+    /// Sources, steps, then sinks, in the job's order.
+    pub vertices: Vec<Vertex>,
+    /// From each vertex to the next ones.
+    pub edges: Vec<Edge>,
+}
+
+/// One source, step or sink of a [`Graph`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Vertex {
+    /// Its name in the job (the name its metrics carry).
+    pub name: String,
+    /// `source`, `step` or `sink`.
+    pub role: String,
+    /// Its subtasks.
+    pub parallelism: u32,
+}
+
+/// How events go from one vertex of a [`Graph`] to the next.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Edge {
+    /// The upstream vertex.
+    pub from: String,
+    /// The downstream vertex.
+    pub to: String,
+    /// `forward`, `hash`, `rebalance` or `broadcast`.
+    pub exchange: String,
+    /// Whether both run in the same task (no exchange between them).
+    pub chained: bool,
+}
+
+impl Plan {
+    /// The graph of `job`, planned as this.
+    pub fn graph(&self, job: &Job) -> Graph {
+        let vertex = |name: &str, role: &str, parallelism: u32| Vertex {
+            name: name.to_owned(),
+            role: role.to_owned(),
+            parallelism,
+        };
+        let source_p = self.stages.first().map_or(1, |s| s.parallelism);
+        let mut vertices: Vec<Vertex> = job
+            .sources
+            .iter()
+            .map(|(name, _)| vertex(name, "source", source_p))
+            .collect();
+        let mut edges = Vec::new();
+        let mut upstream: Vec<String> = vertices.iter().map(|v| v.name.clone()).collect();
+        let mut link = |to: &str, upstream: &[String], input: Option<Partition>| {
+            for from in upstream {
+                edges.push(Edge {
+                    from: from.clone(),
+                    to: to.to_owned(),
+                    exchange: partition_name(input.unwrap_or(Partition::Forward)).into(),
+                    chained: input.is_none(),
+                });
+            }
+        };
+        for stage in &self.stages {
+            // Only the first node of a stage receives through its exchange.
+            let mut input = stage.input;
+            for &i in &stage.steps {
+                let step = &job.steps[i];
+                link(&step.name, &upstream, input.take());
+                vertices.push(vertex(&step.name, "step", step.parallelism));
+                upstream = vec![step.name.clone()];
+            }
+            if stage.sinks {
+                for (name, _) in &job.sinks {
+                    link(name, &upstream, input);
+                    vertices.push(vertex(name, "sink", SINK_PARALLELISM));
+                }
+            }
+        }
+        Graph { vertices, edges }
+    }
+}
+
 /// The plan of a job, printable for `eddy plan`.
 pub struct PlanView<'a> {
     /// The job.
@@ -280,6 +360,44 @@ mod tests {
             ]
         );
         assert_eq!(p.tasks(), 5);
+    }
+
+    #[test]
+    fn the_graph_shows_each_vertex_and_how_events_reach_it() {
+        let text = "name: x\nparallelism: 2\nsources:\n  - type: generator\n    name: gen\nsteps:\n  - name: big\n    where: a > 1\n  - name: by-k\n    key-by: k\n  - name: count\n    rolling: count\n  - name: pick\n    select: { k: key }\n    parallelism: 1\nsinks:\n  - type: stdout\n    name: out\n";
+        let job = Job::parse(text, Path::new("/j/job.yaml"), None).unwrap();
+        let graph = Plan::new(&job).unwrap().graph(&job);
+        let vertices: Vec<_> = graph
+            .vertices
+            .iter()
+            .map(|v| format!("{} {} {}", v.role, v.name, v.parallelism))
+            .collect();
+        assert_eq!(
+            vertices,
+            [
+                "source gen 2",
+                "step big 2",
+                "step by-k 2",
+                "step count 2",
+                "step pick 1",
+                "sink out 1"
+            ]
+        );
+        let edges: Vec<_> = graph
+            .edges
+            .iter()
+            .map(|e| format!("{}->{} {} {}", e.from, e.to, e.exchange, e.chained))
+            .collect();
+        assert_eq!(
+            edges,
+            [
+                "gen->big forward true",
+                "big->by-k forward true",
+                "by-k->count hash false",
+                "count->pick rebalance false",
+                "pick->out forward true",
+            ]
+        );
     }
 
     #[test]

@@ -157,6 +157,7 @@ impl Task {
                                 let change = if source.idle() {
                                     tracker.set_idle(i, true)
                                 } else if let Some(w) = source.watermark() {
+                                    self.counters(node).watermark.store(w, Ordering::Relaxed);
                                     tracker.update(i, w)
                                 } else {
                                     Change::default()
@@ -404,6 +405,9 @@ impl Task {
     fn advance(&mut self, watermark: i64) -> Result<(), TaskError> {
         for i in 0..self.chain.len() {
             let node = self.chain[i].node;
+            self.counters(node)
+                .watermark
+                .store(watermark, Ordering::Relaxed);
             let t = Instant::now();
             let fired = self.chain[i].op.on_watermark(watermark)?;
             self.route_side(i)?;
@@ -411,10 +415,18 @@ impl Task {
                 .record(0, fired.len(), fired.byte_size(), t.elapsed());
             self.flow(i + 1, fired, node)?;
         }
-        if let Output::Exchange(exchange) = &mut self.output {
-            exchange
+        match &mut self.output {
+            Output::Exchange(exchange) => exchange
                 .broadcast(Message::Watermark(watermark))
-                .map_err(|_| TaskError::Aborted)?;
+                .map_err(|_| TaskError::Aborted)?,
+            Output::Sinks(sinks) => {
+                for (node, _) in sinks.iter() {
+                    let subtasks = &self.metrics.nodes[*node].subtasks;
+                    subtasks[self.subtask.min(subtasks.len() - 1)]
+                        .watermark
+                        .store(watermark, Ordering::Relaxed);
+                }
+            }
         }
         Ok(())
     }

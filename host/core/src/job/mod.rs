@@ -179,6 +179,9 @@ pub struct Job {
     pub tenant: String,
     /// The job file it came from.
     pub file: PathBuf,
+    /// The directory its plugin paths are under: a cluster keeps its components by
+    /// their paths relative to it.
+    pub plugin_dir: PathBuf,
     /// Events per batch.
     pub batch_size: usize,
     /// Default subtasks per step.

@@ -150,6 +150,7 @@ impl<'a> Resolver<'a> {
             .unwrap_or_else(|| Path::new(".eddy/state").join(&spec.name));
         state.dir = Some(defaults.base.join(state_dir));
         Ok(Job {
+            plugin_dir: defaults.plugin_base.clone(),
             checkpoints,
             restart: spec.restart,
             state,
