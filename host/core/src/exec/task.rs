@@ -162,12 +162,15 @@ impl Task {
                                 } else {
                                     Change::default()
                                 };
-                                self.counters(node).record(
-                                    0,
-                                    batch.len(),
-                                    batch.byte_size(),
-                                    t.elapsed(),
-                                );
+                                // A poll that found nothing waited for input (or
+                                // paced itself): idle time, not busy time.
+                                let busy = if batch.is_empty() {
+                                    Duration::ZERO
+                                } else {
+                                    t.elapsed()
+                                };
+                                let counters = self.counters(node);
+                                counters.record(0, batch.len(), batch.byte_size(), busy);
                                 self.push(batch, node)?;
                                 change
                             }
