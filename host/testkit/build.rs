@@ -13,6 +13,7 @@ const PLUGINS: &[&str] = &[
     "currency-convert",
     "amount-filter",
     "hostile",
+    "hostile-process",
     "distinct-count",
     "session-summary",
     "order-summary",

@@ -273,6 +273,7 @@ fn the_whole_hostile_suite_is_contained_by_dead_letters() {
         ("open-file", "cannot open /etc/passwd"),
         ("connect", "cannot connect to 127.0.0.1:9"),
         ("bad-offsets", "malformed batch"),
+        ("huge-error", "more bytes cut"),
     ];
     let mut input = String::new();
     let mut job = String::from(
@@ -308,5 +309,69 @@ fn the_whole_hostile_suite_is_contained_by_dead_letters() {
         assert_eq!(record["event"][mode], true);
         let text = record["error"].as_str().expect("error");
         assert!(text.contains(error), "{mode}: {text}");
+    }
+}
+
+#[test]
+fn what_a_plugin_has_the_host_print_or_keep_is_checked_and_capped() {
+    let scratch = Scratch::with_plugins("hostile_caps");
+    let dir = &scratch.0;
+    write(
+        dir,
+        "in.jsonl",
+        "{\"n\":1,\"trigger\":true}\n{\"n\":2,\"trigger\":true}\n",
+    );
+    // 400 MiB sent to the host log in one call: a bounded share reaches it.
+    write(
+        dir,
+        "log.yaml",
+        "name: loud\nsources:\n  - type: file\n    path: in.jsonl\nsteps:\n  - name: loud\n    map: hostile.wasm\n    params: { mode: log-flood }\nsinks:\n  - type: file\n    path: out.jsonl\n",
+    );
+    let out = eddy(&["run", "--quiet", "log.yaml"], dir);
+    let (_, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(stderr.len() < 1 << 20, "{} bytes of log", stderr.len());
+    assert!(stderr.contains("more bytes cut"), "{}", &stderr[..2000]);
+    assert!(
+        stderr.contains("lines over 100 per second were dropped"),
+        "{}",
+        &stderr[stderr.len() - 2000..]
+    );
+    let written = std::fs::read_to_string(dir.join("out.jsonl")).expect("output");
+    assert_eq!(written.lines().count(), 2);
+
+    // What crosses the side-output import is checked as the main output is.
+    for (mode, error) in [
+        (
+            "malformed-side-output",
+            "side output \"bad\": malformed batch",
+        ),
+        (
+            "side-output-flood",
+            "of side output (last to \"flood\") in one call, above its max-output of 1.0 MiB (sandbox.max-output)",
+        ),
+    ] {
+        write(
+            dir,
+            "side.yaml",
+            &format!(
+                "name: side\nsandbox: {{ max-output: 1mb }}\nsources:\n  - type: file\n    path: in.jsonl\nsteps:\n  - key-by: n\n  - name: evil\n    process: hostile_process.wasm\n    params: {{ mode: {mode} }}\n    side-outputs: [bad, flood]\nsinks:\n  - type: file\n    path: side-out.jsonl\n  - type: file\n    path: bad.jsonl\n    input: bad\n  - type: file\n    path: flood.jsonl\n    input: flood\n"
+            ),
+        );
+        let out = eddy(&["run", "--quiet", "side.yaml"], dir);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{mode}: {stderr}");
+        for part in [
+            "step \"evil\"",
+            "hostile_process.wasm trapped in `eddy:plugin/process-function@0.1.0#",
+            error,
+        ] {
+            assert!(stderr.contains(part), "{mode}: no {part:?} in {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{mode}: {stderr}");
     }
 }

@@ -2,7 +2,7 @@
 //! `savepoint`, `checkpoints`): calls of the coordinator's REST API, printed as tables
 //! for people or as JSON for scripts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -27,13 +27,24 @@ pub struct Remote {
     pub json: bool,
 }
 
+/// `path` made absolute; the empty path (the directory of a bare file name) is the
+/// current directory.
+pub fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    std::path::absolute(path)
+}
+
 /// Reads job file `file` and the components it names (under `plugin_dir`, or the
 /// job's), to start from `resume`.
 pub fn submission(file: &Path, plugin_dir: Option<&Path>, resume: Resume) -> Result<Submission> {
     let job = Job::load(file, plugin_dir)?;
     let yaml =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let root = std::path::absolute(&job.plugin_dir)?;
+    let root = absolute(&job.plugin_dir)?;
     let paths = job
         .plugins()
         .into_iter()
@@ -41,7 +52,7 @@ pub fn submission(file: &Path, plugin_dir: Option<&Path>, resume: Resume) -> Res
         .chain(job.connectors().into_iter().map(|c| c.plugin.to_owned()));
     let mut components = Vec::new();
     for path in paths {
-        let path = std::path::absolute(&path)?;
+        let path = absolute(&path)?;
         let relative = path.strip_prefix(&root).map_err(|_| {
             anyhow::anyhow!(
                 "component {} is outside the plugin directory {}",

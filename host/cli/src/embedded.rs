@@ -75,9 +75,8 @@ pub fn run(
         let mut submission =
             crate::client::submission(file, env.plugin_dir.as_deref(), resume.clone())?;
         // Its files are where `eddy run` would see them.
-        submission.base = Some(std::path::absolute(
-            file.parent().unwrap_or(Path::new(".")),
-        )?);
+        let dir = file.parent().unwrap_or(Path::new("."));
+        submission.base = Some(crate::client::absolute(dir)?);
         let id = coordinator
             .submit(&Access::Admin, submission)
             .with_context(|| format!("{}", file.display()))?;

@@ -13,7 +13,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::base::eddy::plugin::{config, host, types};
-use crate::output::CapturedOutput;
+use crate::output::{CapturedOutput, clip};
 
 /// Where an instance runs and what it may do: what the `config` interface tells the
 /// plugin, and the sandbox its WASI context is built from.
@@ -134,6 +134,8 @@ pub struct HostState {
     pub(crate) stderr: CapturedOutput,
     pub(crate) meter: MemoryMeter,
     log_rate: LogRate,
+    /// `host.log` lines over the rate limit since they were last reported.
+    log_suppressed: u64,
 }
 
 impl HostState {
@@ -181,6 +183,7 @@ impl HostState {
             stderr,
             meter,
             log_rate: LogRate::new(),
+            log_suppressed: 0,
         })
     }
 
@@ -198,9 +201,15 @@ impl HostState {
     }
 
     /// Forwards what the plugin printed since the last call to the host log.
-    /// At most [`LOG_LINES_PER_SECOND`] lines per instance reach the log; the rest are
-    /// counted and reported.
+    /// At most [`LOG_LINES_PER_SECOND`] lines per instance (printed or sent through
+    /// `host.log`) reach the log; the rest are counted and reported.
     pub(crate) fn forward_output(&mut self) {
+        let suppressed = std::mem::take(&mut self.log_suppressed);
+        if suppressed > 0 {
+            tracing::warn!(target: "eddy::plugin", job = %self.info.job, step = %self.info.step,
+                subtask = self.info.subtask, suppressed_lines = suppressed,
+                "plugin log lines over {LOG_LINES_PER_SECOND} per second were dropped");
+        }
         for stream in ["stdout", "stderr"] {
             let captured = if stream == "stdout" {
                 &self.stdout
@@ -293,6 +302,11 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: types::LogLevel, message: String) {
+        if !self.log_rate.admit() {
+            self.log_suppressed += 1;
+            return;
+        }
+        let message = clip(message);
         let info = &self.info;
         macro_rules! emit {
             ($level:ident) => {

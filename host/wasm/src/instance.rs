@@ -21,6 +21,7 @@ use crate::bindings::{
     PluginError, WitBatch, aggregate, filter, flat_map, map, process, sink, source, window,
 };
 use crate::host::{HostState, InstanceInfo};
+use crate::output::clip;
 use crate::runtime::{Starter, world_of};
 
 /// A WIT world a component can be bound to: how it is linked, started and opened.
@@ -298,7 +299,7 @@ impl<W: World> Instance<W> {
                 export: self.export(function),
                 event: e.event,
                 event_value: None,
-                message: e.message,
+                message: clip(e.message),
             }),
             Err(trap) => {
                 self.poisoned = true;

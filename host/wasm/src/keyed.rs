@@ -3,6 +3,7 @@
 //! [`KeyedState`] of the instance, through the handles the function declared.
 
 use eddy_core::Batch;
+use eddy_core::job::memory::ByteSize;
 use eddy_core::job::window::TimeDomain as CoreDomain;
 use eddy_core::state::keyed::{KeyedState, StateRef};
 use wasmtime::component::Resource;
@@ -175,8 +176,23 @@ impl timers::Host for HostState {
 }
 
 impl side_output::Host for HostState {
+    /// Checks what crosses from the plugin as the main output is checked: a malformed
+    /// batch, or more side output in one call than `max-output`, fails the call.
     fn emit(&mut self, tag: String, events: crate::bindings::WitBatch) -> wasmtime::Result<()> {
-        self.keyed.emit_side_output(tag, Batch::from(events));
+        let events = Batch::from(events);
+        events
+            .validate()
+            .map_err(|e| trap(format!("side output {tag:?}: {e}")))?;
+        let max = self.info.sandbox.max_output;
+        let bytes = self.keyed.side_output_bytes() + events.byte_size();
+        if bytes > max.0 {
+            return Err(trap(format!(
+                "emitted {} of side output (last to {tag:?}) in one call, above its \
+                 max-output of {max} (sandbox.max-output)",
+                ByteSize(bytes)
+            )));
+        }
+        self.keyed.emit_side_output(tag, events);
         Ok(())
     }
 }

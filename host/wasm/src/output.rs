@@ -15,6 +15,25 @@ const PENDING_CAP: usize = 64 * 1024;
 /// Lines kept for error messages.
 const TAIL_LINES: usize = 20;
 
+/// Longest message of a plugin's (a log line, an error) the host keeps or prints.
+pub const MAX_MESSAGE: usize = 4 * 1024;
+
+/// `text` cut to [`MAX_MESSAGE`] bytes (at a character boundary), saying how much was
+/// cut: a plugin decides how long its messages are, the host how much of them it keeps.
+pub(crate) fn clip(mut text: String) -> String {
+    if text.len() <= MAX_MESSAGE {
+        return text;
+    }
+    let mut end = MAX_MESSAGE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("… ({cut} more bytes cut)"));
+    text
+}
+
 #[derive(Debug, Default)]
 struct State {
     pending: Vec<u8>,
@@ -159,5 +178,22 @@ mod tests {
         let (lines, dropped) = out.drain();
         assert_eq!(lines.len(), 1);
         assert_eq!(dropped, 10);
+    }
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::{MAX_MESSAGE, clip};
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary_and_say_so() {
+        assert_eq!(clip("short".into()), "short");
+        let long = "é".repeat(MAX_MESSAGE);
+        let clipped = clip(long);
+        assert!(clipped.len() < MAX_MESSAGE + 40, "{}", clipped.len());
+        assert!(
+            clipped.ends_with(&format!("… ({} more bytes cut)", MAX_MESSAGE)),
+            "{clipped}"
+        );
     }
 }

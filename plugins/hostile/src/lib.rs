@@ -14,6 +14,9 @@
 //! - `connect`: opens a TCP connection to `addr` (default `127.0.0.1:9`).
 //! - `crash-once`: panics unless the file `path` exists, creating it first (in a granted
 //!   directory), so that a job restarted after the crash gets past the event.
+//! - `log-flood`: sends `count` (default 200) messages of 1 MiB each to the host log,
+//!   then passes the event on.
+//! - `huge-error`: returns a plugin error whose message is `size` bytes long.
 //! - `wrong-count` and `bad-offsets`: bypass the SDK's checks and return a batch with
 //!   an extra event, or with offsets past its buffer, as a non-SDK plugin could.
 
@@ -37,6 +40,8 @@ enum Mode {
     CrashOnce,
     WrongCount,
     BadOffsets,
+    LogFlood,
+    HugeError,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +56,12 @@ struct Params {
     addr: String,
     #[serde(default = "default_on")]
     on: String,
+    #[serde(default = "default_count")]
+    count: usize,
+}
+
+fn default_count() -> usize {
+    200
 }
 
 fn default_on() -> String {
@@ -142,6 +153,14 @@ impl Map for Hostile {
                 }
                 out.bytes(event.value())
             }
+            Mode::LogFlood => {
+                let megabyte = "y".repeat(1 << 20);
+                for _ in 0..p.count {
+                    eddy_sdk::log::log(eddy_sdk::log::Level::Warn, &megabyte);
+                }
+                out.bytes(event.value())
+            }
+            Mode::HugeError => Err(Error::msg("z".repeat(p.size))),
             Mode::WrongCount | Mode::BadOffsets => out.bytes(event.value()),
         }
     }

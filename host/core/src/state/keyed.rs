@@ -412,6 +412,11 @@ impl KeyedState {
         self.side.push((tag, events));
     }
 
+    /// Bytes of side-output events emitted and not yet taken.
+    pub fn side_output_bytes(&self) -> usize {
+        self.side.iter().map(|(_, b)| b.byte_size()).sum()
+    }
+
     /// The side-output events emitted since the last call, by tag.
     pub fn take_side_outputs(&mut self) -> Vec<(String, Batch)> {
         std::mem::take(&mut self.side)
