@@ -150,6 +150,7 @@ cases! {
     wrong_world => "tests/cases/wrong-world/job.yaml",
     plugin_trap => "tests/cases/plugin-trap/job.yaml",
     plugin_error => "tests/cases/plugin-error/job.yaml",
+    plugin_sink_error => "tests/cases/plugin-sink-error/job.yaml",
     malformed_input => "tests/cases/malformed-input/job.yaml",
     broken_contract => "tests/cases/broken-contract/job.yaml",
     bad_offsets => "tests/cases/bad-offsets/job.yaml",

@@ -19,6 +19,9 @@ use eddy_rest::Rest;
 use crate::Env;
 use crate::cluster::LocalExecutor;
 
+/// How long the API stays up after a job stopped with a savepoint ended.
+const STOPPED_LINGER: Duration = Duration::from_secs(3);
+
 /// The embedded worker leaves only with the process: its attempts end through the
 /// coordinator (finished, or cancelled on Ctrl-C).
 static WORKER_STAYS: AtomicBool = AtomicBool::new(false);
@@ -99,6 +102,16 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    // A job stopped with a savepoint ends right after it: the client that asked is still
+    // polling for the savepoint's directory, so the API stays up a moment for it.
+    let stopped = ids.iter().any(|(_, id)| {
+        coordinator
+            .savepoints(&Access::Admin, *id)
+            .is_ok_and(|s| s.iter().any(|s| s.stop))
+    });
+    if stopped && !crate::STOP.load(Ordering::Relaxed) {
+        std::thread::sleep(STOPPED_LINGER);
+    }
     let mut failed = 0;
     for ((file, _), job) in ids.iter().zip(&ended) {
         let reason = job

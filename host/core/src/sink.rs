@@ -49,14 +49,15 @@ pub trait Committer: Send {
 /// A sink's writer and its committer.
 pub type Connected = (Box<dyn Sink>, Box<dyn Committer>);
 
-/// A sink failed to write; names the sink and its target.
+/// A sink failed to write; names the sink and what it writes.
 #[derive(Debug, thiserror::Error)]
-#[error("sink {sink:?}: cannot write {target}: {error}")]
+#[error("sink {sink:?}: {}{error}", target.as_ref().map(|t| format!("cannot write {t}: ")).unwrap_or_default())]
 pub struct SinkError {
     /// Name of the sink.
     pub sink: String,
-    /// The file or stream.
-    pub target: String,
+    /// The file or stream, when the sink writes one the host opened; a plugin sink's
+    /// error names its plugin itself.
+    pub target: Option<String>,
     /// The I/O error.
     pub error: std::io::Error,
 }
@@ -66,7 +67,17 @@ impl SinkError {
     pub fn new(sink: &str, target: &Path, error: std::io::Error) -> Self {
         SinkError {
             sink: sink.to_owned(),
-            target: target.display().to_string(),
+            target: Some(target.display().to_string()),
+            error,
+        }
+    }
+
+    /// An error of sink `sink` that the error itself describes (a plugin sink's, which
+    /// names the plugin and its export).
+    pub fn of(sink: &str, error: std::io::Error) -> Self {
+        SinkError {
+            sink: sink.to_owned(),
+            target: None,
             error,
         }
     }

@@ -90,7 +90,7 @@ impl Target {
     fn err(&self, message: impl Into<String>) -> SinkError {
         SinkError {
             sink: self.name.clone(),
-            target: format!("Kafka topic {:?}", self.topic),
+            target: Some(format!("Kafka topic {:?}", self.topic)),
             error: std::io::Error::other(message.into()),
         }
     }

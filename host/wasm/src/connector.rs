@@ -5,7 +5,6 @@
 //! [`Instance`], which sandboxes, times and checks every call.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use eddy_core::connectors::{Connector, Opening};
@@ -68,18 +67,13 @@ impl Connector for Runtime {
         } = spec
         else {
             let message = "not a plugin sink".to_owned();
-            return Err(sink_failure(
-                name,
-                Path::new(name),
-                message,
-                ErrorClass::INTERNAL,
-            ));
+            return Err(sink_failure(name, message, ErrorClass::INTERNAL));
         };
         let open = || {
             let params = serde_json::Value::Object(params.clone()).to_string();
             let info = instance_info(at.job, name, (0, 1), params, grants);
             self.instance::<SinkPlugin>(plugin, info)
-                .map_err(|e| sink_failure(name, plugin, e.to_string(), e.class()))
+                .map_err(|e| sink_failure(name, e.to_string(), e.class()))
         };
         let writer: Box<dyn Sink> = Box::new(WasmSink::new(name, open()?));
         let committer: Box<dyn Committer> = Box::new(WasmCommitter::new(name, open()?));
@@ -292,24 +286,20 @@ fn split_prepared(prepared: &[u8]) -> Option<(u64, &[u8])> {
 /// A plugin sink instance.
 type SinkInstance = Instance<SinkPlugin>;
 
-fn sink_error(name: &str, instance: &SinkInstance, e: &WasmError) -> SinkError {
-    sink_failure(name, instance.plugin_path(), e.to_string(), e.class())
+fn sink_error(name: &str, e: &WasmError) -> SinkError {
+    sink_failure(name, e.to_string(), e.class())
 }
 
-/// A plugin sink's failure: one a restart cannot get past is reported as invalid data,
-/// which is how [`SinkError::class`] tells it; anything else as a transient failure.
-pub(crate) fn sink_failure(
-    name: &str,
-    plugin: &std::path::Path,
-    message: String,
-    class: ErrorClass,
-) -> SinkError {
+/// A plugin sink's failure (its message names the plugin): one a restart cannot get
+/// past is reported as invalid data, which is how [`SinkError::class`] tells it;
+/// anything else as a transient failure.
+pub(crate) fn sink_failure(name: &str, message: String, class: ErrorClass) -> SinkError {
     let kind = if class.retryable() {
         std::io::ErrorKind::Other
     } else {
         std::io::ErrorKind::InvalidData
     };
-    SinkError::new(name, plugin, std::io::Error::new(kind, message))
+    SinkError::of(name, std::io::Error::new(kind, message))
 }
 
 /// A plugin sink's writer.
@@ -336,7 +326,7 @@ impl Sink for WasmSink {
         });
         written
             .map_err(|e| with_event(e, batch))
-            .map_err(|e| sink_error(&self.name, &self.instance, &e))
+            .map_err(|e| sink_error(&self.name, &e))
     }
 
     fn prepare(&mut self, checkpoint: u64) -> Result<Vec<u8>, SinkError> {
@@ -346,7 +336,7 @@ impl Sink for WasmSink {
                 b.eddy_plugin_sink_connector()
                     .call_prepare_commit(store, checkpoint)
             })
-            .map_err(|e| sink_error(&self.name, &self.instance, &e))?;
+            .map_err(|e| sink_error(&self.name, &e))?;
         Ok(prepared(checkpoint, &committable))
     }
 
@@ -379,13 +369,11 @@ impl WasmCommitter {
         commit: bool,
     ) -> Result<(), SinkError> {
         let (id, committable) = split_prepared(prepared).ok_or_else(|| {
-            let message = "a prepared transaction is truncated".to_owned();
-            sink_failure(
-                name,
-                instance.plugin_path(),
-                message,
-                ErrorClass::USER_FATAL,
-            )
+            let message = format!(
+                "plugin {}: a prepared transaction is truncated",
+                instance.plugin_path().display()
+            );
+            sink_failure(name, message, ErrorClass::USER_FATAL)
         })?;
         let function = if commit { "commit" } else { "abort" };
         let settled = instance.call(function, |b, store| {
@@ -396,7 +384,7 @@ impl WasmCommitter {
                 c.call_abort(store, id, committable)
             }
         });
-        settled.map_err(|e| sink_error(name, instance, &e))
+        settled.map_err(|e| sink_error(name, &e))
     }
 }
 
