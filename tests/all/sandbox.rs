@@ -380,3 +380,30 @@ fn what_a_plugin_has_the_host_print_or_keep_is_checked_and_capped() {
         assert!(!stderr.contains("panicked"), "{mode}: {stderr}");
     }
 }
+
+#[test]
+fn a_timer_that_registers_itself_again_fails_the_step_instead_of_looping() {
+    let scratch = Scratch::with_plugins("hostile_timer_loop");
+    let dir = &scratch.0;
+    write(
+        dir,
+        "in.jsonl",
+        "{\"n\":1,\"ts\":1000}\n{\"n\":2,\"ts\":2000}\n",
+    );
+    write(
+        dir,
+        "job.yaml",
+        "name: timers\nsources:\n  - type: file\n    path: in.jsonl\n    event-time: { field: ts }\nsteps:\n  - key-by: n\n  - name: again\n    process: hostile_process.wasm\n    params: { mode: timer-loop }\nsinks:\n  - type: file\n    path: out.jsonl\n",
+    );
+    let out = eddy(&["run", "--quiet", "job.yaml"], dir);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "{stderr}");
+    for part in [
+        "step \"again\"",
+        "hostile_process.wasm",
+        "process-function@0.1.0#on-timer",
+        "timers kept being registered for times already passed while event time advanced",
+    ] {
+        assert!(stderr.contains(part), "no {part:?} in {stderr}");
+    }
+}

@@ -232,7 +232,12 @@ impl<T: Process> NativeProcess<T> {
 
     fn fire_timers(&mut self, domain: TimeDomain, time: i64) -> Result<Batch, OperatorError> {
         let mut out = Batch::default();
-        while let Some((ts, key)) = self.keyed.pop_due(sdk_domain(domain), time) {
+        let mut advance = self.keyed.advance(sdk_domain(domain), time);
+        while let Some((ts, key)) = self
+            .keyed
+            .pop_due_in(&mut advance)
+            .map_err(|e| OperatorError::new(&self.step, e.to_string()))?
+        {
             self.keyed.set_key(&key);
             let timer = Timer {
                 domain,

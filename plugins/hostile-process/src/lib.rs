@@ -6,19 +6,22 @@
 //!   past its buffer, bypassing the SDK, as a non-SDK plugin could.
 //! - `side-output-flood`: emits `count` (default 2000) side-output events of 1 MiB each
 //!   in one call.
+//! - `timer-loop`: registers an event-time timer at time 0; when it fires, registers it
+//!   again, so that it is always due.
 //!
 //! Process functions use host-owned state, so the crate has code only as a component.
 
 #[cfg(target_arch = "wasm32")]
 mod hostile {
     use eddy_sdk::serde::Deserialize;
-    use eddy_sdk::{Batch, Context, Emitter, Error, Event, Process, keyed};
+    use eddy_sdk::{Batch, Context, Emitter, Error, Event, Process, TimeDomain, Timer, keyed};
 
     #[derive(Deserialize, Clone, Copy)]
     #[serde(crate = "eddy_sdk::serde", rename_all = "kebab-case")]
     enum Mode {
         MalformedSideOutput,
         SideOutputFlood,
+        TimerLoop,
     }
 
     #[derive(Deserialize)]
@@ -65,10 +68,21 @@ mod hostile {
                         keyed::side_output("flood", &megabyte)?;
                     }
                 }
+                Mode::TimerLoop => keyed::register_timer(TimeDomain::EventTime, 0),
             }
             for event in events {
                 out.bytes(event.value())?;
             }
+            Ok(())
+        }
+
+        fn on_timer(
+            &mut self,
+            _key: &[u8],
+            timer: Timer,
+            _out: &mut Emitter<'_>,
+        ) -> Result<(), Error> {
+            keyed::register_timer(timer.domain, timer.timestamp);
             Ok(())
         }
     }

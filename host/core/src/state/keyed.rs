@@ -131,6 +131,33 @@ struct Journal {
 /// A map state's entries, as (map key, value) pairs in key order.
 pub type MapEntries = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Timers one advance of time may fire beyond those due when it began: registered, while
+/// it fires them, for a time that has already passed.
+pub const MAX_TIMERS_ADDED_PER_ADVANCE: usize = 10_000;
+
+/// One advance of a time domain's clock, bounding the timers it fires.
+#[derive(Debug)]
+pub struct Advance {
+    domain: TimeDomain,
+    time: i64,
+    /// Timers it may still fire.
+    left: usize,
+}
+
+/// An advance of time kept firing timers registered for times already passed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "timers kept being registered for times already passed while {domain} time advanced \
+     to {time}: more than {MAX_TIMERS_ADDED_PER_ADVANCE} fired beyond those that were due \
+     (a timer that registers itself again at or before its own time loops forever)"
+)]
+pub struct TimerLoop {
+    /// The time domain that advanced: `event` or `processing`.
+    pub domain: &'static str,
+    /// Where it advanced to.
+    pub time: i64,
+}
+
 /// The keyed state of one process-function subtask, with the key and clocks of the
 /// current call.
 pub struct KeyedState {
@@ -393,6 +420,46 @@ impl KeyedState {
         if changed && self.journal.active {
             self.journal.timers.push((add, timer));
         }
+    }
+
+    /// Starts an advance of `domain`'s time to `time`: the timers due now fire, and at
+    /// most [`MAX_TIMERS_ADDED_PER_ADVANCE`] more registered while it fires them for a
+    /// time already passed (a timer that registers itself again would loop forever).
+    pub fn advance(&self, domain: TimeDomain, time: i64) -> Advance {
+        let code = domain_code(domain);
+        let due = self
+            .timers
+            .iter()
+            .take_while(|(t, _, _)| *t <= time)
+            .filter(|(_, d, _)| *d == code)
+            .count();
+        Advance {
+            domain,
+            time,
+            left: due + MAX_TIMERS_ADDED_PER_ADVANCE,
+        }
+    }
+
+    /// The earliest timer due in `advance`, removed: its time and key; an error once
+    /// the advance has fired all it may.
+    pub fn pop_due_in(
+        &mut self,
+        advance: &mut Advance,
+    ) -> Result<Option<(i64, Vec<u8>)>, TimerLoop> {
+        let Some(due) = self.pop_due(advance.domain, advance.time) else {
+            return Ok(None);
+        };
+        if advance.left == 0 {
+            return Err(TimerLoop {
+                domain: match advance.domain {
+                    TimeDomain::Event => "event",
+                    TimeDomain::Processing => "processing",
+                },
+                time: advance.time,
+            });
+        }
+        advance.left -= 1;
+        Ok(Some(due))
     }
 
     /// The earliest timer of `domain` due at `time`, removed: its time and key.
@@ -712,6 +779,28 @@ mod tests {
             Some((20, b"b".to_vec()))
         );
         assert_eq!(keyed.pop_due(TimeDomain::Event, i64::MAX), None);
+        // A timer that registers itself again for a time already passed is cut off.
+        keyed.set_key(b"k");
+        keyed.register_timer(TimeDomain::Event, 1);
+        let mut advance = keyed.advance(TimeDomain::Event, 10);
+        let mut fired = 0;
+        let error = loop {
+            match keyed.pop_due_in(&mut advance) {
+                Ok(Some((ts, _))) => {
+                    fired += 1;
+                    keyed.register_timer(TimeDomain::Event, ts);
+                }
+                Ok(None) => panic!("the loop ended by itself"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(fired, 1 + MAX_TIMERS_ADDED_PER_ADVANCE);
+        assert!(
+            error
+                .to_string()
+                .contains("while event time advanced to 10"),
+            "{error}"
+        );
     }
 
     #[test]

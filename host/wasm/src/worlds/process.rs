@@ -79,7 +79,13 @@ impl WasmProcess {
             TimeDomain::Processing => WitDomain::ProcessingTime,
         };
         let mut out = Batch::default();
-        while let Some((ts, key)) = self.instance.keyed().pop_due(domain, time) {
+        let mut advance = self.instance.keyed().advance(domain, time);
+        while let Some((ts, key)) = self
+            .instance
+            .keyed()
+            .pop_due_in(&mut advance)
+            .map_err(|e| self.instance.contract(FUNCTION, e.to_string()))?
+        {
             self.instance.keyed().set_key(&key);
             let produced = self.instance.call(FUNCTION, |b, store| {
                 b.eddy_plugin_process_function()
