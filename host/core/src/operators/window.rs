@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{Map, Number, Value};
 
 use crate::batch::{Batch, EventRef};
+use crate::job::memory::ByteSize;
 use crate::job::span::Span;
 use crate::job::window::{AggregateSpec, Assigner, TimeDomain, WindowSpec};
 use crate::memory::Pools;
@@ -353,6 +354,28 @@ impl WindowOperator {
         self.reserved -= cost;
     }
 
+    /// Charges (or gives back) the change in size of aggregate-function accumulators
+    /// from `before` to `after` bytes: the plugin decides how big they grow, the
+    /// managed pool whether the host keeps them.
+    fn charge_accs(&mut self, before: usize, after: usize) -> Result<(), OperatorError> {
+        if after > before {
+            let grown = after - before;
+            self.pools.managed.try_reserve(grown).map_err(|e| {
+                self.err(format!(
+                    "the aggregate function's accumulators grew by {}: {e}; raise \
+                     memory.managed in the job file",
+                    ByteSize(grown)
+                ))
+            })?;
+            self.reserved += grown;
+        } else {
+            let shrunk = (before - after).min(self.reserved);
+            self.pools.managed.release(shrunk);
+            self.reserved -= shrunk;
+        }
+        Ok(())
+    }
+
     fn fresh(&mut self) -> Result<WindowState, OperatorError> {
         let plugin_acc = match &mut self.function {
             Some((function, _)) => function.create()?,
@@ -373,13 +396,16 @@ impl WindowOperator {
             pending.clear();
             return Ok(());
         };
+        let (mut before, mut after) = (0, 0);
         for ((key, window), events) in std::mem::take(pending) {
             if let Some(state) = self.state.get_mut(&key).and_then(|w| w.get_mut(&window)) {
                 let acc = std::mem::take(&mut state.plugin_acc);
+                before += acc.len();
                 state.plugin_acc = function.add(acc, events)?;
+                after += state.plugin_acc.len();
             }
         }
-        Ok(())
+        self.charge_accs(before, after)
     }
 
     fn add(
@@ -430,6 +456,7 @@ impl WindowOperator {
             if !self.state.get(key).is_some_and(|w| w.contains_key(&window)) {
                 self.reserve(key)?;
                 let fresh = self.fresh()?;
+                self.charge_accs(0, fresh.plugin_acc.len())?;
                 self.state
                     .entry(key.to_vec())
                     .or_default()
@@ -507,6 +534,7 @@ impl WindowOperator {
             .iter()
             .filter_map(|w| sessions.remove(w))
             .collect();
+        let before: usize = parts.iter().map(|p| p.plugin_acc.len()).sum();
         let mut merged = parts.remove(0);
         for part in parts {
             for ((acc, other), (_, spec)) in
@@ -527,6 +555,7 @@ impl WindowOperator {
             merged.events += part.events;
             merged.fired |= part.fired;
         }
+        let after = merged.plugin_acc.len();
         // A merged session that reaches past the watermark fires again in time.
         if end - 1 > self.watermark {
             merged.fired = false;
@@ -537,6 +566,7 @@ impl WindowOperator {
             .insert((start, end), merged);
         self.ends.insert((end, key.to_vec()));
         self.release(overlapping.len().saturating_sub(1), key.len());
+        self.charge_accs(before, after)?;
         Ok((start, end))
     }
 }
@@ -553,14 +583,16 @@ impl Operator for WindowOperator {
             for (key, window) in complete {
                 self.flush(&mut pending)?;
                 self.emit(&mut out, &key, window, false)?;
+                let mut acc = 0;
                 if let Some(windows) = self.state.get_mut(&key) {
-                    windows.remove(&window);
+                    acc = windows.remove(&window).map_or(0, |w| w.plugin_acc.len());
                     if windows.is_empty() {
                         self.state.remove(&key);
                     }
                 }
                 self.store.touch(&key);
                 self.release(1, key.len());
+                self.charge_accs(acc, 0)?;
             }
         }
         self.flush(&mut pending)?;
@@ -611,6 +643,7 @@ impl Operator for WindowOperator {
                 .map_err(|e| self.err(format!("checkpoint state: {e}")))?;
             for w in windows.values() {
                 self.reserve(&key)?;
+                self.charge_accs(0, w.plugin_acc.len())?;
                 if self.process.is_some() {
                     let bytes: usize = w.buffer.iter().map(buffered_cost).sum();
                     self.pools.managed.try_reserve(bytes).map_err(|e| {
@@ -714,7 +747,14 @@ impl WindowOperator {
                 continue;
             };
             let before = windows.len();
-            windows.retain(|w, _| w.1 != end || (w.1 - 1).saturating_add(lateness) > watermark);
+            let mut accs = 0;
+            windows.retain(|w, state| {
+                let keep = w.1 != end || (w.1 - 1).saturating_add(lateness) > watermark;
+                if !keep {
+                    accs += state.plugin_acc.len();
+                }
+                keep
+            });
             let freed = before - windows.len();
             if windows.is_empty() {
                 self.state.remove(&key);
@@ -723,6 +763,7 @@ impl WindowOperator {
                 self.store.touch(&key);
             }
             self.release(freed, key.len());
+            self.charge_accs(accs, 0)?;
         }
         Ok(out)
     }
@@ -761,6 +802,71 @@ mod tests {
         b.iter()
             .map(|e| String::from_utf8_lossy(e.value).into_owned())
             .collect()
+    }
+
+    /// An aggregate function whose accumulator grows by `step` bytes per event.
+    struct Growing {
+        step: usize,
+    }
+
+    impl AggregateFunction for Growing {
+        fn create(&mut self) -> Result<Vec<u8>, OperatorError> {
+            Ok(Vec::new())
+        }
+        fn add(&mut self, mut acc: Vec<u8>, events: Batch) -> Result<Vec<u8>, OperatorError> {
+            acc.resize(acc.len() + self.step * events.len(), b'x');
+            Ok(acc)
+        }
+        fn merge(&mut self, mut a: Vec<u8>, b: Vec<u8>) -> Result<Vec<u8>, OperatorError> {
+            a.extend(b);
+            Ok(a)
+        }
+        fn result(&mut self, acc: Vec<u8>) -> Result<Vec<u8>, OperatorError> {
+            Ok(acc.len().to_string().into_bytes())
+        }
+    }
+
+    #[test]
+    fn a_growing_accumulator_is_charged_to_managed_memory_and_given_back() {
+        let pools = Arc::new(Pools::new(&MemoryBudget {
+            process: ByteSize(1 << 30),
+            network: ByteSize(1 << 20),
+            managed: ByteSize(1 << 20),
+            wasm: ByteSize(1 << 20),
+        }));
+        let functions = WindowFunctions {
+            aggregate: Some(Box::new(Growing { step: 100 << 10 })),
+            process: None,
+        };
+        let mut op = WindowOperator::new(
+            "w",
+            &spec("tumbling: 1s\ntime: processing\nfunction: { plugin: grow.wasm }"),
+            functions,
+            None,
+            WindowEnv {
+                pools: pools.clone(),
+                counters: Arc::default(),
+                clock: Arc::new(ManualClock::new(10_000)),
+                store: KeyedStore::new(Box::new(HeapBackend::new(None)), "window", 128),
+            },
+        )
+        .unwrap();
+        op.process(keyed("a", "{}")).unwrap();
+        let used = pools.managed.used();
+        assert!(used >= 100 << 10, "{used}");
+        // The window fires and is dropped: its accumulator's bytes come back.
+        assert_eq!(rows(&op.on_processing_time(10_999).unwrap()).len(), 1);
+        assert!(pools.managed.used() < 1024, "{}", pools.managed.used());
+        // An accumulator beyond the pool fails the step, naming what grew.
+        let error = (0..20)
+            .find_map(|_| op.process(keyed("b", "{}")).err())
+            .expect("the pool runs out");
+        assert!(
+            error
+                .to_string()
+                .contains("the aggregate function's accumulators grew by 100.0 KiB"),
+            "{error}"
+        );
     }
 
     #[test]
