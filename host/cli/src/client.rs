@@ -41,9 +41,9 @@ pub fn absolute(path: &Path) -> std::io::Result<PathBuf> {
 /// Reads job file `file` and the components it names (under `plugin_dir`, or the
 /// job's), to start from `resume`.
 pub fn submission(file: &Path, plugin_dir: Option<&Path>, resume: Resume) -> Result<Submission> {
-    let job = Job::load(file, plugin_dir)?;
-    let yaml =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let yaml = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read job file {}", file.display()))?;
+    let job = Job::parse(&yaml, file, plugin_dir)?;
     let root = absolute(&job.plugin_dir)?;
     let paths = job
         .plugins()
@@ -119,23 +119,21 @@ impl Client {
         serde_json::from_str(&text).with_context(|| format!("unexpected answer: {text}"))
     }
 
-    fn auth(&self) -> Option<String> {
-        self.token.as_ref().map(|t| format!("Bearer {t}"))
+    /// `request` carrying the token, if there is one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        }
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let mut request = self.agent.get(format!("{}{path}", self.base));
-        if let Some(auth) = self.auth() {
-            request = request.header("Authorization", auth);
-        }
+        let request = self.authorized(self.agent.get(format!("{}{path}", self.base)));
         self.answer(request.call())
     }
 
     fn post<T: DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> Result<T> {
-        let mut request = self.agent.post(format!("{}{path}", self.base));
-        if let Some(auth) = self.auth() {
-            request = request.header("Authorization", auth);
-        }
+        let request = self.authorized(self.agent.post(format!("{}{path}", self.base)));
         self.answer(request.send_json(body))
     }
 
@@ -154,10 +152,7 @@ impl Client {
         if let Some(restore) = &restore {
             form = form.text("restore", restore);
         }
-        let mut request = self.agent.post(format!("{}/api/v1/jobs", self.base));
-        if let Some(auth) = self.auth() {
-            request = request.header("Authorization", auth);
-        }
+        let request = self.authorized(self.agent.post(format!("{}/api/v1/jobs", self.base)));
         let submitted: serde_json::Value = self.answer(request.send(form))?;
         submitted["id"].as_u64().context("the answer has no job id")
     }

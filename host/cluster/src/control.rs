@@ -15,7 +15,7 @@ use crate::api::{
     PoolView, SavepointView, VertexView, WorkerView,
 };
 use crate::coordinator::{
-    self, Coordinator, JobEntry, JobState, KEPT, State, materialize, now_ms, schedule, view,
+    self, Coordinator, JobEntry, JobState, State, keep, materialize, now_ms, schedule, view,
 };
 use crate::wire::{Msg, Resume};
 
@@ -230,10 +230,7 @@ impl Coordinator {
         };
         let _ = worker.out.send((message, Vec::new()));
         if let Some(job) = state.jobs.get_mut(&id) {
-            job.savepoints.push_back((request_id, asked.clone()));
-            if job.savepoints.len() > KEPT {
-                job.savepoints.pop_front();
-            }
+            keep(&mut job.savepoints, (request_id, asked.clone()));
         }
         tracing::info!(job = id, trigger = %asked.trigger, stop, "savepoint asked for");
         Ok(asked)

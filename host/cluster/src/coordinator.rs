@@ -38,6 +38,14 @@ const TICK: Duration = Duration::from_millis(100);
 /// Checkpoints, savepoints and exceptions a job keeps for people to look at.
 pub(crate) const KEPT: usize = 100;
 
+/// Appends `item` to `kept`, dropping the oldest beyond [`KEPT`].
+pub(crate) fn keep<T>(kept: &mut VecDeque<T>, item: T) {
+    kept.push_back(item);
+    if kept.len() > KEPT {
+        kept.pop_front();
+    }
+}
+
 /// Where a job is in its life.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum JobState {
@@ -459,16 +467,14 @@ fn ended(state: &mut State, worker: &str, job: u64, attempt: u32, failure: Optio
         return;
     }
     if let Some(f) = &failure {
-        entry.exceptions.push_back(ExceptionView {
+        let exception = ExceptionView {
             time_ms: now_ms(),
             attempt,
             worker: Some(worker.to_owned()),
             message: f.message.clone(),
             class: f.class.domain.to_string(),
-        });
-        if entry.exceptions.len() > KEPT {
-            entry.exceptions.pop_front();
-        }
+        };
+        keep(&mut entry.exceptions, exception);
     }
     // Slots come back as each part ends; a failure (or a user's cancel) ends the
     // other parts too.
