@@ -85,6 +85,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // A failed test keeps its directory, to be looked at.
+        if std::thread::panicking() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

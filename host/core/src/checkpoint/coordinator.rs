@@ -281,6 +281,20 @@ impl Coordinator {
         self.link.as_ref().is_some_and(|(l, _)| !l.leads())
     }
 
+    /// Whether every task of this part has finished while the leader still waits
+    /// for other parts' tasks: their reports come over the link, which may lag behind
+    /// the data that ended this part's tasks.
+    fn awaits_other_parts(&self, finished: &[Option<TaskSnapshot>]) -> bool {
+        let Some((link, local)) = &self.link else {
+            return false;
+        };
+        link.leads()
+            && finished
+                .iter()
+                .zip(local)
+                .all(|(f, here)| f.is_some() || !here)
+    }
+
     /// A follower's task snapshotted for checkpoint `id`: it writes the file and tells
     /// the leader.
     fn forward_ack(
@@ -307,15 +321,18 @@ impl Coordinator {
 
     /// Takes what the other parts sent: triggers (a follower), acknowledgements and
     /// finished tasks (the leader).
+    /// Waits at most `wait` for the first message.
     fn receive_remote(
         &mut self,
         pending: &mut Option<Pending>,
         finished: &mut [Option<TaskSnapshot>],
+        wait: Duration,
     ) -> Result<(), CheckpointError> {
         let Some((link, _)) = self.link.clone() else {
             return Ok(());
         };
-        while let Some(message) = link.recv(Duration::ZERO) {
+        let mut wait = wait;
+        while let Some(message) = link.recv(std::mem::take(&mut wait)) {
             match message {
                 PartMessage::Trigger {
                     id,
@@ -421,6 +438,8 @@ impl Coordinator {
         let mut next_id = self.schedule.as_ref().map_or(1, |s| s.first_id);
         let interval = self.schedule.as_ref().map(|s| s.interval);
         let mut next_trigger = interval.map(|i| Instant::now() + i);
+        // Every task here has finished and let go of its handle.
+        let mut tasks_gone = false;
         loop {
             if abort.load(Ordering::Relaxed) {
                 return Ok(Outcome::Ended);
@@ -456,7 +475,12 @@ impl Coordinator {
             } else {
                 20
             }));
-            match self.reports.recv_timeout(wait) {
+            let received = if tasks_gone {
+                Err(mpsc::RecvTimeoutError::Timeout)
+            } else {
+                self.reports.recv_timeout(wait)
+            };
+            match received {
                 Ok(Report::Ack { task, id, snapshot }) if self.follows() => {
                     self.forward_ack(task, id, &snapshot)?;
                 }
@@ -492,10 +516,19 @@ impl Coordinator {
                     finished[task] = Some(snapshot);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                // Every task is gone without finishing: the job failed.
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(Outcome::Ended),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Every task here is gone: finished, with other parts' reports to
+                    // wait for (until they come or the attempt is aborted), or not:
+                    // then the job failed.
+                    if !self.awaits_other_parts(&finished) {
+                        return Ok(Outcome::Ended);
+                    }
+                    tasks_gone = true;
+                }
             }
-            self.receive_remote(&mut pending, &mut finished)?;
+            // With no task here left to report, the link is what to wait on.
+            let link_wait = if tasks_gone { wait } else { Duration::ZERO };
+            self.receive_remote(&mut pending, &mut finished, link_wait)?;
             if self.follows() {
                 continue;
             }
@@ -674,5 +707,93 @@ impl Coordinator {
         }
         self.complete(p)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The other part of a two-part job, as the leader's link sees it: what it
+    /// reports arrives when the test sends it.
+    struct Follower(Mutex<mpsc::Receiver<PartMessage>>);
+
+    impl CoordinatorLink for Follower {
+        fn leads(&self) -> bool {
+            true
+        }
+
+        fn send(&self, _: &PartMessage) {}
+
+        fn recv(&self, timeout: Duration) -> Option<PartMessage> {
+            let inbox = self.0.lock().unwrap();
+            inbox
+                .recv_timeout(timeout.max(Duration::from_micros(1)))
+                .ok()
+        }
+    }
+
+    /// Records what it is told to commit.
+    struct Commits(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Committer for Commits {
+        fn commit(&mut self, prepared: &[u8]) -> Result<(), SinkError> {
+            self.0.lock().unwrap().push(prepared.to_vec());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_leader_whose_tasks_all_finished_commits_once_the_other_parts_report() {
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let sink = ("out".to_owned(), Box::new(Commits(commits.clone())) as _);
+        let (to_leader, inbox) = mpsc::channel();
+        // Task 0 (the sink) runs here, task 1 in the other part.
+        let mut leader = Coordinator::new(
+            None,
+            vec!["sink".into(), "remote".into()],
+            128,
+            vec![sink],
+            Arc::default(),
+        )
+        .spanning(Arc::new(Follower(Mutex::new(inbox))), vec![true, false]);
+        let barriers = leader.barriers();
+        let last = TaskSnapshot {
+            sinks: vec![("out".into(), b"final part".to_vec())],
+            ..TaskSnapshot::default()
+        };
+        // The sink finishes and its task lets go of its handle before the other
+        // part's report of its own finished task has come over the link.
+        barriers.finished(0, last);
+        drop(barriers);
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let snapshot = TaskSnapshot::default().encode();
+            to_leader
+                .send(PartMessage::Finished { task: 1, snapshot })
+                .unwrap();
+        });
+        let outcome = leader.run(&AtomicBool::new(false)).unwrap();
+        late.join().unwrap();
+        assert_eq!(outcome, Outcome::Ended);
+        assert_eq!(*commits.lock().unwrap(), [b"final part".to_vec()]);
+    }
+
+    #[test]
+    fn a_leader_whose_tasks_are_gone_unfinished_ends_without_committing() {
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let sink = ("out".to_owned(), Box::new(Commits(commits.clone())) as _);
+        let (_to_leader, inbox) = mpsc::channel();
+        let mut leader = Coordinator::new(
+            None,
+            vec!["sink".into(), "remote".into()],
+            128,
+            vec![sink],
+            Arc::default(),
+        )
+        .spanning(Arc::new(Follower(Mutex::new(inbox))), vec![true, false]);
+        drop(leader.barriers());
+        assert_eq!(leader.run(&AtomicBool::new(false)).unwrap(), Outcome::Ended);
+        assert!(commits.lock().unwrap().is_empty());
     }
 }
