@@ -20,7 +20,7 @@ pub(crate) fn job(dir: &Path, rate: Option<u32>, checkpoints: bool) -> String {
 }
 
 /// The orders job at `parallelism`.
-fn job_at(dir: &Path, parallelism: u32, rate: Option<u32>, checkpoints: bool) -> String {
+pub(crate) fn job_at(dir: &Path, parallelism: u32, rate: Option<u32>, checkpoints: bool) -> String {
     let rate = rate.map(|r| format!("rate: {r}")).unwrap_or_default();
     let checkpoints = if checkpoints {
         format!(
@@ -94,12 +94,12 @@ fn coordinator(
 }
 
 /// The log level of the cluster's processes: `EDDY_TEST_LOG`, or info.
-fn test_log() -> String {
+pub(crate) fn test_log() -> String {
     std::env::var("EDDY_TEST_LOG").unwrap_or_else(|_| "info".into())
 }
 
 /// Process `name`'s log in `dir`: every incarnation's, one after the other.
-fn append_log(dir: &Path, name: &str) -> std::fs::File {
+pub(crate) fn append_log(dir: &Path, name: &str) -> std::fs::File {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -125,6 +125,28 @@ impl Cluster {
             env: Vec::new(),
             worker_args: Vec::new(),
         }
+    }
+
+    /// A cluster whose coordinator runs as `coordinator`: workers reach it at `addr`
+    /// (one address or several, comma-separated), people at `rest`.
+    pub(crate) fn of(dir: &Path, coordinator: ChildGuard, addr: &str, rest: &str) -> Cluster {
+        Cluster {
+            addr: addr.to_owned(),
+            rest: rest.to_owned(),
+            token: None,
+            dir: dir.to_owned(),
+            coordinator,
+            workers: Vec::new(),
+            env: Vec::new(),
+            worker_args: Vec::new(),
+        }
+    }
+
+    /// Replaces the coordinator the cluster is reached through (the old one is
+    /// killed if it still runs).
+    pub(crate) fn switch_to(&mut self, coordinator: ChildGuard, rest: &str) {
+        self.coordinator = coordinator;
+        self.rest = rest.to_owned();
     }
 
     /// A cluster of two workers, `w1` and `w2`, of two slots each.
@@ -160,6 +182,33 @@ impl Cluster {
         self.kill_coordinator();
         let (coordinator, _, _) = coordinator(&self.dir, &self.addr, &self.rest, &[]);
         self.coordinator = coordinator;
+    }
+
+    /// Waits until a checkpoint completes beyond what `completed` says now, lets the
+    /// job run on for a random moment, then kills the coordinator with SIGKILL.
+    pub(crate) fn kill_coordinator_after_a_checkpoint(
+        &mut self,
+        delays: &mut Delays,
+        completed: impl Fn() -> u64,
+    ) {
+        self.run_past_a_checkpoint(delays, completed, "before the coordinator's kill");
+        self.kill_coordinator();
+    }
+
+    /// Waits until a checkpoint completes beyond what `completed` (the newest completed
+    /// checkpoint's id) says now, then lets the job run on for a random moment.
+    fn run_past_a_checkpoint(&self, delays: &mut Delays, completed: impl Fn() -> u64, when: &str) {
+        let before = completed();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while completed() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint completed {when}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(delays.next_ms(0, 300)));
     }
 
     /// Kills the coordinator with SIGKILL.
@@ -202,7 +251,7 @@ impl Cluster {
     /// Waits until job `id` completes a checkpoint beyond what `completed` (the newest
     /// completed checkpoint's id) says now, lets it run on for a random moment, then
     /// kills worker `victim` with SIGKILL and starts its replacement: kill `kill`.
-    fn kill_after_a_checkpoint(
+    pub(crate) fn kill_after_a_checkpoint(
         &mut self,
         id: u64,
         victim: &str,
@@ -210,17 +259,7 @@ impl Cluster {
         delays: &mut Delays,
         completed: impl Fn() -> u64,
     ) {
-        let before = completed();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while completed() <= before {
-            assert!(
-                Instant::now() < deadline,
-                "no checkpoint completed (kill {kill})\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(delays.next_ms(0, 300)));
+        self.run_past_a_checkpoint(delays, completed, &format!("(kill {kill})"));
         assert_eq!(
             self.job(id)["state"],
             "running",
@@ -231,7 +270,7 @@ impl Cluster {
     }
 
     /// Kills worker `id` with SIGKILL.
-    fn kill(&mut self, id: &str) {
+    pub(crate) fn kill(&mut self, id: &str) {
         if let Some((_, child)) = self.workers.iter_mut().find(|(w, _)| w == id) {
             child.0.kill().expect("SIGKILL");
             let _ = child.0.wait();
@@ -335,7 +374,7 @@ fn reference() -> Vec<String> {
 }
 
 /// The output of the job at `parallelism` when `eddy run` runs it, sorted.
-fn reference_at(parallelism: u32) -> Vec<String> {
+pub(crate) fn reference_at(parallelism: u32) -> Vec<String> {
     // Tests run side by side: each computes its reference in a scratch of its own.
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

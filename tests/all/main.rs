@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod dashboard;
 mod engine;
+mod ha;
 mod kafka;
 mod nexmark;
 mod polyglot;

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use eddy_cluster::ha::{HaSpec, Leader};
 use eddy_cluster::wire::Failure;
 use eddy_cluster::{Attempt, Coordinator, Executor, Live, Resume, WorkerConfig, as_seen};
 use eddy_core::http::{Router, Server};
@@ -34,9 +35,22 @@ pub enum ClusterCommand {
         /// Address of the REST API and the web dashboard.
         #[arg(long, default_value = "127.0.0.1:8081")]
         rest: SocketAddr,
-        /// Where it keeps components and job files.
+        /// Where it keeps components and job files; with high availability, a directory
+        /// every coordinator of the cluster shares.
         #[arg(long, default_value = "eddy-coordinator")]
         dir: PathBuf,
+        /// High availability: `none` (one coordinator; a restarted one has no jobs) or
+        /// `etcd:http://host:port[,...]` (coordinators elect a leader; the others stand
+        /// by and take over its jobs when it is lost).
+        #[arg(long, env = "EDDY_HA", default_value = "none", value_parser = HaSpec::parse)]
+        ha: HaSpec,
+        /// The cluster's name in the high-availability store: coordinators of the same
+        /// cluster elect one leader among them.
+        #[arg(long, env = "EDDY_CLUSTER_ID", default_value = "default")]
+        cluster_id: String,
+        /// How long a lost leader keeps the leadership before a standby takes over.
+        #[arg(long, default_value = "5s", value_parser = eddy_core::job::span::Span::parse)]
+        lease: eddy_core::job::span::Span,
         /// Tenants, their API tokens (hashed) and quotas (YAML); without it the API
         /// needs no token and every tenant runs unrestricted.
         #[arg(long, env = "EDDY_TENANTS")]
@@ -44,9 +58,10 @@ pub enum ClusterCommand {
     },
     /// Run a worker: it offers its slots to the coordinator and runs what it is given.
     Worker {
-        /// The coordinator's address.
-        #[arg(long)]
-        coordinator: SocketAddr,
+        /// The coordinators' addresses, comma-separated: it registers with the one that
+        /// leads (standbys do not listen).
+        #[arg(long, value_delimiter = ',', required = true)]
+        coordinator: Vec<SocketAddr>,
         /// Subtasks of each stage it runs at once.
         #[arg(long, default_value_t = 2)]
         slots: u32,
@@ -136,20 +151,45 @@ impl ClusterCommand {
                 listen,
                 rest,
                 dir,
+                ha,
+                cluster_id,
+                lease,
                 tenants,
             } => {
                 let tenants = match tenants {
                     Some(file) => Tenants::load(&file)?,
                     None => Tenants::local(),
                 };
-                let coordinator = Coordinator::start(listen, &dir, tenants)?;
+                // A standby waits here, serving nothing, until it leads.
+                let leader = match ha {
+                    HaSpec::None => None,
+                    ha => {
+                        let store = ha.open(&cluster_id, lease.0);
+                        match Leader::campaign(store, &incarnation(), &crate::STOP)? {
+                            Some(leader) => Some(leader),
+                            None => return Ok(()),
+                        }
+                    }
+                };
+                let coordinator = Coordinator::start(listen, &dir, tenants, leader.clone())?;
                 let rest = Rest::start(coordinator.clone(), rest)?;
                 // The addresses alone on stdout, for scripts that let it pick ports:
                 // the workers' first, then the REST API's.
                 println!("{}", coordinator.local_addr());
                 println!("http://{}", rest.local_addr());
-                wait_for_stop();
-                Ok(())
+                let Some(leader) = leader else {
+                    wait_for_stop();
+                    return Ok(());
+                };
+                // A leader that lost its lease stops acting at once: the process ends,
+                // and its supervisor starts it again as a standby.
+                match leader.lost(&crate::STOP) {
+                    Some(why) => bail!("lost the leadership of the cluster: {why}"),
+                    None => {
+                        leader.resign();
+                        Ok(())
+                    }
+                }
             }
             ClusterCommand::Worker {
                 coordinator,
@@ -162,7 +202,7 @@ impl ClusterCommand {
             } => {
                 let id = id.unwrap_or_else(|| format!("worker-{}", std::process::id()));
                 let config = WorkerConfig {
-                    coordinator,
+                    coordinators: coordinator,
                     id,
                     slots,
                     dir,
@@ -336,4 +376,16 @@ pub fn resume_of(restore: Option<&std::path::Path>) -> Resume {
         Some(dir) if dir == std::path::Path::new("latest") => Resume::Latest,
         Some(dir) => Resume::From(dir.to_owned()),
     }
+}
+
+/// This process's identity in leader elections: unique to this incarnation, so that a
+/// restarted coordinator never takes itself for its predecessor.
+fn incarnation() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "coordinator".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{host}-{}-{nanos}", std::process::id())
 }

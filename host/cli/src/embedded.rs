@@ -42,7 +42,7 @@ pub fn run(
         None => Tenants::local(),
     };
     let any: SocketAddr = "127.0.0.1:0".parse()?;
-    let coordinator = Coordinator::start(any, &dir.join("coordinator"), tenants)?;
+    let coordinator = Coordinator::start(any, &dir.join("coordinator"), tenants, None)?;
     let rest = Rest::start(coordinator.clone(), addr)?;
     eprintln!(
         "eddy: dashboard and REST API on http://{}",
@@ -58,7 +58,7 @@ pub fn run(
             .unwrap_or(1);
     }
     let config = WorkerConfig {
-        coordinator: coordinator.local_addr(),
+        coordinators: vec![coordinator.local_addr()],
         id: "local".into(),
         slots,
         data: any,

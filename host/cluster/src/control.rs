@@ -15,7 +15,7 @@ use crate::api::{
     PoolView, SavepointView, VertexView, WorkerView,
 };
 use crate::coordinator::{
-    self, Coordinator, JobEntry, JobState, State, keep, materialize, now_ms, schedule, view,
+    self, Coordinator, JobEntry, JobState, Shared, State, keep, materialize, now_ms, schedule, view,
 };
 use crate::wire::{Msg, Resume};
 
@@ -101,14 +101,7 @@ impl Coordinator {
             name, yaml, base, ..
         } = &submission;
         let shared = &self.shared;
-        // Errors name the file as submitted, not the coordinator's copy of it.
-        let prefix = format!("{}/", dir.display());
-        let invalid = |e: String| ControlError::Invalid(e.replace(&prefix, ""));
-        let load = |yaml: &str| -> Result<Job, ControlError> {
-            let file = materialize(&shared.blobs, dir, name, yaml, &components).map_err(invalid)?;
-            let file = as_seen(&file, base.as_deref());
-            Job::parse(yaml, &file, Some(&dir.join("plugins"))).map_err(|e| invalid(e.to_string()))
-        };
+        let load = |yaml: &str| load(shared, dir, name, yaml, &components, base.as_deref());
         let mut yaml = yaml.clone();
         let mut job = load(&yaml)?;
         if let Access::Tenant(tenant) = access
@@ -127,8 +120,8 @@ impl Coordinator {
         tenants
             .admit(&job)
             .map_err(|e| ControlError::Forbidden(e.to_string()))?;
-        let plan = Plan::new(&job).map_err(|e| invalid(e.to_string()))?;
-        let slots = plan.stages.iter().map(|s| s.parallelism).max().unwrap_or(1);
+        let mut entry = entry(id, dir, &job, name, yaml, components)?;
+        let slots = entry.slots;
         let quotas = tenants.tenants.get(&job.tenant);
         if let Some(max) = quotas.and_then(|q| q.max_slots)
             && slots > max
@@ -143,7 +136,7 @@ impl Coordinator {
             let live = state
                 .jobs
                 .values()
-                .filter(|j| j.tenant == job.tenant && !ended(&j.state))
+                .filter(|j| j.tenant == job.tenant && !j.state.ended())
                 .count();
             if live >= max as usize {
                 return Err(ControlError::Forbidden(format!(
@@ -153,12 +146,14 @@ impl Coordinator {
                 )));
             }
         }
-        let graph = plan.graph(&job);
-        let mut entry = JobEntry::new(id, &job, name, yaml, components, slots, graph);
         entry.resume = submission.resume;
         entry.base = submission.base;
+        shared
+            .store
+            .submitted(&entry)
+            .map_err(|e| ControlError::Internal(format!("cannot keep job {id}: {e}")))?;
         state.jobs.insert(id, entry);
-        schedule(&mut state, tenants);
+        schedule(&mut state, shared);
         tracing::info!(job = id, name = %job.name, tenant = %job.tenant, slots, "job submitted");
         Ok(())
     }
@@ -360,6 +355,81 @@ pub fn as_seen(file: &Path, base: Option<&Path>) -> PathBuf {
     }
 }
 
+/// A job file as its workers will see it, with its components under `dir`'s plugin
+/// directory; errors name the file as submitted, not the coordinator's copy of it.
+fn load(
+    shared: &Shared,
+    dir: &Path,
+    name: &str,
+    yaml: &str,
+    components: &BTreeMap<String, String>,
+    base: Option<&Path>,
+) -> Result<Job, ControlError> {
+    let invalid = invalid_in(dir);
+    let file = materialize(&shared.blobs, dir, name, yaml, components).map_err(&invalid)?;
+    let file = as_seen(&file, base);
+    Job::parse(yaml, &file, Some(&dir.join("plugins"))).map_err(|e| invalid(e.to_string()))
+}
+
+/// A job file's error as its submitter sees it: without the coordinator's `dir`.
+fn invalid_in(dir: &Path) -> impl Fn(String) -> ControlError {
+    let prefix = format!("{}/", dir.display());
+    move |e: String| ControlError::Invalid(e.replace(&prefix, ""))
+}
+
+/// The coordinator's entry of job `id` (its files in `dir`), planned: the slots it
+/// needs and its graph.
+fn entry(
+    id: u64,
+    dir: &Path,
+    job: &Job,
+    name: &str,
+    yaml: String,
+    components: BTreeMap<String, String>,
+) -> Result<JobEntry, ControlError> {
+    let plan = Plan::new(job).map_err(|e| invalid_in(dir)(e.to_string()))?;
+    let slots = plan.stages.iter().map(|s| s.parallelism).max().unwrap_or(1);
+    let graph = plan.graph(job);
+    Ok(JobEntry::new(id, job, name, yaml, components, slots, graph))
+}
+
+/// Takes over the jobs the previous leaders left: each restarts from its latest
+/// checkpoint (one never deployed waits for slots as if just submitted), its attempts
+/// numbered after theirs.
+pub(crate) fn recover(shared: &Shared, state: &mut State) -> Result<(), String> {
+    let (jobs, highest) = shared.store.recover()?;
+    state.next_job = state.next_job.max(highest);
+    for (id, record, pointer) in jobs {
+        let dir = shared.store.job_dir(id);
+        let job = load(
+            shared,
+            &dir,
+            &record.file,
+            &record.yaml,
+            &record.components,
+            record.base.as_deref(),
+        )
+        .map_err(|e| format!("job {id}: {e}"))?;
+        let mut entry = entry(id, &dir, &job, &record.file, record.yaml, record.components)
+            .map_err(|e| format!("job {id}: {e}"))?;
+        entry.resume = record.resume;
+        entry.base = record.base;
+        entry.submitted_ms = record.submitted_ms;
+        entry.restarts = pointer.restarts;
+        if let Some(attempt) = pointer.attempt {
+            entry.attempt = attempt;
+            entry.deployed = true;
+            entry.state = JobState::Restarting {
+                at: std::time::Instant::now(),
+                reason: "the coordinator that ran it was lost".into(),
+            };
+        }
+        tracing::info!(job = id, name = %entry.name, "job taken over");
+        state.jobs.insert(id, entry);
+    }
+    Ok(())
+}
+
 /// Job `id` if `access` sees it; another tenant's job is as missing as one that never
 /// was, so that ids do not leak.
 fn visible<'a>(state: &'a State, access: &Access, id: u64) -> Result<&'a JobEntry, ControlError> {
@@ -368,14 +438,6 @@ fn visible<'a>(state: &'a State, access: &Access, id: u64) -> Result<&'a JobEntr
         .get(&id)
         .filter(|j| access.sees(&j.tenant))
         .ok_or(ControlError::NoJob(id))
-}
-
-/// Whether a job in `state` has ended for good.
-fn ended(state: &JobState) -> bool {
-    matches!(
-        state,
-        JobState::Finished | JobState::Failed(_) | JobState::Cancelled
-    )
 }
 
 /// `job`'s graph with its vertices' rates summed over the workers' latest reports.

@@ -27,6 +27,8 @@ use eddy_core::{ErrorClass, Job};
 use crate::ClusterError;
 use crate::api::{ControlError, ExceptionView, JobView, SavepointView};
 use crate::blobs::Blobs;
+use crate::ha::Leader;
+use crate::jobstore::JobStore;
 use crate::wire::{self, Deployment, Failure, Msg, Report, Resume, Slot};
 
 /// A worker silent for this long is taken for dead (its connection closing is the
@@ -67,13 +69,23 @@ pub(crate) enum JobState {
     Cancelled,
 }
 
+impl JobState {
+    /// Whether the job has ended for good.
+    pub(crate) fn ended(&self) -> bool {
+        matches!(
+            self,
+            JobState::Finished | JobState::Failed(_) | JobState::Cancelled
+        )
+    }
+}
+
 pub(crate) struct JobEntry {
     pub(crate) id: u64,
     pub(crate) name: String,
     pub(crate) tenant: String,
-    file: String,
-    yaml: String,
-    components: BTreeMap<String, String>,
+    pub(crate) file: String,
+    pub(crate) yaml: String,
+    pub(crate) components: BTreeMap<String, String>,
     pub(crate) slots: u32,
     restart: RestartSpec,
     pub(crate) checkpointing: bool,
@@ -82,6 +94,10 @@ pub(crate) struct JobEntry {
     spreads: bool,
     pub(crate) state: JobState,
     pub(crate) attempt: u32,
+    /// Whether an attempt was deployed (the first is attempt 0).
+    pub(crate) deployed: bool,
+    /// Whether its pointer and files are gone, once it ended (with high availability).
+    cleaned: bool,
     pub(crate) restarts: u32,
     /// The last failure's message, which tells a repeated failure.
     last_failure: Option<String>,
@@ -140,6 +156,8 @@ impl JobEntry {
             memory: job.memory.process,
             parts: 0,
             attempt: 0,
+            deployed: false,
+            cleaned: false,
             restarts: 0,
             last_failure: None,
             submitted_ms: now_ms(),
@@ -180,6 +198,8 @@ pub(crate) struct Shared {
     pub(crate) blobs: Blobs,
     pub(crate) dir: PathBuf,
     pub(crate) tenants: Tenants,
+    /// What the next leader recovers the jobs from.
+    pub(crate) store: JobStore,
 }
 
 impl Shared {
@@ -199,11 +219,14 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Listens on `listen`, keeping components and job files under `dir`; jobs are
-    /// admitted under `tenants`' quotas, whose `max-slots` hold cluster-wide.
+    /// admitted under `tenants`' quotas, whose `max-slots` hold cluster-wide. As the
+    /// `leader` of a highly available cluster, it first takes over the jobs the
+    /// previous leaders left (`dir` is shared by the cluster's coordinators).
     pub fn start(
         listen: SocketAddr,
         dir: &Path,
         tenants: Tenants,
+        leader: Option<Leader>,
     ) -> Result<Coordinator, ClusterError> {
         let listener = TcpListener::bind(listen).map_err(|e| ClusterError::Bind(listen, e))?;
         let addr = listener
@@ -218,7 +241,9 @@ impl Coordinator {
             blobs,
             dir: dir.to_owned(),
             tenants,
+            store: JobStore::new(leader, dir),
         });
+        crate::control::recover(&shared, &mut shared.lock()).map_err(ClusterError::Recovery)?;
         let accepting = shared.clone();
         std::thread::Builder::new()
             .name("eddy-coordinator".into())
@@ -351,7 +376,7 @@ fn worker_session(
         }
         tracing::info!(%worker, incarnation, slots = entry.slots, data = %entry.data, "worker registered");
         state.workers.insert(worker.to_owned(), entry);
-        schedule(&mut state, &shared.tenants);
+        schedule(&mut state, shared);
     }
     let reason = loop {
         let (msg, _) = match wire::read(&mut input) {
@@ -391,7 +416,7 @@ fn worker_session(
                 failure,
             } => {
                 ended(&mut state, worker, job, attempt, failure);
-                schedule(&mut state, &shared.tenants);
+                schedule(&mut state, shared);
             }
             Msg::Report(report) => {
                 if let Some(job) = state.jobs.get_mut(&report.job)
@@ -426,7 +451,7 @@ fn worker_session(
         .is_some_and(|w| w.incarnation == incarnation)
     {
         lose_worker(&mut state, worker, reason);
-        schedule(&mut state, &shared.tenants);
+        schedule(&mut state, shared);
     }
 }
 
@@ -687,7 +712,8 @@ fn within_quota(state: &State, tenants: &Tenants, id: u64, parts: u32) -> Result
 }
 
 /// Starts every job that waits or is due to restart where there is room for it.
-pub(crate) fn schedule(state: &mut State, tenants: &Tenants) {
+pub(crate) fn schedule(state: &mut State, shared: &Shared) {
+    let tenants = &shared.tenants;
     let now = Instant::now();
     let due: Vec<u64> = state
         .jobs
@@ -731,8 +757,15 @@ pub(crate) fn schedule(state: &mut State, tenants: &Tenants) {
         let Some(job) = state.jobs.get_mut(&id) else {
             continue;
         };
+        let first = job.attempt;
         if matches!(job.state, JobState::Restarting { .. }) {
             job.attempt += 1;
+        }
+        let deployed = std::mem::replace(&mut job.deployed, true);
+        if let Err(e) = shared.store.deploying(job) {
+            tracing::error!(job = id, "not deployed: {e}");
+            (job.attempt, job.deployed) = (first, deployed);
+            continue;
         }
         let deployment = Deployment {
             job: id,
@@ -788,7 +821,22 @@ fn tick(shared: &Shared) {
     for worker in state.workers.values() {
         let _ = worker.out.send((Msg::Heartbeat, Vec::new()));
     }
-    schedule(&mut state, &shared.tenants);
+    schedule(&mut state, shared);
+    clean_ended(&mut state, shared);
+}
+
+/// Removes the pointers and files of jobs that ended, so that no later leader takes
+/// them over.
+fn clean_ended(state: &mut State, shared: &Shared) {
+    for job in state.jobs.values_mut() {
+        if job.cleaned || !job.state.ended() {
+            continue;
+        }
+        match shared.store.ended(job) {
+            Ok(()) => job.cleaned = true,
+            Err(e) => tracing::warn!(job = job.id, "cannot clean up after the job: {e}"),
+        }
+    }
 }
 
 /// A job as lists show it.

@@ -9,6 +9,8 @@ pub mod api;
 mod blobs;
 mod control;
 pub mod coordinator;
+pub mod ha;
+mod jobstore;
 mod reports;
 pub mod wire;
 pub mod worker;
@@ -45,6 +47,9 @@ pub enum ClusterError {
     /// The connection to the coordinator was lost.
     #[error("lost the coordinator: {0}")]
     Lost(String),
+    /// The jobs the previous leaders left cannot be taken over.
+    #[error("cannot take over the cluster's jobs: {0}")]
+    Recovery(String),
     /// The coordinator refused a request.
     #[error("{0}")]
     Refused(String),

@@ -77,8 +77,9 @@ pub trait Executor: Send + Sync + 'static {
 /// Who a worker is and where it works.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// The coordinator's address.
-    pub coordinator: SocketAddr,
+    /// The coordinators' addresses: the one that leads accepts workers (standbys do
+    /// not listen), tried in turn.
+    pub coordinators: Vec<SocketAddr>,
     /// The worker's identity.
     pub id: String,
     /// Slots it offers.
@@ -166,7 +167,7 @@ pub fn run_worker(
         path: config.dir.clone(),
         error: e,
     })?;
-    let mut stream = connect(config.coordinator)?;
+    let mut stream = connect(&config.coordinators)?;
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -229,7 +230,7 @@ pub fn run_worker(
                 worker.cancel_all();
                 cancelled = true;
             }
-            match TcpStream::connect(config.coordinator) {
+            match reach(&config.coordinators) {
                 Ok(stream) => break stream,
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
@@ -282,6 +283,7 @@ impl Worker<'_> {
     fn session(&self, stream: TcpStream) -> Result<(), String> {
         let config = self.config;
         let _ = stream.set_nodelay(true);
+        let coordinator = stream.peer_addr().map_err(|e| e.to_string())?;
         // The coordinator sends a heartbeat every tick: silence means it is gone.
         stream
             .set_read_timeout(Some(HEARTBEAT_TIMEOUT))
@@ -297,7 +299,7 @@ impl Worker<'_> {
             },
         )
         .map_err(|e| e.to_string())?;
-        tracing::info!(worker = %config.id, slots = config.slots, "registered with {}", config.coordinator);
+        tracing::info!(worker = %config.id, slots = config.slots, "registered with {coordinator}");
         let mut input = BufReader::new(stream);
         loop {
             if self.stop.load(Ordering::Relaxed) {
@@ -461,18 +463,30 @@ fn arrive(arrivals: &Arrivals, sha: String, result: Result<(), String>) {
 }
 
 /// Connects to the coordinator, retrying while it starts.
-fn connect(addr: SocketAddr) -> Result<TcpStream, ClusterError> {
+fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ClusterError> {
     let deadline = Instant::now() + CONNECT_FOR;
     loop {
+        match reach(addrs) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if Instant::now() >= deadline => return Err(ClusterError::Coordinator(e)),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The first of `addrs` that accepts a connection: the leading coordinator.
+fn reach(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::other("no coordinator address");
+    for addr in addrs {
         match TcpStream::connect(addr) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Err(e) if Instant::now() >= deadline => return Err(ClusterError::Coordinator(e)),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => last = e,
         }
     }
+    Err(last)
 }
 
 /// Fetches what the deployment's components lack here and lays the job out in a

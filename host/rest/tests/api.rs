@@ -43,7 +43,7 @@ fn server(name: &str) -> Server {
     let tenants = Tenants::load(&dir.join("tenants.yaml")).expect("tenants");
     let any = "127.0.0.1:0".parse().expect("an address");
     let coordinator =
-        Coordinator::start(any, &dir.join("coordinator"), tenants).expect("a coordinator");
+        Coordinator::start(any, &dir.join("coordinator"), tenants, None).expect("a coordinator");
     let rest = Rest::start(coordinator, any).expect("the REST server");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

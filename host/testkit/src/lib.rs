@@ -3,6 +3,7 @@
 //! servers they start (a Kafka broker, an S3-compatible store) and the repository's
 //! paths.
 
+pub mod etcd;
 pub mod jobs;
 pub mod kafka;
 pub mod s3;

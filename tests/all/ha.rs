@@ -1,0 +1,222 @@
+//! High availability of the coordinator against a real etcd: standbys take over from
+//! a killed leader, a new coordinator recovers the jobs when every one was lost, and a
+//! job that ended leaves nothing behind in the store.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use eddy_testkit::etcd::EtcdServer;
+
+use crate::cluster::{Cluster, append_log, job_at, reference_at, test_log};
+use crate::recovery::{Delays, completed, sorted_lines};
+use crate::support::{ChildGuard, Scratch, command};
+
+fn free_addr() -> String {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string()
+}
+
+/// A coordinator of cluster `ha` in `etcd`, sharing `dir/coordinator` with the
+/// others, on addresses picked beforehand (a standby serves nothing until it leads).
+struct Candidate {
+    name: &'static str,
+    listen: String,
+    rest: String,
+}
+
+impl Candidate {
+    fn new(name: &'static str) -> Candidate {
+        Candidate {
+            name,
+            listen: free_addr(),
+            rest: free_addr(),
+        }
+    }
+
+    fn start(&self, dir: &Path, etcd: &EtcdServer) -> ChildGuard {
+        let ha = format!("etcd:{}", etcd.endpoint);
+        let args = [
+            "coordinator",
+            "--listen",
+            &self.listen,
+            "--rest",
+            &self.rest,
+            "--dir",
+            "coordinator",
+            "--ha",
+            &ha,
+            "--cluster-id",
+            "ha",
+            "--lease",
+            "2s",
+        ];
+        ChildGuard(
+            command(&args, dir)
+                .env("EDDY_LOG", test_log())
+                .stdout(Stdio::null())
+                .stderr(append_log(dir, self.name))
+                .spawn()
+                .expect("start a coordinator"),
+        )
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.rest)
+    }
+
+    /// Waits until it leads (its API answers), within `bound`; how long that took.
+    fn wait_to_lead(&self, bound: Duration) -> Duration {
+        let started = Instant::now();
+        while ureq::get(format!("{}/api/v1/overview", self.url()))
+            .call()
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < bound,
+                "{} did not lead within {bound:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        started.elapsed()
+    }
+}
+
+#[test]
+fn standby_coordinators_take_over_and_a_new_one_recovers_the_jobs_exactly_once() {
+    let expected = reference_at(4);
+    let scratch = Scratch::new("ha_takeover");
+    let dir = &scratch.0;
+    let etcd = EtcdServer::start();
+    let (a, b, c) = (
+        Candidate::new("ca"),
+        Candidate::new("cb"),
+        Candidate::new("cc"),
+    );
+    let first = a.start(dir, &etcd);
+    a.wait_to_lead(Duration::from_secs(30));
+    let standby = b.start(dir, &etcd);
+    let workers_reach = [&a, &b, &c].map(|c| c.listen.clone()).join(",");
+    let mut cluster = Cluster::of(dir, first, &workers_reach, &a.url());
+    cluster.worker("w1", 2);
+    cluster.worker("w2", 2);
+    std::fs::write(dir.join("job.yaml"), job_at(dir, 4, Some(2000), true)).expect("job");
+    let id = cluster.submit(&dir.join("job.yaml"));
+    assert_eq!(
+        etcd.keys("/eddy/ha/jobs/"),
+        [format!("/eddy/ha/jobs/{id}")],
+        "the job's pointer is kept"
+    );
+    cluster.wait_for(id, "running", Duration::from_secs(30));
+
+    // The leader is killed: the standby takes over and the job goes on.
+    let mut delays = Delays(5);
+    let before = completed(dir);
+    cluster.kill_coordinator_after_a_checkpoint(&mut delays, || completed(dir));
+    let killed = Instant::now();
+    let took = b.wait_to_lead(Duration::from_secs(30));
+    cluster.switch_to(standby, &b.url());
+    cluster.wait_for(id, "running", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while completed(dir) <= before + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint after the takeover"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "takeover: the standby led {took:?} after the kill; the next checkpoint completed \
+         {:?} after the kill",
+        killed.elapsed()
+    );
+
+    // Every coordinator is lost; a new one recovers the job.
+    let now = completed(dir);
+    cluster.kill_coordinator_after_a_checkpoint(&mut delays, || completed(dir));
+    assert!(completed(dir) > now);
+    let third = c.start(dir, &etcd);
+    c.wait_to_lead(Duration::from_secs(30));
+    cluster.switch_to(third, &c.url());
+    let done = cluster.wait_for(id, "finished", Duration::from_secs(120));
+    // Two attempts more, the job's restart strategy untouched: a coordinator's loss is
+    // not the job's failure.
+    assert_eq!(done["attempt"], 2, "{done}");
+    assert_eq!(
+        sorted_lines(&dir.join("out.jsonl")),
+        expected,
+        "{}",
+        cluster.logs()
+    );
+
+    // It ended: its pointer and files are gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !etcd.keys("/eddy/ha/jobs/").is_empty() {
+        assert!(Instant::now() < deadline, "the job's pointer stayed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!dir.join("coordinator/jobs").join(id.to_string()).exists());
+}
+
+#[test]
+fn a_deposed_leaders_writes_are_fenced_off_by_etcd() {
+    use eddy_cluster::ha::{Etcd, HaError, HaStore};
+    let etcd = EtcdServer::start();
+    let store = |_| Etcd::new(vec![etcd.endpoint.clone()], "fence", Duration::from_secs(2));
+    let (a, b) = (store(0), store(1));
+    let first = a.try_lead("a").expect("etcd").expect("a leads");
+    assert_eq!(b.try_lead("b").expect("etcd"), None, "one leader at a time");
+    a.put(first, "jobs/1", b"a's").expect("the leader writes");
+    // a's lease ends (as when it stops renewing); b is elected.
+    a.resign(first);
+    let second = b.try_lead("b").expect("etcd").expect("b leads");
+    assert!(second.0 > first.0, "epochs grow: {first:?} then {second:?}");
+    for written in [a.put(first, "jobs/1", b"stale"), a.delete(first, "jobs/1")] {
+        assert!(matches!(written, Err(HaError::NotLeader(_))), "{written:?}");
+    }
+    assert!(matches!(a.renew(first), Err(HaError::NotLeader(_))));
+    b.put(second, "jobs/2", b"b's")
+        .expect("the new leader writes");
+    let kept = b.list("jobs/").expect("etcd");
+    assert_eq!(
+        kept,
+        [
+            ("jobs/1".to_owned(), b"a's".to_vec()),
+            ("jobs/2".to_owned(), b"b's".to_vec())
+        ]
+    );
+}
+
+#[test]
+fn a_leader_that_cannot_renew_its_lease_stops_leading_within_it() {
+    use eddy_cluster::ha::{Etcd, Leader};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let etcd = EtcdServer::start();
+    let lease = Duration::from_secs(4);
+    let store = Arc::new(Etcd::new(vec![etcd.endpoint.clone()], "renew", lease));
+    let stop = AtomicBool::new(false);
+    let leader = Leader::campaign(store, "a", &stop)
+        .expect("etcd")
+        .expect("it leads");
+    std::thread::sleep(lease);
+    assert!(!leader.is_lost(), "a leader that renews keeps leading");
+    // The store becomes unreachable: the leader must give up before its lease can
+    // have run out and a standby been elected.
+    drop(etcd);
+    let cut = Instant::now();
+    let why = leader.lost(&stop).expect("the leadership is lost");
+    assert!(
+        cut.elapsed() < lease,
+        "lost after {:?}: {why}",
+        cut.elapsed()
+    );
+    assert!(
+        leader.put("jobs/1", b"x").is_err(),
+        "a lost leader writes nothing"
+    );
+}
