@@ -5,6 +5,7 @@ mod cases;
 mod cli;
 mod cluster;
 mod dashboard;
+mod deploy;
 mod engine;
 mod ha;
 mod kafka;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use eddy_cluster::ha::{HaSpec, Leader};
+use eddy_cluster::ha::{Etcd, HaSpec, HaStore, Leader};
 use eddy_cluster::wire::Failure;
 use eddy_cluster::{Attempt, Coordinator, Executor, Live, Resume, WorkerConfig, as_seen};
 use eddy_core::http::{Router, Server};
@@ -58,10 +58,10 @@ pub enum ClusterCommand {
     },
     /// Run a worker: it offers its slots to the coordinator and runs what it is given.
     Worker {
-        /// The coordinators' addresses, comma-separated: it registers with the one that
-        /// leads (standbys do not listen).
+        /// The coordinators' addresses (`host:port`), comma-separated: it registers with
+        /// the one that leads (standbys do not listen).
         #[arg(long, value_delimiter = ',', required = true)]
-        coordinator: Vec<SocketAddr>,
+        coordinator: Vec<String>,
         /// Subtasks of each stage it runs at once.
         #[arg(long, default_value_t = 2)]
         slots: u32,
@@ -160,16 +160,23 @@ impl ClusterCommand {
                     Some(file) => Tenants::load(&file)?,
                     None => Tenants::local(),
                 };
-                // A standby waits here, serving nothing, until it leads.
-                let leader = match ha {
-                    HaSpec::None => None,
-                    ha => {
-                        let store = ha.open(&cluster_id, lease.0);
-                        match Leader::campaign(store, &incarnation(), &crate::STOP)? {
-                            Some(leader) => Some(leader),
-                            None => return Ok(()),
+                let store: Option<Arc<dyn HaStore>> =
+                    match ha {
+                        HaSpec::None => None,
+                        HaSpec::Etcd(endpoints) => {
+                            Some(Arc::new(Etcd::new(endpoints, &cluster_id, lease.0)))
                         }
-                    }
+                        HaSpec::Kubernetes(server) => Some(Arc::new(
+                            eddy_kube::KubeStore::connect(server.as_deref(), &cluster_id, lease.0)?,
+                        )),
+                    };
+                // A standby waits here, serving nothing, until it leads.
+                let leader = match store {
+                    None => None,
+                    Some(store) => match Leader::campaign(store, &incarnation(), &crate::STOP)? {
+                        Some(leader) => Some(leader),
+                        None => return Ok(()),
+                    },
                 };
                 let coordinator = Coordinator::start(listen, &dir, tenants, leader.clone())?;
                 let rest = Rest::start(coordinator.clone(), rest)?;

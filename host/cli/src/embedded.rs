@@ -58,7 +58,7 @@ pub fn run(
             .unwrap_or(1);
     }
     let config = WorkerConfig {
-        coordinators: vec![coordinator.local_addr()],
+        coordinators: vec![coordinator.local_addr().to_string()],
         id: "local".into(),
         slots,
         data: any,

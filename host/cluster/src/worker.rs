@@ -77,9 +77,10 @@ pub trait Executor: Send + Sync + 'static {
 /// Who a worker is and where it works.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// The coordinators' addresses: the one that leads accepts workers (standbys do
-    /// not listen), tried in turn.
-    pub coordinators: Vec<SocketAddr>,
+    /// The coordinators' addresses (`host:port`, resolved at each attempt to connect,
+    /// so a Kubernetes Service name follows its pods): the one that leads accepts
+    /// workers (standbys do not listen); they are tried in turn.
+    pub coordinators: Vec<String>,
     /// The worker's identity.
     pub id: String,
     /// Slots it offers.
@@ -463,7 +464,7 @@ fn arrive(arrivals: &Arrivals, sha: String, result: Result<(), String>) {
 }
 
 /// Connects to the coordinator, retrying while it starts.
-fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ClusterError> {
+fn connect(addrs: &[String]) -> Result<TcpStream, ClusterError> {
     let deadline = Instant::now() + CONNECT_FOR;
     loop {
         match reach(addrs) {
@@ -475,10 +476,10 @@ fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, ClusterError> {
 }
 
 /// The first of `addrs` that accepts a connection: the leading coordinator.
-fn reach(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
+fn reach(addrs: &[String]) -> std::io::Result<TcpStream> {
     let mut last = std::io::Error::other("no coordinator address");
     for addr in addrs {
-        match TcpStream::connect(addr) {
+        match TcpStream::connect(addr.as_str()) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);

@@ -6,6 +6,7 @@
 pub mod etcd;
 pub mod jobs;
 pub mod kafka;
+pub mod kube_fake;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! High availability of the coordinator without ZooKeeper: one leader among a
 //! cluster's coordinators, elected through a lease in a store that outlives them, and
-//! the pointers from which a new leader recovers the jobs.
+//! the pointers from which a new leader recovers the jobs. The stores: none, etcd
+//! (here), Kubernetes (the `eddy-kube` crate, which keeps the client out of this one).
 //!
 //! Every process incarnation campaigns under an identity of its own. The winner's
 //! epoch fences each of its writes: the store applies a write only while the
@@ -65,43 +66,6 @@ pub trait HaStore: Send + Sync {
     /// Gives the leadership of `epoch` up, so that a standby need not wait for the
     /// lease to run out.
     fn resign(&self, epoch: Epoch);
-}
-
-/// One coordinator alone: it always leads and keeps nothing, so a restarted one
-/// starts without jobs (as Flink without high availability).
-#[derive(Debug, Default)]
-pub struct NoHa;
-
-impl HaStore for NoHa {
-    fn describe(&self) -> String {
-        "none".into()
-    }
-
-    fn try_lead(&self, _: &str) -> Result<Option<Epoch>, HaError> {
-        Ok(Some(Epoch(1)))
-    }
-
-    fn renew(&self, _: Epoch) -> Result<(), HaError> {
-        Ok(())
-    }
-
-    fn lease(&self) -> Duration {
-        Duration::from_secs(3600)
-    }
-
-    fn put(&self, _: Epoch, _: &str, _: &[u8]) -> Result<(), HaError> {
-        Ok(())
-    }
-
-    fn delete(&self, _: Epoch, _: &str) -> Result<(), HaError> {
-        Ok(())
-    }
-
-    fn list(&self, _: &str) -> Result<Vec<(String, Vec<u8>)>, HaError> {
-        Ok(Vec::new())
-    }
-
-    fn resign(&self, _: Epoch) {}
 }
 
 /// How often a candidate tries again while another leads.
@@ -283,13 +247,21 @@ pub enum HaSpec {
     None,
     /// etcd at these endpoints (`http://host:port`).
     Etcd(Vec<String>),
+    /// A ConfigMap of the Kubernetes cluster: through this API server URL, or the
+    /// configuration the environment gives (a pod's service account).
+    Kubernetes(Option<String>),
 }
 
 impl HaSpec {
-    /// Reads `none` or `etcd:http://host:port[,http://host:port…]`.
+    /// Reads `none`, `etcd:http://host:port[,http://host:port…]` or
+    /// `kubernetes[:http://host:port]`.
     pub fn parse(text: &str) -> Result<HaSpec, String> {
         match text.split_once(':') {
             _ if text == "none" => Ok(HaSpec::None),
+            _ if text == "kubernetes" => Ok(HaSpec::Kubernetes(None)),
+            Some(("kubernetes", server)) if server.starts_with("http") => Ok(HaSpec::Kubernetes(
+                Some(server.trim_end_matches('/').to_owned()),
+            )),
             Some(("etcd", endpoints)) => {
                 let endpoints: Vec<String> = endpoints
                     .split(',')
@@ -304,16 +276,9 @@ impl HaSpec {
                 Ok(HaSpec::Etcd(endpoints))
             }
             _ => Err(format!(
-                "{text:?} is not a high-availability store: use none or etcd:http://host:port"
+                "{text:?} is not a high-availability store: use none, etcd:http://host:port \
+                 or kubernetes[:http://api-server]"
             )),
-        }
-    }
-
-    /// The store, for the coordinators of cluster `cluster` with leases of `lease`.
-    pub fn open(&self, cluster: &str, lease: Duration) -> Arc<dyn HaStore> {
-        match self {
-            HaSpec::None => Arc::new(NoHa),
-            HaSpec::Etcd(endpoints) => Arc::new(Etcd::new(endpoints.clone(), cluster, lease)),
         }
     }
 }
@@ -331,6 +296,11 @@ mod tests {
                 "http://a:2379".into(),
                 "http://b:2379".into()
             ]))
+        );
+        assert_eq!(HaSpec::parse("kubernetes"), Ok(HaSpec::Kubernetes(None)));
+        assert_eq!(
+            HaSpec::parse("kubernetes:http://127.0.0.1:8001/"),
+            Ok(HaSpec::Kubernetes(Some("http://127.0.0.1:8001".into())))
         );
         assert!(HaSpec::parse("etcd:").is_err());
         assert!(HaSpec::parse("etcd:a:2379").is_err());
