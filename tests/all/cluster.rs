@@ -721,7 +721,11 @@ fn json(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> serd
 }
 
 /// Polls `check` until it gives a value, within `bound`.
-fn eventually<T>(what: &str, bound: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(
+    what: &str,
+    bound: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + bound;
     loop {
         if let Some(value) = check() {

@@ -4,7 +4,6 @@
 //! jobs when every one was lost, and a job that ended leaves nothing behind in the
 //! store; a deposed leader's writes are fenced off.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -14,14 +13,7 @@ use eddy_testkit::kube_fake::FakeApiServer;
 
 use crate::cluster::{Cluster, append_log, job_at, reference_at, test_log};
 use crate::recovery::{Delays, completed, sorted_lines};
-use crate::support::{ChildGuard, Scratch, command};
-
-fn free_addr() -> String {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .to_string()
-}
+use crate::support::{ChildGuard, Scratch, command, free_addr};
 
 /// Where the coordinators of cluster `ha` elect their leader.
 enum Store {

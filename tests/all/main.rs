@@ -9,6 +9,7 @@ mod deploy;
 mod engine;
 mod ha;
 mod kafka;
+mod native;
 mod nexmark;
 mod polyglot;
 mod project;

@@ -129,3 +129,12 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// A loopback address with a free port, for a process that must be told its address
+/// before it starts.
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string()
+}

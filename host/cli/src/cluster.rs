@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use eddy_cluster::ha::{Etcd, HaSpec, HaStore, Leader};
+use eddy_cluster::provision::Native;
 use eddy_cluster::wire::Failure;
-use eddy_cluster::{Attempt, Coordinator, Executor, Live, Resume, WorkerConfig, as_seen};
+use eddy_cluster::{Attempt, Coordinator, Executor, Live, Options, Resume, WorkerConfig, as_seen};
 use eddy_core::http::{Router, Server};
 use eddy_core::memory::Pools;
 use eddy_core::metrics::Exposition;
 use eddy_core::tenant::Tenants;
 use eddy_core::{BuildOptions, Dataflow, ErrorClass, Job};
+use eddy_kube::{PodTemplate, WorkerPods};
 use eddy_rest::Rest;
 
 use crate::client::{self, Client, Remote};
@@ -55,6 +57,8 @@ pub enum ClusterCommand {
         /// needs no token and every tenant runs unrestricted.
         #[arg(long, env = "EDDY_TENANTS")]
         tenants: Option<PathBuf>,
+        #[command(flatten)]
+        native: NativeArgs,
     },
     /// Run a worker: it offers its slots to the coordinator and runs what it is given.
     Worker {
@@ -143,6 +147,59 @@ pub enum ClusterCommand {
     Token,
 }
 
+/// Native mode: the coordinator starts workers as jobs need slots.
+#[derive(clap::Args)]
+pub struct NativeArgs {
+    /// Start workers as pods through the Kubernetes API: `kubernetes` (in a pod) or
+    /// `kubernetes:http://api-server`.
+    #[arg(long, value_parser = HaSpec::parse)]
+    native: Option<HaSpec>,
+    /// The image of the worker pods.
+    #[arg(long, default_value = "eddy:0.1.0")]
+    worker_image: String,
+    /// Slots of each worker pod.
+    #[arg(long, default_value_t = 2)]
+    worker_slots: u32,
+    /// Cores per slot of a worker pod (a Kubernetes quantity).
+    #[arg(long, default_value = "1")]
+    worker_cpu: String,
+    /// Memory per slot of a worker pod, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    worker_memory_mib: u64,
+    /// The coordinators' address the worker pods register with (a Service).
+    #[arg(long, default_value = "eddy-coordinator:6123")]
+    workers_reach: String,
+    /// How long a worker pod no job uses lives on.
+    #[arg(long, default_value = "30s", value_parser = eddy_core::job::span::Span::parse)]
+    worker_idle: eddy_core::job::span::Span,
+    /// The coordinators' Deployment, which owns the worker pods (deleting it deletes
+    /// them).
+    #[arg(long)]
+    owner_deployment: Option<String>,
+}
+
+impl NativeArgs {
+    /// Native mode as asked, for cluster `cluster`.
+    fn open(self, cluster: &str) -> Result<Option<Native>> {
+        let server = match self.native {
+            None => return Ok(None),
+            Some(HaSpec::Kubernetes(server)) => server,
+            Some(other) => bail!("--native {other:?}: native mode runs on kubernetes only"),
+        };
+        let template = PodTemplate {
+            cluster: cluster.to_owned(),
+            image: self.worker_image,
+            coordinator: self.workers_reach,
+            slots: self.worker_slots,
+            cpu_per_slot: self.worker_cpu,
+            memory_mib_per_slot: self.worker_memory_mib,
+            owner: self.owner_deployment,
+        };
+        let pods = WorkerPods::connect(server.as_deref(), template)?;
+        Ok(Some(Native::new(Arc::new(pods), self.worker_idle.0)))
+    }
+}
+
 impl ClusterCommand {
     /// Runs the command; the roles run until the process is stopped.
     pub fn run(self) -> Result<()> {
@@ -155,6 +212,7 @@ impl ClusterCommand {
                 cluster_id,
                 lease,
                 tenants,
+                native,
             } => {
                 let tenants = match tenants {
                     Some(file) => Tenants::load(&file)?,
@@ -178,7 +236,12 @@ impl ClusterCommand {
                         None => return Ok(()),
                     },
                 };
-                let coordinator = Coordinator::start(listen, &dir, tenants, leader.clone())?;
+                let options = Options {
+                    tenants,
+                    leader: leader.clone(),
+                    native: native.open(&cluster_id)?,
+                };
+                let coordinator = Coordinator::start(listen, &dir, options)?;
                 let rest = Rest::start(coordinator.clone(), rest)?;
                 // The addresses alone on stdout, for scripts that let it pick ports:
                 // the workers' first, then the REST API's.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use eddy_cluster::{Coordinator, Resume, WorkerConfig};
+use eddy_cluster::{Coordinator, Options, Resume, WorkerConfig};
 use eddy_core::Job;
 use eddy_core::exec::plan::Plan;
 use eddy_core::tenant::{Access, Tenants};
@@ -42,7 +42,8 @@ pub fn run(
         None => Tenants::local(),
     };
     let any: SocketAddr = "127.0.0.1:0".parse()?;
-    let coordinator = Coordinator::start(any, &dir.join("coordinator"), tenants, None)?;
+    let coordinator =
+        Coordinator::start(any, &dir.join("coordinator"), Options::for_tenants(tenants))?;
     let rest = Rest::start(coordinator.clone(), addr)?;
     eprintln!(
         "eddy: dashboard and REST API on http://{}",

@@ -138,7 +138,7 @@ enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
     #[command(flatten)]
-    Cluster(cluster::ClusterCommand),
+    Cluster(Box<cluster::ClusterCommand>),
 }
 
 /// The benchmarks.

@@ -29,6 +29,7 @@ use crate::api::{ControlError, ExceptionView, JobView, SavepointView};
 use crate::blobs::Blobs;
 use crate::ha::Leader;
 use crate::jobstore::JobStore;
+use crate::provision::Native;
 use crate::wire::{self, Deployment, Failure, Msg, Report, Resume, Slot};
 
 /// A worker silent for this long is taken for dead (its connection closing is the
@@ -200,6 +201,41 @@ pub(crate) struct Shared {
     pub(crate) tenants: Tenants,
     /// What the next leader recovers the jobs from.
     pub(crate) store: JobStore,
+    /// In native mode: who starts and stops workers.
+    native: Option<Native>,
+}
+
+/// How a coordinator runs.
+pub struct Options {
+    /// Its tenants: jobs are admitted under their quotas, whose `max-slots` hold
+    /// cluster-wide.
+    pub tenants: Tenants,
+    /// Its leadership of a highly available cluster: it first takes over the jobs the
+    /// previous leaders left (its directory is shared by the cluster's coordinators).
+    pub leader: Option<Leader>,
+    /// Native mode: it starts and stops workers as jobs need slots.
+    pub native: Option<Native>,
+}
+
+impl Options {
+    /// A coordinator for `tenants`, otherwise as by default.
+    pub fn for_tenants(tenants: Tenants) -> Options {
+        Options {
+            tenants,
+            ..Options::default()
+        }
+    }
+}
+
+impl Default for Options {
+    /// One coordinator, open to everyone, with workers started by hand.
+    fn default() -> Options {
+        Options {
+            tenants: Tenants::local(),
+            leader: None,
+            native: None,
+        }
+    }
 }
 
 impl Shared {
@@ -218,16 +254,18 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Listens on `listen`, keeping components and job files under `dir`; jobs are
-    /// admitted under `tenants`' quotas, whose `max-slots` hold cluster-wide. As the
-    /// `leader` of a highly available cluster, it first takes over the jobs the
-    /// previous leaders left (`dir` is shared by the cluster's coordinators).
+    /// Listens on `listen`, keeping components and job files under `dir`, as `options`
+    /// say.
     pub fn start(
         listen: SocketAddr,
         dir: &Path,
-        tenants: Tenants,
-        leader: Option<Leader>,
+        options: Options,
     ) -> Result<Coordinator, ClusterError> {
+        let Options {
+            tenants,
+            leader,
+            native,
+        } = options;
         let listener = TcpListener::bind(listen).map_err(|e| ClusterError::Bind(listen, e))?;
         let addr = listener
             .local_addr()
@@ -242,7 +280,11 @@ impl Coordinator {
             dir: dir.to_owned(),
             tenants,
             store: JobStore::new(leader, dir),
+            native,
         });
+        if let Some(native) = &shared.native {
+            native.adopt();
+        }
         crate::control::recover(&shared, &mut shared.lock()).map_err(ClusterError::Recovery)?;
         let accepting = shared.clone();
         std::thread::Builder::new()
@@ -376,6 +418,9 @@ fn worker_session(
         }
         tracing::info!(%worker, incarnation, slots = entry.slots, data = %entry.data, "worker registered");
         state.workers.insert(worker.to_owned(), entry);
+        if let Some(native) = &shared.native {
+            native.registered(worker);
+        }
         schedule(&mut state, shared);
     }
     let reason = loop {
@@ -820,6 +865,9 @@ fn tick(shared: &Shared) {
     // Workers take a silent coordinator for lost.
     for worker in state.workers.values() {
         let _ = worker.out.send((Msg::Heartbeat, Vec::new()));
+    }
+    if let Some(native) = &shared.native {
+        native.tick(&state);
     }
     schedule(&mut state, shared);
     clean_ended(&mut state, shared);

@@ -11,6 +11,7 @@ mod control;
 pub mod coordinator;
 pub mod ha;
 mod jobstore;
+pub mod provision;
 mod reports;
 pub mod wire;
 pub mod worker;
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 
 pub use blobs::{Blobs, sha256};
 pub use control::{Submission, as_seen};
-pub use coordinator::Coordinator;
+pub use coordinator::{Coordinator, Options};
 pub use wire::Resume;
 pub use worker::{Attempt, Executor, Live, WorkerConfig, run_worker};
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use eddy_cluster::Coordinator;
+use eddy_cluster::{Coordinator, Options};
 use eddy_core::tenant::Tenants;
 use eddy_rest::Rest;
 use serde_json::Value;
@@ -43,7 +43,8 @@ fn server(name: &str) -> Server {
     let tenants = Tenants::load(&dir.join("tenants.yaml")).expect("tenants");
     let any = "127.0.0.1:0".parse().expect("an address");
     let coordinator =
-        Coordinator::start(any, &dir.join("coordinator"), tenants, None).expect("a coordinator");
+        Coordinator::start(any, &dir.join("coordinator"), Options::for_tenants(tenants))
+            .expect("a coordinator");
     let rest = Rest::start(coordinator, any).expect("the REST server");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -4,7 +4,9 @@
 //! create (409 `AlreadyExists` if present), replace (409 `Conflict` when the body's
 //! `metadata.resourceVersion` is not the stored one: optimistic concurrency) and
 //! delete, every write bumping one cluster-wide resource version. Errors are `Status`
-//! objects, as the real server sends them. No authentication, no watch.
+//! objects, as the real server sends them. Lists filter by label equality
+//! (`labelSelector=k=v`). No authentication, no watch, no kubelet: no pod ever runs
+//! unless the test itself starts what a pod names.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -64,15 +66,34 @@ async fn read(State(objects): State<Shared>, Path(key): Path<(String, String, St
     }
 }
 
+/// Whether `object`'s labels match `selector` (`k=v,k2=v2`; equality only).
+fn selected(object: &Value, selector: Option<&String>) -> bool {
+    selector.is_none_or(|selector| {
+        selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+            let (key, value) = term.split_once('=').unwrap_or((term, ""));
+            object["metadata"]["labels"][key].as_str() == Some(value)
+        })
+    })
+}
+
+async fn read_grouped(
+    objects: State<Shared>,
+    Path((_, _, ns, resource, name)): Path<(String, String, String, String, String)>,
+) -> Answer {
+    read(objects, Path((ns, resource, name))).await
+}
+
 async fn list(
     State(objects): State<Shared>,
     Path((ns, resource)): Path<(String, String)>,
+    Query(query): Query<BTreeMap<String, String>>,
 ) -> Answer {
     let objects = lock(&objects);
+    let selector = query.get("labelSelector");
     let items: Vec<Value> = objects
         .by_key
         .iter()
-        .filter(|((n, r, _), _)| *n == ns && *r == resource)
+        .filter(|((n, r, _), v)| *n == ns && *r == resource && selected(v, selector))
         .map(|(_, v)| v.clone())
         .collect();
     let version = objects.version.to_string();
@@ -177,6 +198,11 @@ impl FakeApiServer {
                 "/api/v1/namespaces/{ns}/{resource}/{name}",
                 get(read).put(replace).delete(delete),
             )
+            // Objects of named API groups (apps/v1 Deployments), by resource alone.
+            .route(
+                "/apis/{group}/{version}/namespaces/{ns}/{resource}/{name}",
+                get(read_grouped),
+            )
             .with_state(objects.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         let addr: SocketAddr = listener.local_addr().expect("its address");
@@ -202,6 +228,24 @@ impl FakeApiServer {
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// Stores `object` as `resource` `name` in namespace `ns` (what a test sets up).
+    pub fn put(&self, ns: &str, resource: &str, name: &str, object: Value) {
+        let mut objects = lock(&self.objects);
+        let stored = stamp(&mut objects, ns, name, object);
+        let key = (ns.to_owned(), resource.to_owned(), name.to_owned());
+        objects.by_key.insert(key, stored);
+    }
+
+    /// Every object of `resource` in namespace `ns`, by name.
+    pub fn objects(&self, ns: &str, resource: &str) -> BTreeMap<String, Value> {
+        lock(&self.objects)
+            .by_key
+            .iter()
+            .filter(|((n, r, _), _)| n == ns && r == resource)
+            .map(|((_, _, name), v)| (name.clone(), v.clone()))
+            .collect()
     }
 
     /// Object `name` of `resource` (`configmaps`, `pods`) in namespace `ns`.
