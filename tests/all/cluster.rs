@@ -115,16 +115,7 @@ impl Cluster {
     /// Starts the coordinator with `extra` arguments.
     pub(crate) fn start_with(dir: &Path, extra: &[&str]) -> Cluster {
         let (coordinator, addr, rest) = coordinator(dir, "127.0.0.1:0", "127.0.0.1:0", extra);
-        Cluster {
-            addr,
-            rest,
-            token: None,
-            dir: dir.to_owned(),
-            coordinator,
-            workers: Vec::new(),
-            env: Vec::new(),
-            worker_args: Vec::new(),
-        }
+        Cluster::of(dir, coordinator, &addr, &rest)
     }
 
     /// A cluster whose coordinator runs as `coordinator`: workers reach it at `addr`

@@ -734,7 +734,7 @@ mod tests {
     }
 
     /// Records what it is told to commit.
-    struct Commits(Arc<Mutex<Vec<Vec<u8>>>>);
+    struct Commits(Committed);
 
     impl Committer for Commits {
         fn commit(&mut self, prepared: &[u8]) -> Result<(), SinkError> {
@@ -743,13 +743,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_leader_whose_tasks_all_finished_commits_once_the_other_parts_report() {
+    /// What a sink was told to commit, in order.
+    type Committed = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    /// The leader of a job in two parts: task 0 (the sink) runs here, task 1 in the
+    /// other part; what the other part sends, and what the sink was told to commit.
+    fn leader_of_two_parts() -> (Coordinator, mpsc::Sender<PartMessage>, Committed) {
         let commits = Arc::new(Mutex::new(Vec::new()));
         let sink = ("out".to_owned(), Box::new(Commits(commits.clone())) as _);
         let (to_leader, inbox) = mpsc::channel();
-        // Task 0 (the sink) runs here, task 1 in the other part.
-        let mut leader = Coordinator::new(
+        let leader = Coordinator::new(
             None,
             vec!["sink".into(), "remote".into()],
             128,
@@ -757,6 +760,12 @@ mod tests {
             Arc::default(),
         )
         .spanning(Arc::new(Follower(Mutex::new(inbox))), vec![true, false]);
+        (leader, to_leader, commits)
+    }
+
+    #[test]
+    fn a_leader_whose_tasks_all_finished_commits_once_the_other_parts_report() {
+        let (mut leader, to_leader, commits) = leader_of_two_parts();
         let barriers = leader.barriers();
         let last = TaskSnapshot {
             sinks: vec![("out".into(), b"final part".to_vec())],
@@ -781,17 +790,7 @@ mod tests {
 
     #[test]
     fn a_leader_whose_tasks_are_gone_unfinished_ends_without_committing() {
-        let commits = Arc::new(Mutex::new(Vec::new()));
-        let sink = ("out".to_owned(), Box::new(Commits(commits.clone())) as _);
-        let (_to_leader, inbox) = mpsc::channel();
-        let mut leader = Coordinator::new(
-            None,
-            vec!["sink".into(), "remote".into()],
-            128,
-            vec![sink],
-            Arc::default(),
-        )
-        .spanning(Arc::new(Follower(Mutex::new(inbox))), vec![true, false]);
+        let (mut leader, _to_leader, commits) = leader_of_two_parts();
         drop(leader.barriers());
         assert_eq!(leader.run(&AtomicBool::new(false)).unwrap(), Outcome::Ended);
         assert!(commits.lock().unwrap().is_empty());
